@@ -1,0 +1,1 @@
+"""The command-line layer: the only place that wires hierseg, data_prep and ensembles together."""

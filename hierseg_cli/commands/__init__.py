@@ -1,0 +1,1 @@
+"""One module per `hierseg` subcommand (see hierseg_cli.main.COMMANDS)."""

@@ -1,0 +1,47 @@
+"""Installs hierseg (engine), data_prep, ensembles and the `hierseg` command."""
+
+import importlib.metadata
+
+from setuptools import find_packages, setup
+
+
+def tensorflow_requirement() -> str:
+    """tensorflow, tensorflow-cpu and tensorflow-tpu all provide the `tensorflow` module: require the
+    one already installed (so pip never pulls a second copy), else plain tensorflow. `make` installs
+    with --no-build-isolation so this sees the target environment."""
+    for dist in ("tensorflow-cpu", "tensorflow-tpu", "tensorflow"):
+        try:
+            importlib.metadata.version(dist)
+            return f"{dist}>=2.16"
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return "tensorflow>=2.16"
+
+
+setup(
+    name="hierseg",
+    version="0.1.0",
+    description="Hierarchical, large-vocabulary instance segmentation for the Open Images challenge",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hierseg*", "data_prep*", "ensembles*", "hierseg_cli*"]),
+    package_data={"hierseg": ["resources/*.json", "resources/*.csv"], "hierseg_cli": ["configs/*.yaml"]},
+    install_requires=[
+        tensorflow_requirement(),
+        "pycocotools>=2.0.7",
+        "pandas>=2.0",
+        "numpy>=1.24",
+        "pyarrow>=14",
+        "google-cloud-storage>=2.10",
+        "absl-py>=1.4",
+        "scikit-learn>=1.3",
+        "pillow>=10",
+        "tqdm>=4.65",
+        "pyyaml>=6",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "beam": ["apache-beam>=2.55"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "gcp-storage-emulator>=2024.1", "ruff>=0.5", "apache-beam>=2.55"],
+    },
+    entry_points={"console_scripts": ["hierseg=hierseg_cli.main:main"]},
+)
