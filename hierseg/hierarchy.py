@@ -175,7 +175,9 @@ class Hierarchy:
         """The hierarchy as a JSON tree in the published format (Subcategory edges and Parts)."""
         parts: dict[str, list[str]] = {}
         for whole, part in self.part_edges:
-            parts.setdefault(whole, []).append(part)
+            # A whole listed under several parents repeats its Parts once per appearance: emit each once per node.
+            if part not in parts.setdefault(whole, []):
+                parts[whole].append(part)
 
         def node(mid: str) -> dict:
             out: dict = {"LabelName": mid}

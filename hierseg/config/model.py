@@ -1,20 +1,142 @@
-"""Model config: ResNet-FPN Mask R-CNN. Owned by hierseg/models; every field commented."""
+"""Model config: ResNet-FPN Mask R-CNN. Owned by hierseg/models; every field commented.
+
+Defaults follow the TPU Mask R-CNN / Detectron recipes (ResNet-50-FPN, P2-P6, 1024 px). Use
+:meth:`ModelConfig.tiny` for CPU tests and demos: a ResNet-18 at quarter width with a 32-filter FPN on
+P2-P5 and few ROIs; at 128 px a training step takes a fraction of a second on one CPU core.
+
+Coordinates inside the model are pixels of the padded input image, ``(ymin, xmin, ymax, xmax)``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
 class AnchorConfig:
     min_level: int = 2  # finest FPN level (stride 2**min_level)
     max_level: int = 6  # coarsest FPN level; the input size must be a multiple of 2**max_level
-    num_scales: int = 1  # anchor scales per octave
-    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # height/width... see ops.anchors
-    anchor_size: float = 8.0  # anchor side = anchor_size * stride at scale 0
+    num_scales: int = 1  # anchor scales per octave: sides anchor_size * stride * 2**(s / num_scales)
+    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # width / height (TPU models)
+    anchor_size: float = 8.0  # anchor side = anchor_size * stride at scale 0 (32 px on P2)
+
+
+@dataclass
+class BackboneConfig:
+    depth: int = 50  # ResNet depth: 18, 34 (basic blocks), 50, 101 (bottlenecks)
+    width_multiplier: float = 1.0  # scales every conv's filters (0.25 for tiny CPU tests); 1.0 = standard
+    norm: Literal["frozen", "sync", "batch"] = "frozen"  # frozen = BN in inference mode, gamma/beta fixed
+    norm_momentum: float = 0.997  # batch-norm moving-average momentum ("sync" / "batch")
+    norm_epsilon: float = 1e-4  # batch-norm epsilon (TPU ResNet checkpoints use 1e-4)
+    freeze_stem: bool = False  # stop gradients below conv2 (stem), as when fine-tuning from ImageNet
+
+
+@dataclass
+class FPNConfig:
+    num_filters: int = 256  # channels of every pyramid level P2..P6 (levels come from `anchor`)
+    use_norm: bool = False  # batch norm after FPN convs (needs norm != "frozen"); off in the paper
+
+
+@dataclass
+class RPNConfig:
+    num_convs: int = 1  # shared 3x3 convs of the RPN head before the objectness/box 1x1 convs
+    pre_nms_topk_train: int = 2000  # proposals kept per FPN level before NMS, training
+    pre_nms_topk_test: int = 1000  # ... at inference
+    post_nms_topk_train: int = 1000  # proposals per image after NMS (fixed count, padded), training
+    post_nms_topk_test: int = 1000  # ... at inference
+    nms_iou: float = 0.7  # IoU threshold of the proposal NMS
+    min_size: float = 0.0  # proposals with a side below this (pixels) are dropped (score -> -inf)
+    fg_iou: float = 0.7  # anchor target: positive when IoU >= fg_iou (or best anchor of a gt box)
+    bg_iou: float = 0.3  # anchor target: negative when max IoU < bg_iou
+    batch_size_per_im: int = 256  # anchors sampled per image for the RPN losses
+    fg_fraction: float = 0.5  # max fraction of positives among the sampled anchors
+    box_coding_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])  # (wy, wx, wh, ww)
+    smooth_l1_beta: float = 1.0 / 9.0  # smooth-L1 transition point of the RPN box loss (Detectron)
+    score_loss_weight: float = 1.0  # multiplier of rpn_score_loss in total_loss
+    box_loss_weight: float = 1.0  # multiplier of rpn_box_loss in total_loss
+
+
+@dataclass
+class ROISamplingConfig:
+    num_samples: int = 512  # ROIs sampled per image for the box head (fixed count)
+    fg_fraction: float = 0.25  # max fraction of foreground among the sampled ROIs
+    fg_iou: float = 0.5  # ROI is foreground when its best IoU with a (non-crowd) gt box >= fg_iou
+    bg_iou_high: float = 0.5  # ROI is background when bg_iou_low <= best IoU < bg_iou_high
+    bg_iou_low: float = 0.0  # lower bound of the background IoU range
+    add_gt_boxes: bool = True  # append the ground-truth boxes to the proposals before sampling
+
+
+@dataclass
+class BoxHeadConfig:
+    roi_size: int = 7  # ROIAlign output side for the box head
+    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side
+    num_convs: int = 0  # 3x3 convs before the fcs (0 = the paper's 2fc head)
+    conv_dims: int = 256  # filters of those convs
+    num_fcs: int = 2  # fully connected layers
+    fc_dims: int = 1024  # units per fc
+    smooth_l1_beta: float = 1.0  # smooth-L1 transition point of the Fast R-CNN box loss
+    class_loss_weight: float = 1.0  # multiplier of frcnn_class_loss in total_loss
+    box_loss_weight: float = 1.0  # multiplier of frcnn_box_loss in total_loss
+
+
+@dataclass
+class MaskHeadConfig:
+    roi_size: int = 14  # ROIAlign output side for the mask head (upsampled x2 to mask_size)
+    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side
+    num_convs: int = 4  # 3x3 convs of the mask FCN
+    num_filters: int = 256  # filters of those convs and of the deconv
+    mask_size: int = 28  # side of the predicted mask (= 2 * roi_size)
+    loss_weight: float = 1.0  # multiplier of mask_loss in total_loss
+
+
+@dataclass
+class DetectionConfig:
+    pre_nms_topk: int = 1000  # (ROI, class) candidates with the best scores entering the class-aware NMS
+    max_detections: int = 100  # detections per image (fixed count, padded with class 0 / score 0)
+    nms_iou: float = 0.5  # IoU threshold of the per-class NMS
+    score_threshold: float = 0.05  # candidates below this score are dropped
 
 
 @dataclass
 class ModelConfig:
     num_classes: int = 0  # K foreground classes; 0 = read from the label map at train time
-    anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)  # anchors and FPN levels
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)  # ResNet
+    fpn: FPNConfig = field(default_factory=FPNConfig)  # feature pyramid
+    rpn: RPNConfig = field(default_factory=RPNConfig)  # region proposal network (targets: input pipeline)
+    roi_sampling: ROISamplingConfig = field(default_factory=ROISamplingConfig)  # ROI-to-gt matching
+    box_head: BoxHeadConfig = field(default_factory=BoxHeadConfig)  # Fast R-CNN head
+    mask_head: MaskHeadConfig = field(default_factory=MaskHeadConfig)  # class-specific mask head
+    detection: DetectionConfig = field(default_factory=DetectionConfig)  # inference post-processing
+    classification: Literal["softmax", "sigmoid"] = "softmax"  # K+1-way softmax, or K sigmoids (no bg logit)
+    sigmoid_loss: Literal["bce", "focal"] = "bce"  # loss of the sigmoid classifier
+    focal_alpha: float = 0.25  # focal-loss alpha (sigmoid_loss = "focal")
+    focal_gamma: float = 2.0  # focal-loss gamma (sigmoid_loss = "focal")
+    box_coding_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # Fast R-CNN deltas
+
+    @classmethod
+    def tiny(cls, num_classes: int = 0) -> ModelConfig:
+        """A CPU-sized model for tests and demos (input 128-256 px, objects of 16-128 px).
+
+        ResNet-18 at width 0.25, 32-filter FPN on P2-P5, anchors of 16-128 px, 64 sampled ROIs per
+        image, a 2-conv 64-filter mask head. It can overfit a handful of synthetic images in a few
+        hundred steps.
+        """
+        return cls(
+            num_classes=num_classes,
+            anchor=AnchorConfig(min_level=2, max_level=5, num_scales=1, anchor_size=4.0),
+            backbone=BackboneConfig(depth=18, width_multiplier=0.25, norm="batch", norm_momentum=0.9),
+            fpn=FPNConfig(num_filters=32),
+            rpn=RPNConfig(
+                pre_nms_topk_train=200,
+                pre_nms_topk_test=200,
+                post_nms_topk_train=100,
+                post_nms_topk_test=100,
+                batch_size_per_im=64,
+            ),
+            roi_sampling=ROISamplingConfig(num_samples=64),
+            box_head=BoxHeadConfig(num_fcs=2, fc_dims=128),
+            mask_head=MaskHeadConfig(num_convs=2, num_filters=32),
+            detection=DetectionConfig(pre_nms_topk=200, max_detections=20),
+        )

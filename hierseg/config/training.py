@@ -1,17 +1,68 @@
-"""Training and evaluation config. Owned by hierseg/training; every field commented."""
+"""Training and evaluation config. Owned by hierseg/training; every field commented.
+
+The defaults are the seed's Cloud TPU v3-8 schedule for Mask R-CNN on 1024 px images (global batch 64,
+45000 steps, linear warmup from 0.0067 to 0.08 over 500 steps, x0.1 at 30000 and 40000). The other pod
+slices ship as override files under ``configs/tpu/``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass
+class LearningRateConfig:
+    """Linear warmup then step decay (the TPU detection models' ``step_learning_rate_with_linear_warmup``).
+
+    ``lr(step) = warmup_lr + step / warmup_steps * (init_lr - warmup_lr)`` for ``step < warmup_steps``,
+    else ``init_lr * decay_factor ** (number of decay_steps <= step)``.
+    """
+
+    init_lr: float = 0.08  # peak learning rate, reached at the end of the warmup
+    warmup_steps: int = 500  # steps of linear warmup from warmup_lr to init_lr (0 = no warmup)
+    warmup_lr: float = 0.0067  # learning rate at step 0
+    decay_steps: list[int] = field(default_factory=lambda: [30000, 40000])  # steps where lr *= decay_factor
+    decay_factor: float = 0.1  # multiplier applied at each of decay_steps
+
+
+@dataclass
+class CheckpointInitConfig:
+    """A pretrained backbone to start from when model_dir holds no checkpoint (seed: ``checkpoint: {path, prefix}``).
+
+    With ``prefix`` set the checkpoint is read by variable NAME (TF1 / name-based checkpoints such as the
+    TPU ResNet ones): backbone variable ``<backbone path>/a/b`` is looked up as ``<prefix>a/b``. With an
+    empty prefix it is read as a TF2 object-based checkpoint written by hierseg (``model.backbone``).
+    """
+
+    path: str = ""  # checkpoint prefix or directory, local or gs:// ("" = random init)
+    prefix: str = ""  # variable-name prefix inside the checkpoint, e.g. "resnet50/"
 
 
 @dataclass
 class TrainConfig:
-    global_batch_size: int = 64  # images per step over all replicas
-    total_steps: int = 45000  # optimizer steps
-    steps_per_loop: int = 100  # steps per tf.function call (TPU iterations_per_loop)
+    global_batch_size: int = 64  # images per step over all replicas (per replica = global / replicas)
+    total_steps: int = 45000  # optimizer steps of the whole run
+    steps_per_loop: int = 100  # steps per tf.function call (TPU iterations_per_loop); also the log period
+    checkpoint_every: int = 1000  # steps between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 5  # most recent checkpoints kept in model_dir (older ones deleted)
+    learning_rate: LearningRateConfig = field(default_factory=LearningRateConfig)  # warmup + step decay
+    momentum: float = 0.9  # SGD momentum (TF1 MomentumOptimizer: accum = m * accum + g; var -= lr * accum)
+    weight_decay: float = 4e-5  # L2 coefficient on kernels (rank >= 2); batch-norm and biases excluded
+    gradient_clip_norm: float = 0.0  # clip the all-reduced gradients to this global norm (0 = off)
+    precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = keras "mixed_bfloat16" (float32 vars)
+    jit_compile: bool = False  # XLA-compile the forward/backward pass (always compiled on TPU anyway)
+    checkpoint: CheckpointInitConfig = field(default_factory=CheckpointInitConfig)  # pretrained backbone init
+    frozen_variables: str = ""  # regex on variable paths excluded from training ("" = train everything)
+    seed: int = 42  # seed of the input shuffling/augmentation and of the model's random sampling
+    summary_every: int = 100  # steps between TensorBoard scalar summaries (rounded to loop ends)
 
 
 @dataclass
 class EvalConfig:
-    batch_size: int = 8  # images per eval step over all replicas
+    batch_size: int = 8  # images per eval step
+    max_images: int = 0  # evaluate at most this many validation images (0 = all)
+    mask_threshold: float = 0.5  # pasted mask probabilities >= this are foreground
+    min_score: float = 0.0  # detections below this score are not reported
+    write_predictions: bool = False  # also write predictions.jsonl (hierseg.detections) next to the metrics
+    timeout_seconds: int = 0  # train_and_eval: stop waiting for a new checkpoint after this long (0 = never)

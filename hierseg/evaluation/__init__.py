@@ -1,0 +1,1 @@
+"""Evaluation: COCO box and mask mAP on the prepared validation JSON (:mod:`coco_metric`)."""

@@ -1,0 +1,134 @@
+"""Parses the prepared tf.train.Example layout (TF Object Detection API keys, see hierseg/features.py).
+
+The decoder returns one image's tensors at its original resolution; augmentation, resizing, padding
+and targets happen later in :mod:`hierseg.input.pipeline`.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from hierseg import features
+from hierseg.input.preprocess import decode_image
+
+# Keys of the decoded dict (internal to hierseg/input: variable-length, original resolution).
+IMAGE = "image"  # uint8 [H, W, 3]
+SOURCE_ID = "source_id"  # string []
+HEIGHT = "height"  # int32 []
+WIDTH = "width"  # int32 []
+BOXES = "boxes"  # float32 [n, 4] normalized ymin, xmin, ymax, xmax
+CLASSES = "classes"  # int32 [n], 1..K
+IS_CROWD = "is_crowd"  # bool [n]
+MASKS = "masks"  # uint8 [n, H, W], 0/1
+WEIGHT = "weight"  # float32 []
+
+
+def _feature_spec() -> dict:
+    float_list = tf.io.VarLenFeature(tf.float32)
+    return {
+        features.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
+        features.IMAGE_FORMAT: tf.io.FixedLenFeature([], tf.string, default_value="jpeg"),
+        features.IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        features.IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+        features.IMAGE_SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        features.OBJECT_XMIN: float_list,
+        features.OBJECT_XMAX: float_list,
+        features.OBJECT_YMIN: float_list,
+        features.OBJECT_YMAX: float_list,
+        features.OBJECT_CLASS_LABEL: tf.io.VarLenFeature(tf.int64),
+        features.OBJECT_IS_CROWD: tf.io.VarLenFeature(tf.int64),
+        features.OBJECT_MASK: tf.io.VarLenFeature(tf.string),
+        features.EXAMPLE_WEIGHT: tf.io.FixedLenFeature([], tf.float32, default_value=1.0),
+    }
+
+
+def _decode_masks(pngs: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """PNG strings [n] -> uint8 [n, H, W] with values 0/1 (any nonzero pixel counts as inside).
+
+    Masks are written at image resolution; one that is not (a foreign writer) is resized to it with
+    nearest neighbour, as the Open Images masks themselves need.
+    """
+
+    def decode_one(png):
+        m = tf.io.decode_png(png, channels=1)
+        m = tf.cond(
+            tf.reduce_all(tf.equal(tf.shape(m)[:2], tf.stack([height, width]))),
+            lambda: m,
+            lambda: tf.cast(tf.image.resize(m, tf.stack([height, width]), method="nearest"), tf.uint8),
+        )
+        return tf.cast(m[:, :, 0] > 0, tf.uint8)
+
+    shape = tf.stack([tf.shape(pngs)[0], height, width])
+    # map_fn cannot stack an empty list of unknown-shape masks: an image without instances is a cond.
+    masks = tf.cond(
+        tf.equal(tf.size(pngs), 0),
+        lambda: tf.zeros(shape, tf.uint8),
+        lambda: tf.map_fn(decode_one, pngs, fn_output_signature=tf.TensorSpec([None, None], tf.uint8)),
+    )
+    return tf.reshape(masks, shape)
+
+
+def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[str, tf.Tensor]:
+    """One serialized tf.Example -> dict of tensors (keys of this module).
+
+    Missing ``image/weight`` reads as 1.0, missing ``is_crowd`` as False. The number of boxes,
+    labels and masks must agree; a mismatch fails with an error naming the source_id.
+    """
+    parsed = tf.io.parse_single_example(serialized, _feature_spec())
+    dense = {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v) for k, v in parsed.items()}
+    image = decode_image(dense[features.IMAGE_ENCODED])
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    source_id = dense[features.IMAGE_SOURCE_ID]
+    boxes = tf.stack(
+        [
+            dense[features.OBJECT_YMIN],
+            dense[features.OBJECT_XMIN],
+            dense[features.OBJECT_YMAX],
+            dense[features.OBJECT_XMAX],
+        ],
+        axis=-1,
+    )
+    boxes = tf.reshape(boxes, [-1, 4])
+    classes = tf.cast(dense[features.OBJECT_CLASS_LABEL], tf.int32)
+    n = tf.shape(boxes)[0]
+    crowd = dense[features.OBJECT_IS_CROWD]
+    # OD API writers may omit is_crowd entirely: then nothing is a crowd.
+    crowd = tf.cond(tf.equal(tf.size(crowd), 0), lambda: tf.zeros([n], tf.int64), lambda: crowd)
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(classes)[0],
+            n,
+            message=tf.strings.join(
+                ["tf.Example ", source_id, ": number of class labels differs from number of boxes"]
+            ),
+        ),
+        tf.debugging.assert_equal(
+            tf.shape(crowd)[0],
+            n,
+            message=tf.strings.join(
+                ["tf.Example ", source_id, ": number of is_crowd values differs from number of boxes"]
+            ),
+        ),
+    ]
+    out = {
+        IMAGE: image,
+        SOURCE_ID: source_id,
+        HEIGHT: height,
+        WIDTH: width,
+        CLASSES: classes,
+        IS_CROWD: crowd > 0,
+        WEIGHT: dense[features.EXAMPLE_WEIGHT],
+    }
+    with tf.control_dependencies(checks):
+        out[BOXES] = tf.identity(boxes)
+    if with_masks:
+        pngs = dense[features.OBJECT_MASK]
+        check = tf.debugging.assert_equal(
+            tf.shape(pngs)[0],
+            n,
+            message=tf.strings.join(["tf.Example ", source_id, ": number of masks differs from number of boxes"]),
+        )
+        with tf.control_dependencies([check]):
+            out[MASKS] = _decode_masks(pngs, height, width)
+    return out

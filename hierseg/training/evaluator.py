@@ -1,0 +1,227 @@
+"""COCO evaluation of a checkpoint on the prepared validation set (``hierseg evaluate``).
+
+The model runs over the eval pipeline (``build_dataset(..., is_training=False)``: every image once,
+resized and padded as at training time); each image's outputs become a host-side
+:class:`hierseg.detections.Detections`: boxes stay normalized to the original image, box-level mask
+probabilities are pasted into the original resolution (``hierseg.ops.mask_paste.paste_masks``) and
+thresholded at ``eval.mask_threshold``, class ids map to MIDs through the layer's label map. Then
+``hierseg.evaluation.coco_metric.evaluate_coco`` scores them against ``data.eval_json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from hierseg import features
+from hierseg.config.experiment import ExperimentConfig
+from hierseg.detections import Detections, encode_rles, write_jsonl
+from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
+from hierseg.label_map import LabelMap
+from hierseg.training.summaries import write_scalars
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_path(checkpoint_or_dir: str) -> str:
+    """A checkpoint prefix, or the latest checkpoint of a directory; error when there is none."""
+    if tf.io.gfile.isdir(checkpoint_or_dir):
+        path = tf.train.latest_checkpoint(checkpoint_or_dir)
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint in {checkpoint_or_dir}")
+        return path
+    if not tf.io.gfile.exists(checkpoint_or_dir + ".index"):
+        raise FileNotFoundError(f"checkpoint {checkpoint_or_dir} not found (no {checkpoint_or_dir}.index)")
+    return checkpoint_or_dir
+
+
+def restore_model(config: ExperimentConfig, checkpoint: str) -> keras.Model:
+    """A float32 model of ``config`` with the weights of ``checkpoint`` (a prefix or a model_dir)."""
+    from hierseg.training.loop import build_model
+
+    path = checkpoint_path(checkpoint)
+    model = build_model(config)
+    tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
+    log.info("restored %s", path)
+    return model
+
+
+def to_detections(
+    outputs: dict[str, np.ndarray],
+    source_ids: np.ndarray,
+    label_map: LabelMap,
+    mask_threshold: float = 0.5,
+    min_score: float = 0.0,
+) -> list[Detections]:
+    """A batch of model outputs (numpy) -> one :class:`Detections` per image.
+
+    Args:
+      outputs: DET_BOXES [B, D, 4] normalized to the original image, DET_CLASSES [B, D] int 1..K,
+        DET_SCORES [B, D], DET_MASKS [B, D, M, M] probabilities in the box, NUM_DETECTIONS [B], and
+        IMAGE_INFO [B, 4, 2] (row 0 = original height, width).
+      source_ids: [B] bytes ImageIDs.
+    """
+    from hierseg.ops.mask_paste import paste_masks
+
+    out = []
+    for b, sid in enumerate(source_ids):
+        n = int(outputs[features.NUM_DETECTIONS][b])
+        keep = np.flatnonzero(outputs[features.DET_SCORES][b, :n] >= min_score)
+        h, w = (int(round(float(x))) for x in outputs[features.IMAGE_INFO][b, 0])
+        boxes = np.clip(outputs[features.DET_BOXES][b, keep], 0.0, 1.0).astype(np.float32)
+        classes = [label_map.mid_of(int(c)) for c in outputs[features.DET_CLASSES][b, keep]]
+        if len(keep):
+            probs = paste_masks(
+                tf.constant(outputs[features.DET_MASKS][b, keep], tf.float32), tf.constant(boxes), h, w
+            ).numpy()
+            rles = encode_rles(probs >= mask_threshold)
+        else:
+            rles = []
+        image_id = sid.decode("utf-8") if isinstance(sid, bytes) else str(sid)
+        out.append(Detections(image_id, h, w, classes, outputs[features.DET_SCORES][b, keep], boxes, rles))
+    return out
+
+
+def predict_eval_set(
+    model: keras.Model, config: ExperimentConfig, *, show_progress: bool = True
+) -> Iterator[Detections]:
+    """Runs ``model`` over ``data.eval_file_pattern`` (at most ``eval.max_images``) and yields detections."""
+    from hierseg.input.pipeline import build_dataset
+
+    label_map = LabelMap.load(config.data.label_map)
+    dataset = build_dataset(
+        config.data.eval_file_pattern,
+        config.data,
+        config.model.anchor,
+        is_training=False,
+        batch_size=config.eval.batch_size,
+    )
+
+    @tf.function
+    def predict(image: tf.Tensor, image_info: tf.Tensor) -> dict:
+        out = model({features.IMAGE: image, features.IMAGE_INFO: image_info}, training=False)
+        return dict(out, **{features.IMAGE_INFO: image_info})
+
+    limit = config.eval.max_images or None
+    done = 0
+    with tqdm(total=limit, unit="img", disable=not show_progress, desc="eval") as bar:
+        for batch in dataset:
+            outputs = {k: v.numpy() for k, v in predict(batch[features.IMAGE], batch[features.IMAGE_INFO]).items()}
+            source_ids = batch[features.SOURCE_ID].numpy()
+            if limit is not None:
+                source_ids = source_ids[: limit - done]
+            yield from to_detections(outputs, source_ids, label_map, config.eval.mask_threshold, config.eval.min_score)
+            done += len(source_ids)
+            bar.update(len(source_ids))
+            if limit is not None and done >= limit:
+                return
+
+
+def _subset_json(coco_json: str, source_ids: set[str], directory: str) -> str:
+    """The COCO JSON restricted to ``source_ids`` (so ``eval.max_images`` does not count the rest as misses)."""
+    with tf.io.gfile.GFile(coco_json, "r") as f:
+        data = json.load(f)
+    images = [im for im in data["images"] if im["source_id"] in source_ids]
+    ids = {im["id"] for im in images}
+    data["images"] = images
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+    path = os.path.join(directory, "eval_subset_coco.json")
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return path
+
+
+def evaluate(
+    config: ExperimentConfig,
+    checkpoint: str | None = None,
+    *,
+    model: keras.Model | None = None,
+    output_json: str | None = None,
+    summary_dir: str | None = None,
+    step: int | None = None,
+    predictions_jsonl: str | None = None,
+    show_progress: bool = True,
+) -> dict:
+    """COCO box and mask metrics of a checkpoint (or of an in-memory ``model``) on the eval set.
+
+    Args:
+      config: needs ``data.eval_file_pattern``, ``data.eval_json`` and ``data.label_map``.
+      checkpoint: checkpoint prefix or model_dir (latest checkpoint); ignored when ``model`` is given.
+      output_json: write the metrics here (atomic JSON).
+      summary_dir: write the metrics as TensorBoard scalars here at ``step``.
+      predictions_jsonl: also write the detections (JSON lines of :class:`Detections`).
+
+    Returns:
+      the :func:`evaluate_coco` dict (``box/AP``, ``mask/AP``, ...) plus ``step`` and ``checkpoint``.
+    """
+    from hierseg.training.loop import resolve_num_classes
+
+    for key in ("eval_file_pattern", "eval_json", "label_map"):
+        if not getattr(config.data, key):
+            raise ValueError(f"data.{key} is empty (set it, or pass --data_dir)")
+    config = resolve_num_classes(config)
+    ckpt = None
+    if model is None:
+        if checkpoint is None:
+            raise ValueError("evaluate: give a checkpoint or a model")
+        ckpt = checkpoint_path(checkpoint)
+        model = restore_model(config, ckpt)
+        if step is None:
+            step = int(ckpt.rsplit("-", 1)[-1]) if ckpt.rsplit("-", 1)[-1].isdigit() else 0
+    detections = list(predict_eval_set(model, config, show_progress=show_progress))
+    label_map = LabelMap.load(config.data.label_map)
+    with tempfile.TemporaryDirectory() as tmp:
+        gt_json = config.data.eval_json
+        if config.eval.max_images:
+            gt_json = _subset_json(gt_json, {d.image_id for d in detections}, tmp)
+        metrics = evaluate_coco(detections, gt_json, label_map)
+    metrics["step"] = int(step or 0)
+    metrics["checkpoint"] = ckpt or ""
+    log.info(
+        "step %d: box AP %.4f, mask AP %.4f on %d images",
+        metrics["step"],
+        metrics["box/AP"],
+        metrics["mask/AP"],
+        metrics["num_images"],
+    )
+    if output_json:
+        write_metrics_json(metrics, output_json)
+    if predictions_jsonl:
+        write_jsonl(predictions_jsonl, detections)
+    if summary_dir:
+        write_scalars(summary_dir, metrics["step"], {k: v for k, v in metrics.items() if "/" in k})
+    return metrics
+
+
+def checkpoint_evaluator(config: ExperimentConfig, model_dir: str, *, show_progress: bool = False):
+    """``(checkpoint_path, step) -> metrics`` for ``train(..., eval_fn=...)``: evaluates each new checkpoint
+    with a float32 model on the host (built once), writing ``eval/metrics-<step>.json`` and summaries."""
+    state: dict = {}
+
+    def eval_fn(path: str, step: int) -> dict:
+        if "model" not in state:
+            state["model"] = restore_model(config, path)
+        else:
+            tf.train.Checkpoint(model=state["model"]).read(path).expect_partial()
+        out_dir = os.path.join(model_dir, "eval")
+        return evaluate(
+            config,
+            model=state["model"],
+            step=step,
+            summary_dir=out_dir,
+            output_json=os.path.join(out_dir, f"metrics-{step}.json"),
+            show_progress=show_progress,
+            predictions_jsonl=(
+                os.path.join(out_dir, f"predictions-{step}.jsonl") if config.eval.write_predictions else None
+            ),
+        )
+
+    return eval_fn

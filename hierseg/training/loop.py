@@ -1,0 +1,417 @@
+"""The training loop: Mask R-CNN under any tf.distribute strategy (Cloud TPU, GPUs, workers, CPU).
+
+One call of :func:`train` does, in order:
+
+1. write the effective config to ``model_dir/params.yaml`` (chief only);
+2. build the input with ``strategy.distribute_datasets_from_function`` (per-replica batch =
+   ``global_batch_size / num_replicas``), and under ``strategy.scope()`` the model, the momentum
+   optimizer and a step counter;
+3. restore the latest checkpoint of ``model_dir`` (a preempted job just restarts) or else initialise
+   the backbone from ``train.checkpoint``;
+4. repeat: one ``tf.function`` call runs ``steps_per_loop`` steps of ``strategy.run(replica_step)``;
+   each replica computes its loss (+ L2 weight decay) scaled by ``1 / num_replicas``, its gradients
+   (XLA-compiled when ``train.jit_compile``), the gradients are all-reduced (SUM = the mean over the
+   global batch), clipped by global norm and applied; then log, summaries, and checkpoints every
+   ``checkpoint_every`` steps and at the end.
+
+With ``eval_fn`` (``--mode train_and_eval``) every new checkpoint is evaluated on the chief.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from hierseg import features
+from hierseg.config import merge
+from hierseg.config import save as save_config
+from hierseg.config.experiment import ExperimentConfig
+from hierseg.config.training import CheckpointInitConfig, TrainConfig
+from hierseg.label_map import LabelMap
+from hierseg.training.optimizer import MomentumSGD
+from hierseg.training.schedule import WarmupStepDecay
+from hierseg.training.strategy import is_chief, task_id
+from hierseg.training.summaries import write_scalars
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "params.yaml"  # the effective config, written to model_dir
+CHECKPOINT_NAME = "ckpt"  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
+
+
+# ------------------------------------------------------------------------------------------ model
+def resolve_num_classes(config: ExperimentConfig) -> ExperimentConfig:
+    """``model.num_classes == 0`` means "as many as the label map has": fill it in."""
+    if config.model.num_classes > 0:
+        return config
+    if not config.data.label_map:
+        raise ValueError("model.num_classes is 0 and data.label_map is empty: set one of them")
+    k = LabelMap.load(config.data.label_map).num_classes
+    return merge(config, {"model": {"num_classes": k}})
+
+
+def build_model(config: ExperimentConfig) -> keras.Model:
+    """The Mask R-CNN of ``config`` with all variables created (one inference call on zeros).
+
+    Variables must exist before checkpoint restore and before the optimizer's slots are made, and they
+    must be created in cross-replica context (not inside ``strategy.run``), hence the eager call.
+    """
+    from hierseg.models.mask_rcnn import MaskRCNN
+
+    size = config.data.output_size
+    model = MaskRCNN(config.model, num_classes=config.model.num_classes, image_size=size)
+    image = tf.zeros([1, size, size, 3], tf.float32)
+    info = tf.constant([[[size, size], [size, size], [1.0, 1.0], [0.0, 0.0]]], tf.float32)
+    model({features.IMAGE: image, features.IMAGE_INFO: info}, training=False)
+    return model
+
+
+def trainable_variables(model: keras.Model, frozen_regex: str) -> list:
+    """The variables the optimizer updates: trainable ones not matching ``train.frozen_variables``."""
+    variables = list(model.trainable_variables)
+    if frozen_regex:
+        pattern = re.compile(frozen_regex)
+        variables = [v for v in variables if not pattern.search(v.path)]
+    if not variables:
+        raise ValueError(f"train.frozen_variables={frozen_regex!r} freezes every variable")
+    return variables
+
+
+def weight_decay_loss(variables: list, weight_decay: float) -> tf.Tensor:
+    """``weight_decay * sum(||w||^2) / 2`` over kernels: variables of rank >= 2 (no BN gammas/betas, biases)."""
+    kernels = [v for v in variables if len(v.shape) >= 2]
+    if weight_decay <= 0 or not kernels:
+        return tf.constant(0.0, tf.float32)
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])
+
+
+# ------------------------------------------------------------------------------------- one step
+def make_gradient_fn(model: keras.Model, variables: list, train: TrainConfig, num_replicas: int) -> Callable:
+    """``features -> (losses, grads)`` of ONE replica; XLA-compiled when ``train.jit_compile``.
+
+    ``losses`` are the model's float32 scalars plus ``weight_decay_loss`` and ``loss`` (their sum, the
+    optimised objective), unscaled. ``grads`` are those of ``loss / num_replicas`` w.r.t. ``variables``,
+    so that summing over replicas gives the gradient of the mean loss over the global batch.
+    """
+
+    def gradient_fn(batch: dict) -> tuple[dict, list]:
+        with tf.GradientTape() as tape:
+            losses = {k: tf.cast(v, tf.float32) for k, v in model(batch, training=True).items()}
+            losses["weight_decay_loss"] = weight_decay_loss(variables, train.weight_decay)
+            losses["loss"] = losses["total_loss"] + losses["weight_decay_loss"]
+            scaled = losses["loss"] / float(num_replicas)
+        grads = tape.gradient(scaled, variables)
+        grads = [
+            tf.zeros(v.shape, tf.float32) if g is None else tf.cast(g, tf.float32) for g, v in zip(grads, variables)
+        ]
+        return losses, grads
+
+    return tf.function(gradient_fn, jit_compile=train.jit_compile)
+
+
+def all_reduce_gradients(grads: list, clip_norm: float) -> tuple[list, tf.Tensor]:
+    """Sums per-replica gradients over all replicas (replica context) and clips them by global norm."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is not None and ctx.num_replicas_in_sync > 1:
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    if clip_norm > 0:
+        grads, norm = tf.clip_by_global_norm(grads, clip_norm)
+    else:
+        norm = tf.linalg.global_norm(grads)
+    return list(grads), norm
+
+
+def _strip_host_only(batch: dict) -> dict:
+    """Drops keys a TPU cannot take (strings) and those the model does not read at training time."""
+    return {k: v for k, v in batch.items() if k not in (features.SOURCE_ID,)}
+
+
+def make_train_loop(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    optimizer: MomentumSGD,
+    variables: list,
+    schedule: WarmupStepDecay,
+    step: tf.Variable,
+    train: TrainConfig,
+) -> Callable:
+    """``(iterator, num_steps) -> metrics``: ``num_steps`` optimizer steps in one ``tf.function`` call.
+
+    metrics: the mean over those steps of every loss (itself the mean over replicas), ``grad_norm``,
+    ``learning_rate`` of the last step, and the sum of ``instances_dropped`` by the input pipeline.
+    """
+    gradient_fn = make_gradient_fn(model, variables, train, strategy.num_replicas_in_sync)
+
+    def replica_step(batch: dict) -> dict:
+        batch = _strip_host_only(batch)
+        losses, grads = gradient_fn(batch)
+        grads, norm = all_reduce_gradients(grads, train.gradient_clip_norm)
+        lr = schedule(step)
+        optimizer.apply(grads, lr)
+        out = dict(losses, grad_norm=norm, learning_rate=lr)
+        if features.NUM_DROPPED in batch:
+            out["instances_dropped"] = tf.cast(tf.reduce_sum(batch[features.NUM_DROPPED]), tf.float32)
+        return out
+
+    def one_step(iterator) -> dict:
+        per_replica = strategy.run(replica_step, args=(next(iterator),))
+        step.assign_add(1)
+        out = {}
+        for k, v in per_replica.items():
+            op = tf.distribute.ReduceOp.SUM if k == "instances_dropped" else tf.distribute.ReduceOp.MEAN
+            out[k] = strategy.reduce(op, v, axis=None)
+        return out
+
+    @tf.function
+    def train_loop(iterator, num_steps: tf.Tensor) -> dict:
+        totals = one_step(iterator)  # the first step outside the loop fixes the structure of the sums
+        for _ in tf.range(num_steps - 1):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            metrics = one_step(iterator)
+            totals = {k: totals[k] + metrics[k] for k in totals}
+        n = tf.cast(num_steps, tf.float32)
+        return {k: (v if k == "instances_dropped" else v / n) for k, v in totals.items()}
+
+    return train_loop
+
+
+# --------------------------------------------------------------------------------- checkpoints
+def init_backbone(model: keras.Model, init: CheckpointInitConfig) -> int:
+    """Loads ``model.backbone`` from a pretrained checkpoint; returns the number of variables set.
+
+    With ``init.prefix``: by name (TF1 name-based checkpoints): the variable whose path relative to the
+    backbone is ``a/b`` is read from ``<prefix>a/b``; unmatched backbone variables keep their init and
+    are logged; a shape mismatch is an error naming the variable. Without: a TF2 object-based
+    checkpoint written by hierseg (``model/backbone/...``), every backbone variable must match.
+    """
+    path = init.path
+    if tf.io.gfile.isdir(path):
+        path = tf.train.latest_checkpoint(path) or path
+    backbone = model.backbone
+    if not init.prefix:
+        status = tf.train.Checkpoint(model=tf.train.Checkpoint(backbone=backbone)).read(path)
+        status.expect_partial().assert_existing_objects_matched()
+        log.info("backbone initialised from %s (object-based, %d variables)", path, len(backbone.variables))
+        return len(backbone.variables)
+    reader = tf.train.load_checkpoint(path)
+    shapes = reader.get_variable_to_shape_map()
+    loaded, missing = 0, []
+    for v in backbone.variables:
+        rel = v.path.split(f"{backbone.name}/", 1)[-1]
+        name = init.prefix + rel
+        if name not in shapes:
+            missing.append(name)
+            continue
+        if list(shapes[name]) != list(v.shape):
+            raise ValueError(
+                f"{path}: variable {name} has shape {shapes[name]}, the backbone's {v.path} has {list(v.shape)}"
+            )
+        v.assign(reader.get_tensor(name).astype(v.dtype))
+        loaded += 1
+    if loaded == 0:
+        raise ValueError(
+            f"{path}: no backbone variable found under prefix '{init.prefix}' "
+            f"(looked for e.g. {missing[:3]}; the checkpoint has e.g. {sorted(shapes)[:3]})"
+        )
+    log.info(
+        "backbone initialised from %s: %d variables loaded, %d not in the checkpoint%s",
+        path,
+        loaded,
+        len(missing),
+        f" (e.g. {missing[:3]})" if missing else "",
+    )
+    return loaded
+
+
+def latest_step(model_dir: str) -> int | None:
+    """The step of the latest checkpoint in ``model_dir`` (None when there is none)."""
+    path = tf.train.latest_checkpoint(model_dir)
+    return int(path.rsplit("-", 1)[-1]) if path else None
+
+
+def variables_fingerprint(variables: list) -> float:
+    """A float summarising the variables' values (sum of |v| * position weight) to compare copies."""
+    total = 0.0
+    for i, v in enumerate(variables):
+        total += float(np.sum(np.abs(np.asarray(v, np.float64)))) * (1.0 + 1e-3 * i)
+    return total
+
+
+# ------------------------------------------------------------------------------------ the loop
+def train(
+    config: ExperimentConfig,
+    model_dir: str,
+    strategy: tf.distribute.Strategy,
+    *,
+    show_progress: bool = True,
+    eval_fn: Callable[[str, int], dict] | None = None,
+) -> dict:
+    """Trains ``config`` into ``model_dir`` until ``train.total_steps``; resumes from its latest checkpoint.
+
+    Args:
+      config: the experiment (``data.train_file_pattern`` must be set).
+      model_dir: checkpoints, ``params.yaml`` and TensorBoard summaries (``train/``); local or gs://.
+      strategy: from :func:`hierseg.training.strategy.make_strategy`.
+      show_progress: a tqdm bar on the chief (log lines are written either way).
+      eval_fn: ``(checkpoint_path, step) -> metrics`` run on the chief after every checkpoint.
+
+    Returns:
+      ``{"start_step", "step", "checkpoint", "metrics" (last loop's), "images_per_second",
+      "variables_fingerprint"}``.
+    """
+    config = resolve_num_classes(config)
+    train_cfg = config.train
+    if not config.data.train_file_pattern:
+        raise ValueError("data.train_file_pattern is empty (set it, or pass --data_dir)")
+    chief = is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
+    if train_cfg.global_batch_size % replicas:
+        raise ValueError(
+            f"train.global_batch_size={train_cfg.global_batch_size} is not divisible by the {replicas} replicas"
+        )
+    tf.io.gfile.makedirs(model_dir)
+    if chief:
+        save_config(config, os.path.join(model_dir, CONFIG_FILE))
+    keras.utils.set_random_seed(train_cfg.seed)
+
+    from hierseg.input.pipeline import build_dataset
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        return build_dataset(
+            config.data.train_file_pattern,
+            config.data,
+            config.model.anchor,
+            is_training=True,
+            batch_size=train_cfg.global_batch_size,
+            input_context=ctx,
+            seed=train_cfg.seed,
+        )
+
+    dataset = strategy.distribute_datasets_from_function(dataset_fn)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    if train_cfg.precision == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        with strategy.scope():
+            model = build_model(config)
+            variables = trainable_variables(model, train_cfg.frozen_variables)
+            optimizer = MomentumSGD(variables, momentum=train_cfg.momentum)
+            step = tf.Variable(
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name="global_step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    schedule = WarmupStepDecay.from_config_section(train_cfg.learning_rate)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+
+    # Every worker saves (the save is collective); only the chief's copy lands in model_dir.
+    save_dir = model_dir if chief else os.path.join(model_dir, f".worker{task_id(strategy)}_tmp")
+    manager = tf.train.CheckpointManager(
+        checkpoint, save_dir, max_to_keep=train_cfg.keep_checkpoints, checkpoint_name=CHECKPOINT_NAME
+    )
+    restored = tf.train.latest_checkpoint(model_dir)
+    if restored:
+        checkpoint.read(restored).assert_consumed()
+        log.info("restored checkpoint %s at step %d", restored, int(step.numpy()))
+    elif train_cfg.checkpoint.path:
+        init_backbone(model, train_cfg.checkpoint)
+    start_step = int(step.numpy())
+    log.info(
+        "training from step %d to %d: %d replica(s), global batch %d",
+        start_step,
+        train_cfg.total_steps,
+        replicas,
+        train_cfg.global_batch_size,
+    )
+
+    train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
+    writer = (
+        tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else tf.summary.create_noop_writer()
+    )
+    iterator = iter(dataset)
+    bar = tqdm(
+        total=train_cfg.total_steps,
+        initial=start_step,
+        disable=not (show_progress and chief),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    current, metrics, rate = start_step, {}, 0.0
+    last_summary = start_step
+    saved_path = restored
+
+    def save(at: int) -> str:
+        path = manager.save(checkpoint_number=at)
+        if not chief:  # this worker's copy was only needed for the collective save
+            tf.io.gfile.rmtree(save_dir)
+            return os.path.join(model_dir, f"{CHECKPOINT_NAME}-{at}")
+        log.info("saved checkpoint %s", path)
+        return path
+
+    try:
+        while current < train_cfg.total_steps:
+            next_ckpt = (current // train_cfg.checkpoint_every + 1) * train_cfg.checkpoint_every
+            n = min(train_cfg.steps_per_loop, train_cfg.total_steps - current, next_ckpt - current)
+            t0 = time.perf_counter()
+            out = train_loop(iterator, tf.constant(n, tf.int32))
+            metrics = {k: float(v) for k, v in out.items()}
+            elapsed = time.perf_counter() - t0
+            current = int(step.numpy())
+            rate = n * train_cfg.global_batch_size / max(elapsed, 1e-9)
+            metrics["images_per_second"] = rate
+            if not np.isfinite(metrics["loss"]):
+                raise FloatingPointError(
+                    f"loss is {metrics['loss']} at step {current}: diverged "
+                    f"(lower train.learning_rate.init_lr or set train.gradient_clip_norm)"
+                )
+            bar.update(n)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", img_s=f"{rate:.1f}")
+            if chief:
+                log.info(
+                    "step %d/%d loss %.4f lr %.5g %.2f images/s",
+                    current,
+                    train_cfg.total_steps,
+                    metrics["loss"],
+                    metrics["learning_rate"],
+                    rate,
+                )
+                if metrics.get("instances_dropped", 0) > 0:
+                    log.info(
+                        "%d instances over data.max_instances dropped in the last %d steps",
+                        int(metrics["instances_dropped"]),
+                        n,
+                    )
+            if current - last_summary >= train_cfg.summary_every or current >= train_cfg.total_steps:
+                last_summary = current
+                write_scalars(writer, current, metrics)
+            if current % train_cfg.checkpoint_every == 0 or current >= train_cfg.total_steps:
+                saved_path = save(current)
+                if eval_fn is not None and chief:
+                    eval_fn(saved_path, current)
+    finally:
+        bar.close()
+        writer.close()
+    if not chief and tf.io.gfile.exists(save_dir):
+        shutil.rmtree(save_dir, ignore_errors=True)
+    return {
+        "start_step": start_step,
+        "step": current,
+        "checkpoint": saved_path,
+        "metrics": metrics,
+        "images_per_second": rate,
+        "variables_fingerprint": variables_fingerprint(model.trainable_variables),
+    }

@@ -1,0 +1,58 @@
+"""SGD with momentum that applies gradients already all-reduced by the training loop.
+
+Keras 3 optimizers all-reduce inside ``apply_gradients``, which leaves no place for clipping by the
+GLOBAL norm of the summed gradients. This one does only the update, as TF1's MomentumOptimizer (the
+seed's): ``accum = momentum * accum + grad; var -= lr * accum``. Its slots are tracked, so a
+``tf.train.Checkpoint(optimizer=...)`` saves and restores them.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def _tf_variable(v):
+    """keras.Variable -> the tf.Variable (mirrored under a strategy) that holds it."""
+    return v.value if isinstance(v, keras.Variable) else v
+
+
+class MomentumSGD(tf.Module):
+    """Momentum SGD over a fixed list of variables. Create it under ``strategy.scope()``."""
+
+    def __init__(self, variables: list, momentum: float = 0.9, name: str = "momentum_sgd"):
+        super().__init__(name=name)
+        self.momentum = float(momentum)
+        self._vars = [_tf_variable(v) for v in variables]
+        strategy = tf.distribute.get_strategy()
+        self.accumulators = []
+        for v in self._vars:
+            with strategy.extended.colocate_vars_with(v):
+                self.accumulators.append(
+                    tf.Variable(
+                        tf.zeros(v.shape, v.dtype),
+                        trainable=False,
+                        name=v.name.split(":")[0].replace("/", "_") + "_momentum",
+                    )
+                )
+
+    def apply(self, grads: list[tf.Tensor], learning_rate: tf.Tensor) -> None:
+        """Applies ``grads`` (same order as the variables; identical on every replica) in replica context."""
+        if len(grads) != len(self._vars):
+            raise ValueError(f"{len(grads)} gradients for {len(self._vars)} variables")
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None:  # cross-replica context (e.g. called directly under the default strategy)
+            self._update(tf.distribute.get_strategy(), grads, learning_rate)
+        else:
+            ctx.merge_call(self._update, args=(grads, learning_rate))
+
+    def _update(self, distribution, grads, learning_rate) -> None:
+        momentum = self.momentum
+
+        def step(var, grad, accum, lr):
+            lr = tf.cast(lr, var.dtype)
+            new_accum = accum.assign(momentum * accum + tf.cast(grad, var.dtype), read_value=True)
+            return var.assign_sub(lr * new_accum)
+
+        for var, grad, accum in zip(self._vars, grads, self.accumulators):
+            distribution.extended.update(var, step, args=(grad, accum, learning_rate), group=False)

@@ -1,0 +1,46 @@
+"""COCO box and mask mAP of a checkpoint on the prepared validation set (pycocotools), written as JSON
+and TensorBoard summaries (MODEL_DIR/eval)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from hierseg_cli.experiment_args import add_experiment_arguments, load_experiment, setup_logging
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_experiment_arguments(p, config_from_model_dir=True)
+    p.add_argument("--model_dir", help="training directory: its latest checkpoint and params.yaml are used")
+    p.add_argument("--checkpoint", help="a checkpoint prefix (MODEL_DIR/ckpt-1000) instead of the latest")
+    p.add_argument("--output_json", help="metrics JSON (default: MODEL_DIR/eval/metrics-<step>.json)")
+    p.add_argument("--predictions_jsonl", help="also write the detections as JSON lines (hierseg.detections)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging()
+    if not (args.model_dir or args.checkpoint):
+        raise SystemExit("give --model_dir or --checkpoint")
+    config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
+    from hierseg.training.evaluator import checkpoint_path, evaluate
+
+    ckpt = checkpoint_path(args.checkpoint or args.model_dir)
+    step = ckpt.rsplit("-", 1)[-1]
+    out_json = args.output_json
+    summary_dir = os.path.join(args.model_dir, "eval") if args.model_dir else None
+    if out_json is None and args.model_dir:
+        out_json = os.path.join(args.model_dir, "eval", f"metrics-{step}.json")
+    metrics = evaluate(
+        config,
+        ckpt,
+        output_json=out_json,
+        summary_dir=summary_dir,
+        predictions_jsonl=args.predictions_jsonl,
+        show_progress=not args.no_progress,
+    )
+    print(json.dumps({k: v for k, v in metrics.items() if k.startswith(("box/AP", "mask/AP"))}, indent=1))
+    if out_json:
+        print(f"wrote {out_json}")
+    return 0
