@@ -75,6 +75,12 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
     from hierseg.config.experiment import ExperimentConfig
 
     cfg = load(ExperimentConfig, config_file, overrides)
+    # The schedule of the file is for its own total_steps: stretch it to ``steps``.
+    ratio = steps / max(1, cfg.train.total_steps)
+    lr = cfg.train.learning_rate
+    cfg = merge(cfg, {"train": {"learning_rate": {
+        "warmup_steps": int(round(lr.warmup_steps * ratio)),
+        "decay_steps": [max(1, int(round(d * ratio))) for d in lr.decay_steps]}}})
     return merge(cfg, {
         "data": {"train_file_pattern": os.path.join(layer_dir, "train-*.tfrecord"),
                  "eval_file_pattern": os.path.join(layer_dir, "validation-*.tfrecord"),
