@@ -59,8 +59,9 @@ def random_export(config_file: str, layer: int, work: str, overrides: list[str])
     return export_saved_model(cfg, ckpt, os.path.join(work, f"export{layer}"))
 
 
-def bench(name: str, config_file: str, images_dir: str, n: int, batch_size: int, work: str,
-          overrides: list[str]) -> dict:
+def bench(
+    name: str, config_file: str, images_dir: str, n: int, batch_size: int, work: str, overrides: list[str]
+) -> dict:
     from hierseg.hierarchy import Hierarchy
     from hierseg.serving.predictor import LayerPredictor
     from hierseg_cli.workflows.predict_folder import predict_folder
@@ -71,10 +72,24 @@ def bench(name: str, config_file: str, images_dir: str, n: int, batch_size: int,
     setup = time.perf_counter() - t
     paths = sorted(os.path.join(images_dir, f) for f in os.listdir(images_dir))[:n]
     # Warm-up on one image (graph tracing and first-call costs are not what a 100k-image run sees).
-    predict_folder(*exports, paths[:1], os.path.join(work, name, "warmup"), batch_size=1,
-                   hierarchy=Hierarchy.builtin(), show_progress=False, predictors=predictors)
-    res = predict_folder(*exports, paths, os.path.join(work, name, "out"), batch_size=batch_size,
-                         hierarchy=Hierarchy.builtin(), show_progress=False, predictors=predictors)
+    predict_folder(
+        *exports,
+        paths[:1],
+        os.path.join(work, name, "warmup"),
+        batch_size=1,
+        hierarchy=Hierarchy.builtin(),
+        show_progress=False,
+        predictors=predictors,
+    )
+    res = predict_folder(
+        *exports,
+        paths,
+        os.path.join(work, name, "out"),
+        batch_size=batch_size,
+        hierarchy=Hierarchy.builtin(),
+        show_progress=False,
+        predictors=predictors,
+    )
     res["setup_seconds"] = setup
     res["name"] = name
     return res
@@ -89,10 +104,14 @@ def print_table(rows: list[dict]) -> None:
         t = r["timing"]
         total = sum(t[k] for k in keys) or 1.0
         cells = "".join(f"{t[k]:6.2f}s{100 * t[k] / total:4.0f}%" for k in keys)
-        print(f"{r['name']:<28}{r['num_ok']:>7}{r['images_per_second']:>8.3f}{cells}"
-              f"{r['num_instances'] / max(1, r['num_ok']):>10.1f}")
-    print("\ntimes are wall seconds per stage over the run (decode = waiting for the parallel decoder; layerK = "
-          "model call + mask pasting + RLE; encoding = part files + final JSONL/CSV).")
+        print(
+            f"{r['name']:<28}{r['num_ok']:>7}{r['images_per_second']:>8.3f}{cells}"
+            f"{r['num_instances'] / max(1, r['num_ok']):>10.1f}"
+        )
+    print(
+        "\ntimes are wall seconds per stage over the run (decode = waiting for the parallel decoder; layerK = "
+        "model call + mask pasting + RLE; encoding = part files + final JSONL/CSV)."
+    )
 
 
 def main() -> None:
@@ -111,9 +130,17 @@ def main() -> None:
         write_images(images, max(args.images, args.r50_images))
         rows.append(bench("tiny_cpu", find_config("tiny_cpu.yaml"), images, args.images, args.batch_size, work, []))
         if not args.skip_r50:
-            rows.append(bench("maskrcnn_r50_fpn@1024", find_config("layer0_maskrcnn_r50_fpn.yaml"), images,
-                              args.r50_images, args.batch_size, work,
-                              ["train.checkpoint.path=,train.precision=float32"]))
+            rows.append(
+                bench(
+                    "maskrcnn_r50_fpn@1024",
+                    find_config("layer0_maskrcnn_r50_fpn.yaml"),
+                    images,
+                    args.r50_images,
+                    args.batch_size,
+                    work,
+                    ["train.checkpoint.path=,train.precision=float32"],
+                )
+            )
     print_table(rows)
 
 

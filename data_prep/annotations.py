@@ -47,8 +47,9 @@ class SplitTables:
     skips: dict[str, int] = field(default_factory=dict)
 
 
-def layer_roles(hierarchy: Hierarchy, targets: Sequence[str],
-                overrides: Mapping[str, str] | None = None) -> dict[str, tuple[str | None, str]]:
+def layer_roles(
+    hierarchy: Hierarchy, targets: Sequence[str], overrides: Mapping[str, str] | None = None
+) -> dict[str, tuple[str | None, str]]:
     """MID -> (target MID or None, role) for every class of the hierarchy, for one layer's targets.
 
     Overrides whose chosen ancestor is not a target of this layer are ignored here (they are meant for
@@ -114,8 +115,9 @@ class LayerSplit:
     dropped: dict[str, int]
 
 
-def assign_layer(tables: SplitTables, roles: Mapping[str, tuple[str | None, str]],
-                 class_ids: Mapping[str, int]) -> LayerSplit:
+def assign_layer(
+    tables: SplitTables, roles: Mapping[str, tuple[str | None, str]], class_ids: Mapping[str, int]
+) -> LayerSplit:
     """Applies one layer's roles to one split's tables (vectorized)."""
     m = tables.masks
     label = m["LabelName"].astype("category")
@@ -129,38 +131,54 @@ def assign_layer(tables: SplitTables, roles: Mapping[str, tuple[str | None, str]
     is_gray = role == ROLE_GRAY
 
     target_mid = cat_target[codes[is_target]]
-    inst = pd.DataFrame({
-        "image_id": m["ImageID"].to_numpy()[is_target],
-        "mask_path": m["MaskPath"].to_numpy()[is_target],
-        "source_mid": m["LabelName"].to_numpy()[is_target],
-        "mid": target_mid,
-        "class_id": pd.Series(target_mid).map(class_ids).to_numpy(np.int32),
-        "xmin": m["BoxXMin"].to_numpy(np.float32)[is_target],
-        "xmax": m["BoxXMax"].to_numpy(np.float32)[is_target],
-        "ymin": m["BoxYMin"].to_numpy(np.float32)[is_target],
-        "ymax": m["BoxYMax"].to_numpy(np.float32)[is_target],
-        "is_crowd": m["IsGroupOf"].to_numpy(bool)[is_target],
-    })
+    inst = pd.DataFrame(
+        {
+            "image_id": m["ImageID"].to_numpy()[is_target],
+            "mask_path": m["MaskPath"].to_numpy()[is_target],
+            "source_mid": m["LabelName"].to_numpy()[is_target],
+            "mid": target_mid,
+            "class_id": pd.Series(target_mid).map(class_ids).to_numpy(np.int32),
+            "xmin": m["BoxXMin"].to_numpy(np.float32)[is_target],
+            "xmax": m["BoxXMax"].to_numpy(np.float32)[is_target],
+            "ymin": m["BoxYMin"].to_numpy(np.float32)[is_target],
+            "ymax": m["BoxYMax"].to_numpy(np.float32)[is_target],
+            "is_crowd": m["IsGroupOf"].to_numpy(bool)[is_target],
+        }
+    )
     inst = inst.sort_values(["image_id", "mask_path"], kind="stable").reset_index(drop=True)
     images = inst["image_id"].unique()
     images = np.sort(np.asarray(images, dtype=object))
 
     # Gray boxes: non-target parents' masks' boxes, plus bbox-CSV boxes of such classes (boxes that
     # have no mask still mark an object that may be an unlabeled target).
-    gray = pd.DataFrame({
-        "image_id": m["ImageID"].to_numpy()[is_gray],
-        "xmin": m["BoxXMin"].to_numpy(np.float32)[is_gray], "xmax": m["BoxXMax"].to_numpy(np.float32)[is_gray],
-        "ymin": m["BoxYMin"].to_numpy(np.float32)[is_gray], "ymax": m["BoxYMax"].to_numpy(np.float32)[is_gray],
-    })
+    gray = pd.DataFrame(
+        {
+            "image_id": m["ImageID"].to_numpy()[is_gray],
+            "xmin": m["BoxXMin"].to_numpy(np.float32)[is_gray],
+            "xmax": m["BoxXMax"].to_numpy(np.float32)[is_gray],
+            "ymin": m["BoxYMin"].to_numpy(np.float32)[is_gray],
+            "ymax": m["BoxYMax"].to_numpy(np.float32)[is_gray],
+        }
+    )
     b = tables.boxes
     if len(b):
         b_role = b["LabelName"].map({k: v[1] for k, v in roles.items()})
         sel = (b_role == ROLE_GRAY).to_numpy()
-        gray = pd.concat([gray, pd.DataFrame({
-            "image_id": b["ImageID"].to_numpy()[sel],
-            "xmin": b["XMin"].to_numpy(np.float32)[sel], "xmax": b["XMax"].to_numpy(np.float32)[sel],
-            "ymin": b["YMin"].to_numpy(np.float32)[sel], "ymax": b["YMax"].to_numpy(np.float32)[sel],
-        })], ignore_index=True)
+        gray = pd.concat(
+            [
+                gray,
+                pd.DataFrame(
+                    {
+                        "image_id": b["ImageID"].to_numpy()[sel],
+                        "xmin": b["XMin"].to_numpy(np.float32)[sel],
+                        "xmax": b["XMax"].to_numpy(np.float32)[sel],
+                        "ymin": b["YMin"].to_numpy(np.float32)[sel],
+                        "ymax": b["YMax"].to_numpy(np.float32)[sel],
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
     if len(gray):
         gray = gray[gray["image_id"].isin(images)]
         gray = gray.drop_duplicates().sort_values(["image_id", "ymin", "xmin", "ymax", "xmax"], kind="stable")
@@ -189,8 +207,13 @@ def split_off_validation(tables: SplitTables, fraction: float, seed: int) -> tup
     val_ids = set(ids[rng.permutation(len(ids))[:n_val]].tolist())
     mv = tables.masks["ImageID"].isin(val_ids).to_numpy()
     bv = tables.boxes["ImageID"].isin(val_ids).to_numpy() if len(tables.boxes) else np.zeros(0, bool)
-    train = SplitTables(tables.masks[~mv].reset_index(drop=True), tables.boxes[~bv].reset_index(drop=True),
-                        tables.source_split, dict(tables.skips))
-    val = SplitTables(tables.masks[mv].reset_index(drop=True), tables.boxes[bv].reset_index(drop=True),
-                      tables.source_split, {})
+    train = SplitTables(
+        tables.masks[~mv].reset_index(drop=True),
+        tables.boxes[~bv].reset_index(drop=True),
+        tables.source_split,
+        dict(tables.skips),
+    )
+    val = SplitTables(
+        tables.masks[mv].reset_index(drop=True), tables.boxes[bv].reset_index(drop=True), tables.source_split, {}
+    )
     return train, val

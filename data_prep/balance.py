@@ -47,15 +47,14 @@ def cap_images(pair_img: np.ndarray, pair_cls: np.ndarray, num_images: int, cap:
     img_sorted = pair_img[order]
     classes, starts, counts = np.unique(cls_sorted, return_index=True, return_counts=True)
     for k in np.lexsort((classes, counts)):  # rarest first; ties by class id
-        imgs = img_sorted[starts[k]:starts[k] + counts[k]]
+        imgs = img_sorted[starts[k] : starts[k] + counts[k]]
         need = cap - int(kept[imgs].sum())
         if need > 0:
             kept[imgs[~kept[imgs]][:need]] = True
     return kept
 
 
-def class_repeat_factors(pair_cls: np.ndarray, num_images: int, threshold: float,
-                         num_classes: int) -> np.ndarray:
+def class_repeat_factors(pair_cls: np.ndarray, num_images: int, threshold: float, num_classes: int) -> np.ndarray:
     """r_c = max(1, sqrt(t / f_c)) per class id (index 0 unused), float64 [num_classes + 1]; classes
     without images get 1."""
     n_c = np.bincount(pair_cls, minlength=num_classes + 1).astype(np.float64)
@@ -65,8 +64,9 @@ def class_repeat_factors(pair_cls: np.ndarray, num_images: int, threshold: float
     return np.maximum(1.0, r)
 
 
-def image_repeat_factors(pair_img: np.ndarray, pair_cls: np.ndarray, num_images: int, threshold: float,
-                         num_classes: int) -> np.ndarray:
+def image_repeat_factors(
+    pair_img: np.ndarray, pair_cls: np.ndarray, num_images: int, threshold: float, num_classes: int
+) -> np.ndarray:
     """r_i = max over the image's classes of r_c, float64 [num_images] (1 for images without classes)."""
     r_c = class_repeat_factors(pair_cls, num_images, threshold, num_classes)
     r_i = np.ones(num_images, np.float64)
@@ -81,8 +81,9 @@ def stochastic_round(r: np.ndarray, seed: int) -> np.ndarray:
     return (base + (u < (r - base))).astype(np.int32)
 
 
-def balance(pair_img: np.ndarray, pair_cls: np.ndarray, num_images: int, num_classes: int,
-            config: BalanceConfig, seed: int) -> Balanced:
+def balance(
+    pair_img: np.ndarray, pair_cls: np.ndarray, num_images: int, num_classes: int, config: BalanceConfig, seed: int
+) -> Balanced:
     """Copies and weights per image for ``config.mode``."""
     ones = np.ones(num_images, np.float32)
     if config.mode == "none":

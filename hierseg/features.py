@@ -50,8 +50,8 @@ IMAGE = "image"  # float32 [H, W, 3] normalized, padded
 IMAGE_INFO = "image_info"  # float32 [4, 2], see module docstring
 SOURCE_ID = "source_id"  # string [] (eval/predict only; never fed to a TPU)
 GT_BOXES = "gt_boxes"  # float32 [N, 4] normalized ymin, xmin, ymax, xmax
-# (GT_BOXES are normalized to the flipped source image; in input pixels they are
-#  box * image_info[1] - image_info[3]: hierseg.input.preprocess.boxes_to_input_pixels.)
+# (GT_BOXES are normalized by the scaled size image_info[1] in the input's frame, i.e. after any crop:
+#  input pixels = box * image_info[1] (hierseg.input.preprocess.boxes_to_input_pixels).)
 GT_CLASSES = "gt_classes"  # int32 [N], 1..K, 0 = padding
 GT_VALID = "gt_valid"  # bool [N]
 GT_IS_CROWD = "gt_is_crowd"  # bool [N]

@@ -150,3 +150,13 @@ def test_write_metrics_json_is_atomic_and_plain(tmp_path):
     write_metrics_json({"mask/AP": np.float32(0.25), "n": np.int64(3), "bad": float("nan")}, str(out))
     assert json.loads(out.read_text()) == {"mask/AP": 0.25, "n": 3, "bad": None}
     assert not (tmp_path / "sub" / "metrics.json.tmp").exists()
+
+
+def test_images_without_source_id_match_by_file_name(coco_case, tmp_path):
+    path, scenes = coco_case
+    coco = json.loads(open(path).read())
+    for img in coco["images"]:
+        del img["source_id"]
+    other = tmp_path / "plain_coco.json"
+    other.write_text(json.dumps(coco))
+    assert evaluate_coco(_perfect(scenes), str(other), LABEL_MAP)["mask/AP"] == pytest.approx(1.0)

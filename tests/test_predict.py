@@ -29,8 +29,15 @@ PERSON, MAN, WOMAN, TOY, TEDDY = "/m/01g317", "/m/04yx4", "/m/03bt1vf", "/m/0138
 
 
 # ------------------------------------------------------------------------------------ fake exports
-def make_fake_export(export_dir: str, mids: list[str], names: list[str], boxes: list[list[float]],
-                     classes: list[int], output_size: int = 64, mask_size: int = 8) -> str:
+def make_fake_export(
+    export_dir: str,
+    mids: list[str],
+    names: list[str],
+    boxes: list[list[float]],
+    classes: list[int],
+    output_size: int = 64,
+    mask_size: int = 8,
+) -> str:
     """A SavedModel with ``serving_default`` and ``serve_images`` producing fixed detections.
 
     Boxes are normalized to the original image, so they fit any image; the score of detection d of an
@@ -45,8 +52,12 @@ def make_fake_export(export_dir: str, mids: list[str], names: list[str], boxes: 
     mask_t = tf.constant(np.repeat(m[None], d, axis=0))
 
     class Fake(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, output_size, output_size, 3], tf.float32),
-                                      tf.TensorSpec([None, 4, 2], tf.float32)])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, output_size, output_size, 3], tf.float32),
+                tf.TensorSpec([None, 4, 2], tf.float32),
+            ]
+        )
         def serve_images(self, images, image_info):
             b = tf.shape(images)[0]
             level = 0.5 + 0.5 * tf.sigmoid(tf.reduce_mean(images, axis=[1, 2, 3]))
@@ -75,8 +86,9 @@ def make_fake_export(export_dir: str, mids: list[str], names: list[str], boxes: 
             }
 
     module = Fake()
-    tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve_bytes,
-                                                        "serve_images": module.serve_images})
+    tf.saved_model.save(
+        module, export_dir, signatures={"serving_default": module.serve_bytes, "serve_images": module.serve_images}
+    )
     LabelMap.from_classes(mids, names).save(os.path.join(export_dir, "label_map.pbtxt"))
     with open(os.path.join(export_dir, "export_config.yaml"), "w") as f:
         yaml.safe_dump({"data": {"output_size": output_size}}, f)
@@ -88,11 +100,17 @@ def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
     # Layer0: a Person over the left half, a Toy lower right. Layer1: a Man on the same Person
     # (merges into Person > Man), a Teddy bear on the Toy, and a Woman alone (top right).
-    l0 = make_fake_export(str(root / "layer0"), [PERSON, TOY], ["Person", "Toy"],
-                          [[0.1, 0.05, 0.9, 0.45], [0.6, 0.6, 0.95, 0.95]], [1, 2])
-    l1 = make_fake_export(str(root / "layer1"), [MAN, WOMAN, TEDDY], ["Man", "Woman", "Teddy bear"],
-                          [[0.1, 0.05, 0.9, 0.45], [0.05, 0.6, 0.4, 0.9], [0.6, 0.6, 0.95, 0.95]], [1, 2, 3],
-                          output_size=96)
+    l0 = make_fake_export(
+        str(root / "layer0"), [PERSON, TOY], ["Person", "Toy"], [[0.1, 0.05, 0.9, 0.45], [0.6, 0.6, 0.95, 0.95]], [1, 2]
+    )
+    l1 = make_fake_export(
+        str(root / "layer1"),
+        [MAN, WOMAN, TEDDY],
+        ["Man", "Woman", "Teddy bear"],
+        [[0.1, 0.05, 0.9, 0.45], [0.05, 0.6, 0.4, 0.9], [0.6, 0.6, 0.95, 0.95]],
+        [1, 2, 3],
+        output_size=96,
+    )
     return l0, l1
 
 
@@ -180,8 +198,9 @@ def test_image_dataset_marks_unreadable_and_keeps_order(tmp_path):
         image_io.list_images(str(tmp_path / "nothing"))
     elems = list(image_io.image_dataset(paths, [32, 48], num_parallel_calls=4).as_numpy_iterator())
     assert [e[image_io.PATH].decode() for e in elems] == paths
-    bad = {image_io.image_id_of(e[image_io.PATH].decode()): e[image_io.ERROR].decode() for e in elems
-           if not e[image_io.OK]}
+    bad = {
+        image_io.image_id_of(e[image_io.PATH].decode()): e[image_io.ERROR].decode() for e in elems if not e[image_io.OK]
+    }
     assert set(bad) == {"badbadbadbadbad0", "badbadbadbadbad1"} and all(bad.values())
     rotated = next(e for e in elems if image_io.image_id_of(e[image_io.PATH].decode()).startswith("0003"))
     h, w = 40 + 21, 60 + 15  # stored size of image 3; EXIF 6 swaps them
@@ -314,8 +333,26 @@ def test_predict_skips_unreadable_and_resumes_to_identical_files(tmp_path, expor
         json.dump(hierarchy.to_tree(), f)
     with open(tmp_path / "c.csv", "w") as f:
         f.writelines(f"{m},{hierarchy.name(m)}\n" for m in hierarchy.classes)
-    assert main(["predict", "--layer0", exports[0], "--layer1", exports[1], "--images", str(tmp_path / "imgs"),
-                 "--out", str(tmp_path / "resumed"), "--batch_size", "2", "--no_progress", *hier]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--layer0",
+                exports[0],
+                "--layer1",
+                exports[1],
+                "--images",
+                str(tmp_path / "imgs"),
+                "--out",
+                str(tmp_path / "resumed"),
+                "--batch_size",
+                "2",
+                "--no_progress",
+                *hier,
+            ]
+        )
+        == 0
+    )
     timing = json.loads(_read(tmp_path / "resumed" / "timing.json"))
     assert 0 < timing["num_resumed"] < 11 and timing["num_predicted"] < 9
     for name in FINAL_FILES:
@@ -326,3 +363,53 @@ def test_predict_skips_unreadable_and_resumes_to_identical_files(tmp_path, expor
     for name in FINAL_FILES:
         assert _read(tmp_path / "resumed" / name) == _read(tmp_path / "full" / name), name
     shutil.rmtree(tmp_path / "imgs")
+
+
+# ------------------------------------------------------------------------------- real tiny exports
+@pytest.mark.slow
+def test_predict_with_real_tiny_exports(synth_dir, prepared_dir, tmp_path):
+    """Train each layer of the synthetic dataset one step, export it, predict the test images."""
+    from ensembles.validate_submission import validate_submission
+
+    from hierseg.hierarchy import Hierarchy
+    from hierseg.serving.export import export_saved_model
+    from hierseg.training.loop import train
+    from hierseg.training.strategy import make_strategy
+    from hierseg_cli.workflows.demo import _experiment, find_config
+    from hierseg_cli.workflows.predict_folder import predict_folder
+
+    hierarchy = Hierarchy.from_files(
+        str(synth_dir / "challenge-2019-label300-segmentable-hierarchy.json"),
+        str(synth_dir / "challenge-2019-classes-description-segmentable.csv"),
+    )
+    exports = []
+    for layer in (0, 1):
+        cfg = _experiment(find_config(), str(prepared_dir / f"layer{layer}"), 1, ["train.steps_per_loop=1"])
+        model_dir = str(tmp_path / f"model{layer}")
+        train(cfg, model_dir, make_strategy("cpu"), show_progress=False)
+        exports.append(export_saved_model(cfg, model_dir, str(tmp_path / f"export{layer}")))
+    res = predict_folder(
+        *exports,
+        str(synth_dir / "test"),
+        str(tmp_path / "out"),
+        hierarchy=hierarchy,
+        batch_size=4,
+        visualize=True,
+        show_progress=False,
+        layer_min_score=0.0,
+    )
+    test_ids = sorted(image_io.image_id_of(p) for p in os.listdir(synth_dir / "test"))
+    assert res["num_ok"] == len(test_ids) > 0 and res["num_unreadable"] == 0
+    assert (
+        validate_submission(
+            str(tmp_path / "out" / "submission.csv"), expected_images=test_ids, valid_mids=hierarchy.classes
+        )
+        == []
+    )
+    preds = [Detections.from_json(x) for x in _read(tmp_path / "out" / "predictions.jsonl").splitlines()]
+    assert [d.image_id for d in preds] == test_ids
+    for d in preds:
+        with Image.open(synth_dir / "test" / f"{d.image_id}.jpg") as im:
+            assert (d.width, d.height) == im.size
+        assert all(p and p[-1] == c for p, c in zip(d.label_paths, d.classes))
+    assert len(os.listdir(tmp_path / "out" / "visualize")) == len(test_ids)

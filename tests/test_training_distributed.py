@@ -33,7 +33,12 @@ MIRRORED_PROGRAM = textwrap.dedent("""
 
     layer, config_file = sys.argv[1], sys.argv[2]
     cfg = merge(load(ExperimentConfig, config_file), data_dir_overrides(layer))
-    cfg = merge(cfg, {"train": {"global_batch_size": 2, "weight_decay": 1e-3}})
+    # Sync batch norm (statistics over the global batch) and ROI sampling that takes every candidate
+    # (no random subset), so that one device and two replicas compute the very same function.
+    every_roi = cfg.model.rpn.post_nms_topk_train + cfg.data.max_instances
+    cfg = merge(cfg, {"model": {"backbone": {"norm": "sync"},
+                                "roi_sampling": {"num_samples": every_roi, "fg_fraction": 1.0}},
+                      "train": {"global_batch_size": 2, "weight_decay": 1e-3}})
     batch = next(iter(build_dataset(cfg.data.train_file_pattern, cfg.data, cfg.model.anchor, is_training=True,
                                     batch_size=2, seed=0)))
 

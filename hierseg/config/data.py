@@ -16,6 +16,9 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
+    """What the input pipeline reads and how it shapes it. RPN target settings (IoU thresholds, sampled
+    anchors, box coding) are the model's ``model.rpn`` section, so targets always match the head."""
+
     train_file_pattern: str = ""  # glob of training TFRecords, local or gs:// (e.g. OUT/layer0/train-*)
     eval_file_pattern: str = ""  # glob of validation TFRecords
     eval_json: str = ""  # COCO-format validation JSON written by `hierseg prepare`
@@ -31,4 +34,4 @@ class DataConfig:
     use_example_weights: bool = True  # read image/weight (repeat factor) into WEIGHT; False -> 1.0 for all
     min_box_size: float = 1.0  # after crop/jitter, instances whose box is smaller than this (pixels) are dropped
     prefetch: int = -1  # batches to prefetch; -1 = tf.data.AUTOTUNE
-    cache: bool = False  # cache the parsed (pre-augmentation) examples in memory: tiny datasets/tests only
+    cache: bool = False  # keep the serialized records in memory after the first pass: tiny datasets/tests only

@@ -55,8 +55,10 @@ def load_ground_truth(coco_json_path: str, label_map: LabelMap) -> COCO:
         if mid is not None and (mid not in label_map.mids or label_map.id_of(mid) != cat["id"]):
             raise ValueError(f"{coco_json_path}: category id {cat['id']} ({mid}) disagrees with the label map")
     for img in dataset["images"]:
-        if "source_id" not in img:
-            raise ValueError(f"{coco_json_path}: image id {img.get('id')} has no source_id")
+        if "source_id" not in img:  # other COCO writers: the ImageID is the file name's stem
+            if "file_name" not in img:
+                raise ValueError(f"{coco_json_path}: image id {img.get('id')} has neither source_id nor file_name")
+            img["source_id"] = img["file_name"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
     dataset.setdefault("info", {})
     gt = COCO()
     gt.dataset = dataset

@@ -11,9 +11,11 @@ M = gt_mask_size, A = number of anchors)::
 Eval elements hold IMAGE, IMAGE_INFO, SOURCE_ID (string) and the same GT_* keys, WEIGHT and
 NUM_DROPPED, but no RPN targets, and the last batch may be short (every image is evaluated).
 
-``GT_BOXES`` are normalized to the source image *after* flipping and clipped to the part visible in
-the input; ``hierseg.input.preprocess.boxes_to_input_pixels(boxes, image_info)`` maps them to input
-pixels. Instances beyond ``max_instances`` (a random subset at training time) are dropped, counted in
+``GT_BOXES`` are clipped to the part of the image visible in the input and normalized by the scaled
+image size ``image_info[1]`` in the input's frame: ``input pixels = GT_BOXES * image_info[1]``
+(:func:`hierseg.input.preprocess.boxes_to_input_pixels`). Without a crop (eval, or a jitter scale
+<= 1) that is the same as normalized to the (flipped) original image. ``GT_MASKS`` are the masks
+inside those boxes. Instances beyond ``max_instances`` (a random subset at training time) are dropped, counted in
 ``NUM_DROPPED`` and logged with the image's source_id.
 """
 
@@ -31,7 +33,13 @@ from hierseg.config.model import AnchorConfig, RPNConfig
 from hierseg.input import example_decoder as ex
 from hierseg.input.anchor_targets import assign_rpn_targets
 from hierseg.input.preprocess import boxes_to_input_pixels, resize_and_pad
-from hierseg.input.transforms import clip_boxes_to_window, crop_masks_to_boxes, random_flip, random_scale_and_crop
+from hierseg.input.transforms import (
+    clip_boxes_to_window,
+    crop_masks_to_boxes,
+    random_flip,
+    random_scale_and_crop,
+    source_to_input_boxes,
+)
 from hierseg.ops.anchors import generate_anchors
 
 
@@ -99,11 +107,13 @@ class _ExampleParser:
         boxes, classes, crowd, masks = keep(visible, boxes, classes, crowd, masks)
 
         num = tf.shape(boxes)[0]
-        if self.is_training:  # over the cap, a random subset survives (a different one each epoch)
-            order = tf.argsort(tf.random.stateless_uniform([num], seeds[2]))
-            boxes, classes, crowd, masks = (tf.gather(t, order) for t in (boxes, classes, crowd, masks))
         num_dropped = tf.maximum(num - cap, 0)
-        boxes, classes, crowd, masks = boxes[:cap], classes[:cap], crowd[:cap], masks[:cap]
+        if self.is_training:  # over the cap, a random subset survives (a different one each epoch)
+            chosen = tf.argsort(tf.random.stateless_uniform([num], seeds[2]))[:cap]
+            chosen = tf.sort(chosen)  # keep the record's order among the survivors
+        else:
+            chosen = tf.range(tf.minimum(num, cap))
+        boxes, classes, crowd, masks = (tf.gather(t, chosen) for t in (boxes, classes, crowd, masks))
         tf.cond(
             num_dropped > 0,
             lambda: tf.print(
@@ -119,7 +129,8 @@ class _ExampleParser:
             ),
             lambda: tf.no_op(),
         )
-        crops = crop_masks_to_boxes(masks, boxes, data.gt_mask_size)
+        crops = crop_masks_to_boxes(masks, boxes, data.gt_mask_size)  # source boxes on source masks
+        boxes = source_to_input_boxes(boxes, info)
         kept = tf.shape(boxes)[0]
         weight = d[ex.WEIGHT] if data.use_example_weights else tf.constant(1.0)
 

@@ -80,29 +80,29 @@ def make_image_info(height, width, scaled_h, scaled_w, offset_y, offset_x) -> tf
     )
 
 
-def _scale_and_offset(image_info: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """``[..., 4, 2]`` image_info -> (scaled size, offset) as ``[..., 1, 4]`` (y, x, y, x) for boxes."""
+def _scaled_hwhw(image_info: tf.Tensor) -> tf.Tensor:
+    """``[..., 4, 2]`` image_info -> scaled size as ``[..., 1, 4]`` (h, w, h, w), to scale boxes."""
     info = tf.convert_to_tensor(image_info, tf.float32)
-    scaled = tf.concat([info[..., 1, :], info[..., 1, :]], axis=-1)[..., None, :]
-    offset = tf.concat([info[..., 3, :], info[..., 3, :]], axis=-1)[..., None, :]
-    return scaled, offset
+    return tf.concat([info[..., 1, :], info[..., 1, :]], axis=-1)[..., None, :]
 
 
 def boxes_to_input_pixels(boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
-    """Normalized boxes of the source image -> pixel boxes in the network input.
+    """``GT_BOXES`` -> pixel boxes in the network input: ``boxes * image_info[1]`` (the scaled size).
+
+    The pipeline's boxes are normalized by the scaled image size in the input's frame (after any
+    crop), so this needs no offset; at eval and prediction (no crop) they are also normalized to the
+    original image.
 
     Args:
-      boxes: ``[..., N, 4]`` float32 normalized ``(ymin, xmin, ymax, xmax)`` (what ``GT_BOXES`` holds).
+      boxes: ``[..., N, 4]`` float32 normalized ``(ymin, xmin, ymax, xmax)``.
       image_info: ``[..., 4, 2]`` with the same leading dimensions.
 
     Returns:
-      ``[..., N, 4]`` pixels in the padded input image: ``box * scaled_size - offset``.
+      ``[..., N, 4]`` float32 pixels of the padded input image.
     """
-    scaled, offset = _scale_and_offset(image_info)
-    return tf.convert_to_tensor(boxes, tf.float32) * scaled - offset
+    return tf.convert_to_tensor(boxes, tf.float32) * _scaled_hwhw(image_info)
 
 
 def input_pixels_to_boxes(boxes_pixels: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
-    """Inverse of :func:`boxes_to_input_pixels`: pixel boxes in the input -> normalized source boxes."""
-    scaled, offset = _scale_and_offset(image_info)
-    return (tf.convert_to_tensor(boxes_pixels, tf.float32) + offset) / scaled
+    """Inverse of :func:`boxes_to_input_pixels`."""
+    return tf.convert_to_tensor(boxes_pixels, tf.float32) / _scaled_hwhw(image_info)

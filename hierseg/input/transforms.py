@@ -1,8 +1,9 @@
 """Geometric transforms of one example: horizontal flip, scale jitter with crop, mask crops to boxes.
 
-Boxes stay normalized to the (flipped) source image throughout; ``image_info`` records how the source
-maps into the network input, so ``pixels = box * image_info[1] - image_info[3]``
-(:func:`hierseg.input.preprocess.boxes_to_input_pixels`). Randomness is stateless: every function
+Boxes stay normalized to the (flipped) source image while masks are cropped from the full-resolution
+source masks; ``image_info`` records how the source maps into the network input, and
+:func:`source_to_input_boxes` finally moves the boxes into the input's frame
+(``input pixels = box * image_info[1]``, the convention of ``GT_BOXES``). Randomness is stateless: every function
 takes a ``seed`` int32 ``[2]``, so a fixed seed reproduces an example exactly whatever the thread order.
 """
 
@@ -139,3 +140,13 @@ def crop_masks_to_boxes(masks: tf.Tensor, boxes: tf.Tensor, size: int) -> tf.Ten
         images, crop_boxes, tf.range(n), [size, size], method="bilinear", extrapolation_value=0.0
     )
     return tf.clip_by_value(crops[..., 0], 0.0, 1.0)
+
+
+def source_to_input_boxes(boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
+    """Normalized source boxes ``[n, 4]`` -> boxes normalized by the scaled size in the input's frame.
+
+    Subtracts the crop offset (``image_info[3] / image_info[1]``), so that ``box * image_info[1]`` is
+    in input pixels. Without a crop (offset 0) the boxes are unchanged.
+    """
+    shift = image_info[3] / image_info[1]
+    return boxes - tf.concat([shift, shift], axis=0)

@@ -34,15 +34,16 @@ def batched_nms(
       ``valid`` bool ``[B, max_output_size]`` (True for the first ``num_valid`` rows of each image).
     """
     boxes = tf.cast(boxes, tf.float32)
-    scores = tf.cast(scores, tf.float32)
+    # -inf scores break the op's ordering; the lowest finite float sorts the same way.
+    lowest = float(np.finfo(np.float32).min)
+    scores = tf.maximum(tf.cast(scores, tf.float32), lowest)
     n = boxes.shape[-2]
     if n is not None and n < max_output_size:
         # The tiled op cannot return more rows than it has boxes: pad with never-kept boxes.
         pad = max_output_size - n
         boxes = tf.pad(boxes, [[0, 0], [0, pad], [0, 0]])
-        scores = tf.pad(scores, [[0, 0], [0, pad]], constant_values=-np.inf)
-        if score_threshold == float("-inf"):
-            score_threshold = float(np.finfo(np.float32).min)
+        scores = tf.pad(scores, [[0, 0], [0, pad]], constant_values=lowest)
+        score_threshold = max(score_threshold, lowest)  # never keep the padding
     indices, num_valid = tf.image.non_max_suppression_padded(
         boxes,
         scores,
@@ -56,9 +57,12 @@ def batched_nms(
     return tf.where(valid, indices, 0), valid
 
 
-def offset_boxes_by_class(boxes: tf.Tensor, classes: tf.Tensor, max_coordinate: float) -> tf.Tensor:
-    """Shifts ``boxes [..., 4]`` by ``classes [...] * (max_coordinate + 1)`` so classes never overlap."""
-    offset = tf.cast(classes, boxes.dtype) * (float(max_coordinate) + 1.0)
+def offset_boxes_by_class(boxes: tf.Tensor, classes: tf.Tensor, max_coordinate) -> tf.Tensor:
+    """Shifts ``boxes [..., 4]`` by ``classes [...] * (max_coordinate + 1)`` so classes never overlap.
+
+    ``max_coordinate`` (float or scalar tensor) bounds every coordinate of ``boxes``.
+    """
+    offset = tf.cast(classes, boxes.dtype) * (tf.cast(max_coordinate, boxes.dtype) + 1.0)
     return boxes + offset[..., None]
 
 

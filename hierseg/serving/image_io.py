@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ from PIL import Image, ImageOps
 
 from hierseg.input.preprocess import resize_and_pad
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 # Keys of the elements of :func:`image_dataset`.
@@ -55,7 +57,8 @@ def list_images(images: str) -> list[str]:
     elif tf.io.gfile.isdir(images):
         root = images.rstrip("/")
         paths = [
-            f"{root}/{name}" for name in tf.io.gfile.listdir(images)
+            f"{root}/{name}"
+            for name in tf.io.gfile.listdir(images)
             if name.lower().endswith(IMAGE_EXTENSIONS) and not name.endswith("/")
         ]
     elif tf.io.gfile.exists(images):
@@ -113,12 +116,19 @@ def read_image(path: str, apply_exif: bool = True) -> tuple[np.ndarray, str]:
             data = f.read()
         return decode_bytes(data, apply_exif), ""
     except Exception as e:  # noqa: BLE001 - any failure is a counted skip, reported with its text
-        msg = f"{type(e).__name__}: {e}".strip()
+        # Object addresses ("<_io.BytesIO object at 0x7f...>") would make reports differ between runs.
+        msg = _ADDRESS.sub("", f"{type(e).__name__}: {e}").strip()
         return np.zeros([1, 1, 3], np.uint8), msg or type(e).__name__
 
 
-def image_dataset(paths: Sequence[str], output_sizes: Sequence[int], *, apply_exif: bool = True,
-                  num_parallel_calls: int = tf.data.AUTOTUNE, keep_original: bool = True) -> tf.data.Dataset:
+def image_dataset(
+    paths: Sequence[str],
+    output_sizes: Sequence[int],
+    *,
+    apply_exif: bool = True,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    keep_original: bool = True,
+) -> tf.data.Dataset:
     """A dataset of decoded, preprocessed images, one element per path, in the order given.
 
     Each element is a dict: ``PATH``, ``OK``, ``ERROR``, ``ORIGINAL`` (when ``keep_original``) and,

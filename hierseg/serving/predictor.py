@@ -32,6 +32,15 @@ from hierseg.serving.export import LABEL_MAP_FILE
 BATCH_SIGNATURE = "serve_images"
 
 
+# Traced once per mask size M (static for the einsum), with image size and detection count dynamic.
+@tf.function(reduce_retracing=True)
+def _paste_and_threshold(masks, boxes, height, width, threshold):
+    """bool ``[D, height, width]``: box masks pasted into the image (bilinear) and thresholded."""
+    from hierseg.ops.mask_paste import paste_masks
+
+    return paste_masks(masks, boxes, height, width) >= threshold
+
+
 def _join(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
 
@@ -68,8 +77,10 @@ class LayerPredictor:
             raise ValueError(f"{_join(export_dir, EXPORT_CONFIG_FILE)}: no data.output_size") from None
         self._model = tf.saved_model.load(export_dir)
         if BATCH_SIGNATURE not in self._model.signatures:
-            raise ValueError(f"{export_dir}: the SavedModel has no '{BATCH_SIGNATURE}' signature "
-                             f"(has {sorted(self._model.signatures)})")
+            raise ValueError(
+                f"{export_dir}: the SavedModel has no '{BATCH_SIGNATURE}' signature "
+                f"(has {sorted(self._model.signatures)})"
+            )
         self._serve = self._model.signatures[BATCH_SIGNATURE]
         spec = self._serve.structured_input_signature[1]["images"]
         # A signature traced with a fixed batch needs every batch padded to that size.
@@ -103,15 +114,14 @@ class LayerPredictor:
         """
         out = self.run(images, image_info)
         return [
-            self.decode_one(out, b, image_ids[b], int(round(float(image_info[b][0][0]))),
-                            int(round(float(image_info[b][0][1]))))
+            self.decode_one(
+                out, b, image_ids[b], int(round(float(image_info[b][0][0]))), int(round(float(image_info[b][0][1])))
+            )
             for b in range(len(image_ids))
         ]
 
     def decode_one(self, out: dict[str, np.ndarray], b: int, image_id: str, height: int, width: int) -> Detections:
         """Image ``b`` of a batched output -> :class:`Detections` (empty masks dropped)."""
-        from hierseg.ops.mask_paste import paste_masks_numpy
-
         num = int(out[features.NUM_DETECTIONS][b])
         scores = out[features.DET_SCORES][b][:num].astype(np.float32)
         classes = out[features.DET_CLASSES][b][:num].astype(np.int64)
@@ -119,8 +129,13 @@ class LayerPredictor:
         if not len(keep):
             return Detections(image_id, height, width)
         boxes = np.clip(out[features.DET_BOXES][b][keep].astype(np.float32), 0.0, 1.0)
-        probs = paste_masks_numpy(out[features.DET_MASKS][b][keep], boxes, height, width)
-        masks = probs >= self.mask_threshold if np.issubdtype(probs.dtype, np.floating) else probs.astype(bool)
+        masks = _paste_and_threshold(
+            tf.constant(out[features.DET_MASKS][b][keep], tf.float32),
+            tf.constant(boxes),
+            tf.constant(height, tf.int32),
+            tf.constant(width, tf.int32),
+            tf.constant(self.mask_threshold),
+        ).numpy()
         nonempty = masks.reshape(len(keep), -1).any(axis=1)
         keep, boxes, masks = keep[nonempty], boxes[nonempty], masks[nonempty]
         if not len(keep):

@@ -47,8 +47,14 @@ def caption(label_path: Sequence[str], score: float, name: Callable[[str], str])
     return f"{PATH_SEPARATOR.join(name(m) for m in label_path)} {score:.2f}"
 
 
-def draw_detections(image: np.ndarray, detections: Detections, name: Callable[[str], str] | None = None,
-                    *, alpha: float = MASK_ALPHA, min_score: float = 0.0) -> Image.Image:
+def draw_detections(
+    image: np.ndarray,
+    detections: Detections,
+    name: Callable[[str], str] | None = None,
+    *,
+    alpha: float = MASK_ALPHA,
+    min_score: float = 0.0,
+) -> Image.Image:
     """Draws every instance of ``detections`` onto ``image``.
 
     Args:
@@ -64,8 +70,9 @@ def draw_detections(image: np.ndarray, detections: Detections, name: Callable[[s
     """
     image = np.asarray(image, np.uint8)
     if image.shape[:2] != (detections.height, detections.width):
-        raise ValueError(f"{detections.image_id}: image is {image.shape[:2]}, detections are "
-                         f"{(detections.height, detections.width)}")
+        raise ValueError(
+            f"{detections.image_id}: image is {image.shape[:2]}, detections are {(detections.height, detections.width)}"
+        )
     name = name or (lambda m: m)
     canvas = image.astype(np.float32)
     order = [i for i in np.argsort(detections.scores, kind="stable") if detections.scores[i] >= min_score]
@@ -103,8 +110,9 @@ def save_png(img: Image.Image, path: str) -> None:
     os.replace(tmp, path)
 
 
-def make_grid(pngs: Sequence[str], out_path: str, *, cell: int = 384, columns: int | None = None,
-              gap: int = 4) -> Image.Image:
+def make_grid(
+    pngs: Sequence[str], out_path: str, *, cell: int = 384, columns: int | None = None, gap: int = 4
+) -> Image.Image:
     """Tiles images into one PNG: each fitted (aspect kept) into a ``cell`` x ``cell`` square.
 
     Args:

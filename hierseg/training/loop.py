@@ -177,9 +177,9 @@ def make_train_loop(
         for _ in tf.range(num_steps - 1):
             tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             metrics = one_step(iterator)
-            totals = {k: totals[k] + metrics[k] for k in totals}
+            totals = {k: metrics[k] if k == "learning_rate" else totals[k] + metrics[k] for k in totals}
         n = tf.cast(num_steps, tf.float32)
-        return {k: (v if k == "instances_dropped" else v / n) for k, v in totals.items()}
+        return {k: (v if k in ("instances_dropped", "learning_rate") else v / n) for k, v in totals.items()}
 
     return train_loop
 
@@ -325,7 +325,7 @@ def train(
     )
     restored = tf.train.latest_checkpoint(model_dir)
     if restored:
-        checkpoint.read(restored).assert_consumed()
+        checkpoint.restore(restored).assert_existing_objects_matched()
         log.info("restored checkpoint %s at step %d", restored, int(step.numpy()))
     elif train_cfg.checkpoint.path:
         init_backbone(model, train_cfg.checkpoint)

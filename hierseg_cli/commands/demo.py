@@ -7,6 +7,7 @@ OUT/summary.json. Running again with the same --out skips the stages already don
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,16 +16,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=300, help="training steps of each layer's model")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--config_file", help="experiment config of both layers; default: the shipped tiny_cpu.yaml")
-    p.add_argument("--params_override", action="append", default=[],
-                   help="experiment overrides, 'a.b=1,c=x' or YAML/JSON (repeatable)")
+    p.add_argument(
+        "--params_override",
+        action="append",
+        default=[],
+        help="experiment overrides, 'a.b=1,c=x' or YAML/JSON (repeatable)",
+    )
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (also by workers)
     from hierseg_cli.workflows.demo import format_summary, run_demo
 
-    summary = run_demo(args.out, num_images=args.images, steps=args.steps, seed=args.seed,
-                       config_file=args.config_file, params_override=args.params_override,
-                       show_progress=not args.no_progress)
+    summary = run_demo(
+        args.out,
+        num_images=args.images,
+        steps=args.steps,
+        seed=args.seed,
+        config_file=args.config_file,
+        params_override=args.params_override,
+        show_progress=not args.no_progress,
+    )
     print(format_summary(summary))
     return 0 if summary["submission_valid"] else 1

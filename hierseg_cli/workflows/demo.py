@@ -78,42 +78,63 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
     # The schedule of the file is for its own total_steps: stretch it to ``steps``.
     ratio = steps / max(1, cfg.train.total_steps)
     lr = cfg.train.learning_rate
-    cfg = merge(cfg, {"train": {"learning_rate": {
-        "warmup_steps": int(round(lr.warmup_steps * ratio)),
-        "decay_steps": [max(1, int(round(d * ratio))) for d in lr.decay_steps]}}})
-    return merge(cfg, {
-        "data": {"train_file_pattern": os.path.join(layer_dir, "train-*.tfrecord"),
-                 "eval_file_pattern": os.path.join(layer_dir, "validation-*.tfrecord"),
-                 "eval_json": os.path.join(layer_dir, "validation_coco.json"),
-                 "label_map": os.path.join(layer_dir, "label_map.pbtxt")},
-        "train": {"total_steps": steps},
-    })
+    cfg = merge(
+        cfg,
+        {
+            "train": {
+                "learning_rate": {
+                    "warmup_steps": int(round(lr.warmup_steps * ratio)),
+                    "decay_steps": [max(1, int(round(d * ratio))) for d in lr.decay_steps],
+                }
+            }
+        },
+    )
+    return merge(
+        cfg,
+        {
+            "data": {
+                "train_file_pattern": os.path.join(layer_dir, "train-*.tfrecord"),
+                "eval_file_pattern": os.path.join(layer_dir, "validation-*.tfrecord"),
+                "eval_json": os.path.join(layer_dir, "validation_coco.json"),
+                "label_map": os.path.join(layer_dir, "label_map.pbtxt"),
+            },
+            "train": {"total_steps": steps},
+        },
+    )
 
 
 def _parents_only_submission(predict_dir: str, path: str, hierarchy, ensemble_config) -> None:
     """A submission from Layer0's predictions alone (Layer1 left out), ensembled the same way."""
     from ensembles.merge import ensemble_image
-
     from hierseg.detections import Detections, read_jsonl
     from hierseg_cli.workflows.predict_folder import _write_submission
 
-    merged = (ensemble_image(d, Detections(d.image_id, d.height, d.width), hierarchy, ensemble_config)
-              for d in read_jsonl(os.path.join(predict_dir, "layer0.jsonl")))
+    merged = (
+        ensemble_image(d, Detections(d.image_id, d.height, d.width), hierarchy, ensemble_config)
+        for d in read_jsonl(os.path.join(predict_dir, "layer0.jsonl"))
+    )
     _write_submission(path, merged, score_threshold=0.0, max_per_image=None, hierarchy=hierarchy)
 
 
-def _oid_eval(data_dir: str, submission: str, output: str) -> dict:
-    from ensembles.metric import evaluate_submission
+def _oid_eval(data_dir: str, submission: str, output: str, hierarchy) -> dict:
+    from ensembles.metric.evaluator import evaluate_submission, write_metrics
 
-    metrics = evaluate_submission(data_dir, "validation", submission)
-    with open(output, "w") as f:
-        json.dump(metrics, f, indent=1)
+    metrics = evaluate_submission(data_dir, "validation", submission, hierarchy=hierarchy, num_workers=2)
+    write_metrics(metrics, output)
     return {"mAP": float(metrics["mAP"]), "num_classes": len(metrics.get("per_class", {})), "metrics_file": output}
 
 
-def run_demo(out_dir: str, *, num_images: int = 120, steps: int = 300, seed: int = 0,
-             config_file: str | None = None, params_override: list[str] | None = None,
-             show_progress: bool = True, log: Callable[[str], None] = print) -> dict:
+def run_demo(
+    out_dir: str,
+    *,
+    num_images: int = 120,
+    steps: int = 300,
+    seed: int = 0,
+    config_file: str | None = None,
+    params_override: list[str] | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Runs every stage (see the module docstring) and returns the summary (also in OUT/summary.json)."""
     import tensorflow as tf
 
@@ -144,8 +165,10 @@ def run_demo(out_dir: str, *, num_images: int = 120, steps: int = 300, seed: int
 
     stages.run("prepare", prepare)
 
-    hierarchy = Hierarchy.from_files(os.path.join(data_dir, "challenge-2019-label300-segmentable-hierarchy.json"),
-                                     os.path.join(data_dir, "challenge-2019-classes-description-segmentable.csv"))
+    hierarchy = Hierarchy.from_files(
+        os.path.join(data_dir, "challenge-2019-label300-segmentable-hierarchy.json"),
+        os.path.join(data_dir, "challenge-2019-classes-description-segmentable.csv"),
+    )
     exports, coco = [], {}
     for layer in (0, 1):
         layer_dir = os.path.join(prepared, f"layer{layer}")
@@ -158,18 +181,27 @@ def run_demo(out_dir: str, *, num_images: int = 120, steps: int = 300, seed: int
             from hierseg.training.strategy import make_strategy
 
             res = run_train(cfg, model_dir, make_strategy("cpu"), show_progress=show_progress)
-            return {"step": res["step"], "loss": res["metrics"].get("loss"),
-                    "images_per_second": res["images_per_second"], "model_dir": model_dir}
+            return {
+                "step": res["step"],
+                "loss": res["metrics"].get("loss"),
+                "images_per_second": res["images_per_second"],
+                "model_dir": model_dir,
+            }
 
         stages.run(f"train{layer}", train)
 
         def evaluate(cfg=cfg, model_dir=model_dir) -> dict:
             from hierseg.training.evaluator import evaluate as run_eval
 
-            m = run_eval(cfg, model_dir, output_json=os.path.join(model_dir, "eval_metrics.json"),
-                         show_progress=show_progress)
-            return {"mask/AP": m["mask/AP"], "box/AP": m["box/AP"], "mask/AP50": m.get("mask/AP50"),
-                    "num_images": m.get("num_images")}
+            m = run_eval(
+                cfg, model_dir, output_json=os.path.join(model_dir, "eval_metrics.json"), show_progress=show_progress
+            )
+            return {
+                "mask/AP": m["mask/AP"],
+                "box/AP": m["box/AP"],
+                "mask/AP50": m.get("mask/AP50"),
+                "num_images": m.get("num_images"),
+            }
 
         coco[f"layer{layer}"] = stages.run(f"eval{layer}", evaluate)
 
@@ -198,11 +230,30 @@ def run_demo(out_dir: str, *, num_images: int = 120, steps: int = 300, seed: int
 
     def predict(split: str, visualize: bool) -> Callable[[], dict]:
         def fn() -> dict:
-            res = predict_folder(*exports, os.path.join(data_dir, split), os.path.join(out_dir, f"predict_{split}"),
-                                 batch_size=4, ensemble_config=ens_cfg, hierarchy=hierarchy, visualize=visualize,
-                                 show_progress=show_progress, predictors=predictors_once())
-            return {k: res[k] for k in ("num_images", "num_ok", "num_unreadable", "num_instances",
-                                         "images_per_second", "timing", "files")}
+            res = predict_folder(
+                *exports,
+                os.path.join(data_dir, split),
+                os.path.join(out_dir, f"predict_{split}"),
+                batch_size=4,
+                ensemble_config=ens_cfg,
+                hierarchy=hierarchy,
+                visualize=visualize,
+                show_progress=show_progress,
+                predictors=predictors_once(),
+                apply_exif=False,  # a challenge submission: masks on the stored pixels, as the ground truth
+            )
+            return {
+                k: res[k]
+                for k in (
+                    "num_images",
+                    "num_ok",
+                    "num_unreadable",
+                    "num_instances",
+                    "images_per_second",
+                    "timing",
+                    "files",
+                )
+            }
 
         return fn
 
@@ -214,27 +265,38 @@ def run_demo(out_dir: str, *, num_images: int = 120, steps: int = 300, seed: int
         parents = os.path.join(val_dir, "submission_parents_only.csv")
         _parents_only_submission(val_dir, parents, hierarchy, ens_cfg)
         return {
-            "ensemble": _oid_eval(data_dir, os.path.join(val_dir, "submission.csv"),
-                                  os.path.join(out_dir, "oid_metrics_ensemble.json")),
-            "layer0_only": _oid_eval(data_dir, parents, os.path.join(out_dir, "oid_metrics_layer0_only.json")),
+            "ensemble": _oid_eval(
+                data_dir, os.path.join(val_dir, "submission.csv"), os.path.join(out_dir, "oid_metrics_ensemble.json")
+            ),
+            "layer0_only": _oid_eval(
+                data_dir, parents, os.path.join(out_dir, "oid_metrics_layer0_only.json"), hierarchy
+            ),
         }
 
     oid = stages.run("oid_eval", oid_eval)
 
     def submit() -> dict:
+        from ensembles.image_set import image_sizes_from_dir
         from ensembles.validate_submission import validate_submission
-
         from hierseg.serving.visualize import make_grid
 
         submission = os.path.join(out_dir, "submission.csv")
         shutil.copyfile(pred_test["files"]["submission.csv"], submission + ".tmp")
         os.replace(submission + ".tmp", submission)
-        problems = validate_submission(submission, images=os.path.join(data_dir, "test"))
+        problems = validate_submission(
+            submission,
+            expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
+            valid_mids=hierarchy.classes,
+        )
         pngs = sorted(tf.io.gfile.glob(os.path.join(out_dir, "predict_test", "visualize", "*.png")))[:16]
         grid = os.path.join(out_dir, "predictions_grid.png")
         make_grid(pngs, grid)
-        return {"submission": submission, "valid": not problems, "problems": [str(p) for p in problems][:20],
-                "grid": grid}
+        return {
+            "submission": submission,
+            "valid": not problems,
+            "problems": [str(p) for p in problems][:20],
+            "grid": grid,
+        }
 
     sub = stages.run("submit", submit)
 
@@ -277,8 +339,10 @@ def format_summary(s: dict) -> str:
     for k, v in s["coco_mask_mAP"].items():
         lines.append(f"COCO mask mAP {k}: {v:.3f} (box {s['coco_box_mAP'][k]:.3f})")
     ch = s["challenge_mAP_validation"]
-    lines.append(f"challenge mAP (validation): ensemble {ch['ensemble']:.3f} vs Layer0 only (parents) "
-                 f"{ch['layer0_only']:.3f} ({ch['ensemble'] - ch['layer0_only']:+.3f})")
+    lines.append(
+        f"challenge mAP (validation): ensemble {ch['ensemble']:.3f} vs Layer0 only (parents) "
+        f"{ch['layer0_only']:.3f} ({ch['ensemble'] - ch['layer0_only']:+.3f})"
+    )
     lines.append(f"submission valid: {s['submission_valid']}; predict {s['predict_images_per_second']:.2f} images/s")
     for k, v in s["files"].items():
         lines.append(f"  {k:<17}{v}")

@@ -16,8 +16,8 @@ the parts in path order; the final files therefore do not depend on how the work
 
 **Outputs** (all written atomically, in ``out_dir``):
 
-* ``submission.csv``: the challenge submission (every image a row; unreadable ones get an empty row
-  of size 0x0 only if the submission writer accepts it, else they are left out and listed);
+* ``submission.csv``: the challenge submission, a row for every readable image (an empty one when
+  nothing was found); unreadable images have no size to write and are left out (see report.json);
 * ``predictions.jsonl``: the ensembled instances with label paths (:class:`Detections` JSON lines);
 * ``layer0.jsonl``, ``layer1.jsonl``: each layer's own predictions (``hierseg ensemble`` can re-merge
   them with another config without running the models again);
@@ -74,8 +74,9 @@ def _part_name(first_path: str) -> str:
     return f"part-{hashlib.sha1(first_path.encode('utf-8')).hexdigest()[:16]}.jsonl"
 
 
-def _record_line(path: str, image_id: str, error: str | None = None,
-                 layers: tuple[Detections, Detections, Detections] | None = None) -> str:
+def _record_line(
+    path: str, image_id: str, error: str | None = None, layers: tuple[Detections, Detections, Detections] | None = None
+) -> str:
     rec: dict = {"image_id": image_id, "path": path}
     if error is not None:
         rec["error"] = error
@@ -111,8 +112,9 @@ class PartIndex:
                             rec = json.loads(line)
                             image_id = rec["image_id"]
                         except (ValueError, KeyError) as e:
-                            raise ValueError(f"{path}:{lineno}: bad part record ({e}); delete the file to redo "
-                                             "its images") from None
+                            raise ValueError(
+                                f"{path}:{lineno}: bad part record ({e}); delete the file to redo its images"
+                            ) from None
                         self.where[image_id] = (path, offset)
                         if "error" in rec:
                             self.errors[image_id] = rec["error"]
@@ -156,18 +158,39 @@ def _ensemble(layer0: Detections, layer1: Detections, hierarchy: Hierarchy, conf
     return ensemble_image(layer0, layer1, hierarchy, config)
 
 
-def _write_submission(path: str, detections: Iterator[Detections], *, score_threshold: float,
-                      max_per_image: int | None, hierarchy: Hierarchy) -> dict:
+def _write_submission(
+    path: str,
+    detections: Iterator[Detections],
+    *,
+    score_threshold: float,
+    max_per_image: int | None,
+    hierarchy: Hierarchy,
+) -> None:
+    from ensembles.config import SubmissionConfig
     from ensembles.submission import write_submission
 
-    return write_submission(path, detections, score_threshold=score_threshold, max_per_image=max_per_image)
+    config = SubmissionConfig(score_threshold=float(score_threshold), max_per_image=int(max_per_image or 0))
+    write_submission(detections, path, hierarchy, config=config)
 
 
-def predict_folder(layer0_export: str, layer1_export: str, images: str | Sequence[str], out_dir: str, *,
-                   batch_size: int = 4, ensemble_config=None, hierarchy: Hierarchy | None = None,
-                   visualize: bool = False, show_progress: bool = True, score_threshold: float = 0.0,
-                   max_per_image: int | None = None, layer_min_score: float = 0.05, chunk_size: int | None = None,
-                   apply_exif: bool = True, predictors: tuple[LayerPredictor, LayerPredictor] | None = None) -> dict:
+def predict_folder(
+    layer0_export: str,
+    layer1_export: str,
+    images: str | Sequence[str],
+    out_dir: str,
+    *,
+    batch_size: int = 4,
+    ensemble_config=None,
+    hierarchy: Hierarchy | None = None,
+    visualize: bool = False,
+    show_progress: bool = True,
+    score_threshold: float = 0.0,
+    max_per_image: int | None = None,
+    layer_min_score: float = 0.05,
+    chunk_size: int | None = None,
+    apply_exif: bool = True,
+    predictors: tuple[LayerPredictor, LayerPredictor] | None = None,
+) -> dict:
     """Predicts, ensembles and writes every image of ``images`` (see the module docstring).
 
     Args:
@@ -209,8 +232,10 @@ def predict_folder(layer0_export: str, layer1_export: str, images: str | Sequenc
     index = PartIndex(os.path.join(out_dir, PARTS_DIR))
     pending = [p for p, i in zip(paths, ids) if i not in index]
     timer = Timer()
-    l0, l1 = predictors or (LayerPredictor(layer0_export, min_score=layer_min_score),
-                            LayerPredictor(layer1_export, min_score=layer_min_score))
+    l0, l1 = predictors or (
+        LayerPredictor(layer0_export, min_score=layer_min_score),
+        LayerPredictor(layer1_export, min_score=layer_min_score),
+    )
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 
@@ -230,8 +255,11 @@ def predict_folder(layer0_export: str, layer1_export: str, images: str | Sequenc
         for key, pred in (("layer0", l0), ("layer1", l1)):
             t = time.perf_counter()
             s = pred.output_size
-            outs.append(pred.predict(np.stack([e[f"image_{s}"] for e in batch]),
-                                     np.stack([e[f"image_info_{s}"] for e in batch]), bids))
+            outs.append(
+                pred.predict(
+                    np.stack([e[f"image_{s}"] for e in batch]), np.stack([e[f"image_info_{s}"] for e in batch]), bids
+                )
+            )
             timer.add(key, t)
         for e, image_id, d0, d1 in zip(batch, bids, *outs):
             t = time.perf_counter()
@@ -242,16 +270,25 @@ def predict_folder(layer0_export: str, layer1_export: str, images: str | Sequenc
             if visualize:
                 from hierseg.serving.visualize import draw_detections, save_png
 
-                save_png(draw_detections(e[image_io.ORIGINAL], merged, lambda m: names.get(m, m)),
-                         os.path.join(vis_dir, f"{image_id}.png"))
+                save_png(
+                    draw_detections(e[image_io.ORIGINAL], merged, lambda m: names.get(m, m)),
+                    os.path.join(vis_dir, f"{image_id}.png"),
+                )
                 timer.add("visualize", t)
 
     num_unreadable_now = 0
-    bar = tqdm(total=len(paths), initial=len(paths) - len(pending), unit="img", desc="predict",
-               disable=not show_progress, smoothing=0.1)
+    bar = tqdm(
+        total=len(paths),
+        initial=len(paths) - len(pending),
+        unit="img",
+        desc="predict",
+        disable=not show_progress,
+        smoothing=0.1,
+    )
     if pending:
-        ds = image_io.image_dataset(pending, {l0.output_size, l1.output_size}, apply_exif=apply_exif,
-                                    keep_original=visualize).prefetch(2 * batch_size)
+        ds = image_io.image_dataset(
+            pending, {l0.output_size, l1.output_size}, apply_exif=apply_exif, keep_original=visualize
+        ).prefetch(2 * batch_size)
         it = iter(ds.as_numpy_iterator())
         batch: list[dict] = []
         t = time.perf_counter()
@@ -260,8 +297,13 @@ def predict_folder(layer0_export: str, layer1_export: str, images: str | Sequenc
             element["path"] = element[image_io.PATH].decode("utf-8")
             if not element[image_io.OK]:
                 num_unreadable_now += 1
-                buffer.append(_record_line(element["path"], image_io.image_id_of(element["path"]),
-                                           error=element[image_io.ERROR].decode("utf-8", "replace")))
+                buffer.append(
+                    _record_line(
+                        element["path"],
+                        image_io.image_id_of(element["path"]),
+                        error=element[image_io.ERROR].decode("utf-8", "replace"),
+                    )
+                )
                 bar.update(1)
             else:
                 batch.append(element)
@@ -279,25 +321,49 @@ def predict_folder(layer0_export: str, layer1_export: str, images: str | Sequenc
     bar.close()
     elapsed = time.perf_counter() - start
 
-    result = finalize(out_dir, paths, hierarchy=hierarchy, score_threshold=score_threshold,
-                      max_per_image=max_per_image, visualize=visualize, names=names, apply_exif=apply_exif,
-                      timer=timer)
-    result.update({
-        "num_resumed": len(paths) - len(pending),
-        "num_predicted": len(pending) - num_unreadable_now,
-        "images_per_second": (len(pending) - num_unreadable_now) / elapsed if pending else 0.0,
-        "timing": {k: round(v, 3) for k, v in timer.seconds.items()},
-        "elapsed_seconds": round(elapsed, 3),
-    })
-    _atomic_write_text(os.path.join(out_dir, "timing.json"),
-                       json.dumps({k: result[k] for k in ("timing", "elapsed_seconds", "images_per_second",
-                                                         "num_resumed", "num_predicted")}, indent=1) + "\n")
+    result = finalize(
+        out_dir,
+        paths,
+        hierarchy=hierarchy,
+        score_threshold=score_threshold,
+        max_per_image=max_per_image,
+        visualize=visualize,
+        names=names,
+        apply_exif=apply_exif,
+        timer=timer,
+    )
+    result.update(
+        {
+            "num_resumed": len(paths) - len(pending),
+            "num_predicted": len(pending) - num_unreadable_now,
+            "images_per_second": (len(pending) - num_unreadable_now) / elapsed if pending else 0.0,
+            "timing": {k: round(v, 3) for k, v in timer.seconds.items()},
+            "elapsed_seconds": round(elapsed, 3),
+        }
+    )
+    _atomic_write_text(
+        os.path.join(out_dir, "timing.json"),
+        json.dumps(
+            {k: result[k] for k in ("timing", "elapsed_seconds", "images_per_second", "num_resumed", "num_predicted")},
+            indent=1,
+        )
+        + "\n",
+    )
     return result
 
 
-def finalize(out_dir: str, paths: Sequence[str], *, hierarchy: Hierarchy, score_threshold: float = 0.0,
-             max_per_image: int | None = None, visualize: bool = False, names: dict | None = None,
-             apply_exif: bool = True, timer: Timer | None = None) -> dict:
+def finalize(
+    out_dir: str,
+    paths: Sequence[str],
+    *,
+    hierarchy: Hierarchy,
+    score_threshold: float = 0.0,
+    max_per_image: int | None = None,
+    visualize: bool = False,
+    names: dict | None = None,
+    apply_exif: bool = True,
+    timer: Timer | None = None,
+) -> dict:
     """Writes the final files of ``out_dir`` from its part files, in the order of ``paths``."""
     timer = timer or Timer()
     t = time.perf_counter()
@@ -312,12 +378,21 @@ def finalize(out_dir: str, paths: Sequence[str], *, hierarchy: Hierarchy, score_
         files[name] = os.path.join(out_dir, name)
         write_jsonl(files[name], (index.detections(i, key) for i in ok_ids))
     files["submission.csv"] = os.path.join(out_dir, "submission.csv")
-    _write_submission(files["submission.csv"], (index.detections(i, "merged") for i in ok_ids),
-                      score_threshold=score_threshold, max_per_image=max_per_image, hierarchy=hierarchy)
-    unreadable = [{"path": p, "image_id": i, "error": index.errors[i]} for p, i in zip(paths, ids)
-                  if i in index.errors]
-    report = {"num_images": len(paths), "num_ok": len(ok_ids), "num_unreadable": len(unreadable),
-              "num_instances": 0, "unreadable": unreadable}
+    _write_submission(
+        files["submission.csv"],
+        (index.detections(i, "merged") for i in ok_ids),
+        score_threshold=score_threshold,
+        max_per_image=max_per_image,
+        hierarchy=hierarchy,
+    )
+    unreadable = [{"path": p, "image_id": i, "error": index.errors[i]} for p, i in zip(paths, ids) if i in index.errors]
+    report = {
+        "num_images": len(paths),
+        "num_ok": len(ok_ids),
+        "num_unreadable": len(unreadable),
+        "num_instances": 0,
+        "unreadable": unreadable,
+    }
     report["num_instances"] = sum(len(index.detections(i, "merged")) for i in ok_ids)
     files["report.json"] = os.path.join(out_dir, "report.json")
     _atomic_write_text(files["report.json"], json.dumps(report, indent=1) + "\n")
@@ -332,8 +407,9 @@ def finalize(out_dir: str, paths: Sequence[str], *, hierarchy: Hierarchy, score_
             if not os.path.exists(png):  # done by an earlier run without --visualize
                 image, err = image_io.read_image(path_of[i], apply_exif)
                 if not err:
-                    save_png(draw_detections(image, index.detections(i, "merged"), lambda m: (names or {}).get(m, m)),
-                             png)
+                    save_png(
+                        draw_detections(image, index.detections(i, "merged"), lambda m: (names or {}).get(m, m)), png
+                    )
         files["visualize"] = os.path.join(out_dir, VISUALIZE_DIR)
         timer.add("visualize", t)
     index.close()

@@ -1,0 +1,89 @@
+"""COCO-format JSON of a prepared validation split, built from its written shards.
+
+Reading the shards back (instead of keeping masks in memory during the pixel stage) makes the JSON
+describe exactly what was written, whichever runner wrote it and however many times it was resumed.
+
+Format: ``images`` {id (1.. in ImageID order), file_name "<ImageID>.jpg", source_id, height, width}
+(original image sizes: images are never resized); ``annotations`` {id, image_id, category_id 1..K,
+segmentation: COCO RLE with ``counts`` as str, area (mask pixels), bbox [x, y, w, h] in pixels from the
+annotated box, iscrowd}; ``categories`` {id, name (display name), mid}.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from data_prep import storage
+from hierseg import features as F
+from hierseg.label_map import LabelMap
+from hierseg.oid.mask_codec import encode_rle
+
+
+def _records(path: str):
+    import tensorflow as tf
+
+    if not storage.is_gcs(path):
+        for rec in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            yield tf.train.Example.FromString(rec)
+        return
+    with tempfile.TemporaryDirectory() as tmp:  # always fresh: a resumed run may have rewritten the shard
+        local = os.path.join(tmp, "shard.tfrecord")
+        with open(local, "wb") as f:
+            f.write(storage.read_bytes(path))
+        for rec in tf.data.TFRecordDataset(local).as_numpy_iterator():
+            yield tf.train.Example.FromString(rec)
+
+
+def build_coco(shard_paths: Sequence[str], label_map: LabelMap) -> dict:
+    """The COCO dict of the Examples in ``shard_paths`` (duplicates of an ImageID are kept once)."""
+    per_image: dict[str, list] = {}
+    for path in shard_paths:
+        for ex in _records(path):
+            f = ex.features.feature
+            sid = f[F.IMAGE_SOURCE_ID].bytes_list.value[0].decode()
+            if sid in per_image:
+                continue
+            h = int(f[F.IMAGE_HEIGHT].int64_list.value[0])
+            w = int(f[F.IMAGE_WIDTH].int64_list.value[0])
+            anns = []
+            for i, png in enumerate(f[F.OBJECT_MASK].bytes_list.value):
+                mask = np.array(Image.open(io.BytesIO(png))) > 127
+                rle = encode_rle(mask)
+                x0 = f[F.OBJECT_XMIN].float_list.value[i] * w
+                x1 = f[F.OBJECT_XMAX].float_list.value[i] * w
+                y0 = f[F.OBJECT_YMIN].float_list.value[i] * h
+                y1 = f[F.OBJECT_YMAX].float_list.value[i] * h
+                anns.append(
+                    {
+                        "category_id": int(f[F.OBJECT_CLASS_LABEL].int64_list.value[i]),
+                        "segmentation": {"size": [h, w], "counts": rle["counts"].decode("ascii")},
+                        "area": int(mask.sum()),
+                        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                        "iscrowd": int(f[F.OBJECT_IS_CROWD].int64_list.value[i]),
+                    }
+                )
+            per_image[sid] = [h, w, anns]
+    images, annotations = [], []
+    for img_id, sid in enumerate(sorted(per_image), start=1):
+        h, w, anns = per_image[sid]
+        images.append({"id": img_id, "file_name": f"{sid}.jpg", "source_id": sid, "height": h, "width": w})
+        for a in anns:
+            annotations.append({"id": len(annotations) + 1, "image_id": img_id, **a})
+    categories = [{"id": i + 1, "name": n, "mid": m} for i, (m, n) in enumerate(zip(label_map.mids, label_map.names))]
+    return {
+        "info": {"description": "hierseg prepared validation set"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+
+
+def write_coco(coco: dict, path: str) -> None:
+    storage.write_text(path, json.dumps(coco, separators=(",", ":")))

@@ -1,0 +1,235 @@
+"""The pixel stage of one image: JPEG + mask PNGs -> one serialized tf.train.Example (or a counted skip).
+
+Per image: read the JPEG bytes, decode them (so corrupt or truncated files are caught, and for the
+gray fill), read each mask PNG from its zip shard and resize it to the image size (nearest), drop
+empty masks, paint the gray boxes (never over target mask pixels), re-encode the image only if the
+fill changed it, encode the masks as PNG and build the Example.
+
+The same :func:`process_image` runs in the local multiprocessing runner and in the Beam pipeline, so
+both write the same bytes. Nothing here depends on wall-clock time or process identity.
+
+Skip reasons (counted, the run goes on):
+  image level: ``missing_image`` (no JPEG for an annotated image), ``corrupt_image`` (undecodable or
+  truncated), ``no_instance_left`` (every instance of the image was skipped);
+  instance level: ``missing_mask``, ``corrupt_mask`` (PNG absent from its zip / undecodable),
+  ``empty_mask`` (no foreground pixel at image size).
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from data_prep import storage
+from hierseg.oid.errors import OidFormatError
+from hierseg.oid.layout import OidPaths
+from hierseg.oid.mask_zip import MaskZipReader
+
+_FORMATS = {"JPEG": "jpeg", "PNG": "png"}
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """Everything the pixel stage needs for one image of one layer (picklable, small).
+
+    Attributes:
+      image_id: the Open Images ImageID; source_split: folder of its JPEG and mask zips.
+      mask_paths: [N] MaskPath of each target instance; mids: [N] layer class MIDs;
+      class_ids: int32 [N] 1..K; boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax);
+      is_crowd: bool [N]; gray_boxes: float32 [G, 4] normalized (ymin, xmin, ymax, xmax);
+      weight: image/weight.
+    """
+
+    image_id: str
+    source_split: str
+    mask_paths: tuple[str, ...]
+    mids: tuple[str, ...]
+    class_ids: np.ndarray
+    boxes: np.ndarray
+    is_crowd: np.ndarray
+    gray_boxes: np.ndarray
+    weight: float = 1.0
+
+
+@dataclass
+class ImageResult:
+    """Output of one image: the serialized Example (None when skipped), skips per reason, and the
+    MaskPaths of instances that were dropped (to keep the manifest exact)."""
+
+    image_id: str
+    example: bytes | None
+    skips: Counter
+    dropped_masks: tuple[str, ...] = ()
+
+
+class PixelProcessor:
+    """Holds the per-process state (mask zip readers) of the pixel stage; picklable.
+
+    Args:
+      paths: the dataset layout; gs:// mask zips are downloaded once into ``cache_dir``.
+      gray_value: 0..255 level of the gray fill; jpeg_quality: quality of re-encoded images.
+      verify_images: decode every image fully (corrupt/truncated JPEGs are skipped, not written).
+      drop_empty_masks: drop instances whose resized mask is empty.
+    """
+
+    def __init__(
+        self,
+        paths: OidPaths,
+        *,
+        gray_value: int = 128,
+        jpeg_quality: int = 95,
+        verify_images: bool = True,
+        drop_empty_masks: bool = True,
+        cache_dir: str | None = None,
+    ):
+        self.paths = paths
+        self.gray_value = int(gray_value)
+        self.jpeg_quality = int(jpeg_quality)
+        self.verify_images = verify_images
+        self.drop_empty_masks = drop_empty_masks
+        self.cache_dir = cache_dir
+        self._readers: dict[str, MaskZipReader] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_readers"] = {}
+        return state
+
+    def _reader(self, split: str) -> MaskZipReader:
+        if split not in self._readers:
+            zip_dir = self.paths.mask_zip_dir(split)
+            if storage.is_gcs(zip_dir):
+                # Zip reading needs random access: bring each shard local once (per process).
+                import os
+                import tempfile
+
+                cache = self.cache_dir or os.path.join(tempfile.gettempdir(), "hierseg-prepare-cache")
+                local_dir = os.path.join(cache, f"{split}-masks")
+                os.makedirs(local_dir, exist_ok=True)
+                for shard_path in self.paths.mask_zips(split):
+                    target = os.path.join(local_dir, os.path.basename(shard_path))
+                    if os.path.exists(target):
+                        continue
+                    try:
+                        os.replace(storage.localize(shard_path, local_dir), target)
+                    except FileNotFoundError:  # a missing shard: its masks count as missing_mask
+                        continue
+                reader = MaskZipReader(local_dir, split)
+            else:
+                reader = MaskZipReader.for_split(self.paths, split)
+            self._readers[split] = reader
+        return self._readers[split]
+
+    def process(self, task: ImageTask) -> ImageResult:
+        return process_image(task, self)
+
+
+def _decode_image(data: bytes, verify: bool) -> tuple[Image.Image, str]:
+    im = Image.open(io.BytesIO(data))
+    fmt = _FORMATS.get(im.format or "", "")
+    if verify or not fmt:
+        im.load()  # raises on truncated or corrupt data (LOAD_TRUNCATED_IMAGES is off)
+    return im, fmt
+
+
+def _box_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+    """Normalized (ymin, xmin, ymax, xmax) -> pixel rows/cols [y0, y1) x [x0, x1) covering the box."""
+    y0 = int(np.clip(np.floor(box[0] * height), 0, height))
+    x0 = int(np.clip(np.floor(box[1] * width), 0, width))
+    y1 = int(np.clip(np.ceil(box[2] * height), 0, height))
+    x1 = int(np.clip(np.ceil(box[3] * width), 0, width))
+    return y0, x0, y1, x1
+
+
+def gray_fill_region(gray_boxes: np.ndarray, target_masks: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Pixels to paint: union of the gray boxes minus the union of target masks, bool [height, width]."""
+    region = np.zeros((height, width), bool)
+    for box in np.asarray(gray_boxes, np.float32).reshape(-1, 4):
+        y0, x0, y1, x1 = _box_pixels(box, height, width)
+        region[y0:y1, x0:x1] = True
+    for m in target_masks:
+        region &= ~m
+    return region
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """bool [H, W] -> 8-bit grayscale PNG with values 0/255."""
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
+    """The pixel stage of one image; see the module docstring. Never raises for bad input data."""
+    from data_prep.tf_example import build_example
+
+    skips: Counter = Counter()
+    path = proc.paths.image_path(task.source_split, task.image_id)
+    try:
+        data = storage.read_bytes(path)
+    except FileNotFoundError:
+        skips["missing_image"] += 1
+        return ImageResult(task.image_id, None, skips, task.mask_paths)
+    try:
+        im, fmt = _decode_image(data, proc.verify_images)
+        width, height = im.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        skips["corrupt_image"] += 1
+        return ImageResult(task.image_id, None, skips, task.mask_paths)
+
+    reader = proc._reader(task.source_split)
+    keep: list[int] = []
+    masks: list[np.ndarray] = []
+    dropped: list[str] = []
+    for i, mask_path in enumerate(task.mask_paths):
+        try:
+            m = reader.read_resized(mask_path, height, width)
+        except OidFormatError as e:
+            skips["missing_mask" if "no such mask" in str(e) or "not found" in str(e) else "corrupt_mask"] += 1
+            dropped.append(mask_path)
+            continue
+        if proc.drop_empty_masks and not m.any():
+            skips["empty_mask"] += 1
+            dropped.append(mask_path)
+            continue
+        keep.append(i)
+        masks.append(m)
+    if not keep:
+        skips["no_instance_left"] += 1
+        return ImageResult(task.image_id, None, skips, task.mask_paths)
+
+    image_bytes = data
+    if len(task.gray_boxes):
+        region = gray_fill_region(task.gray_boxes, masks, height, width)
+        if region.any():
+            rgb = np.array(im.convert("RGB"))
+            rgb[region] = proc.gray_value
+            buf = io.BytesIO()
+            Image.fromarray(rgb).save(buf, format="JPEG", quality=proc.jpeg_quality)
+            image_bytes, fmt = buf.getvalue(), "jpeg"
+    if not fmt:  # neither JPEG nor PNG: store as JPEG so every reader can decode it
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, format="JPEG", quality=proc.jpeg_quality)
+        image_bytes, fmt = buf.getvalue(), "jpeg"
+
+    idx = np.asarray(keep)
+    example = build_example(
+        image=image_bytes,
+        image_format=fmt,
+        height=height,
+        width=width,
+        source_id=task.image_id,
+        boxes=np.asarray(task.boxes)[idx],
+        class_ids=np.asarray(task.class_ids)[idx],
+        mids=[task.mids[i] for i in keep],
+        is_crowd=np.asarray(task.is_crowd)[idx],
+        mask_pngs=[encode_mask_png(m) for m in masks],
+        weight=task.weight,
+    )
+    # deterministic=True sorts the feature map: otherwise its order follows the per-process string hash
+    # seed and two runs (or two workers) would write different bytes for the same example.
+    return ImageResult(task.image_id, example.SerializeToString(deterministic=True), skips, tuple(dropped))

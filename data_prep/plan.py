@@ -1,0 +1,206 @@
+"""The whole annotation stage as one function: CSVs -> a :class:`LayerPlan` per layer (no pixels).
+
+:func:`load_tables` reads the split CSVs (bad rows skipped and counted); :func:`plan_layers` assigns
+layers, balances the training split, assigns examples to shards and builds the manifest. Both are
+vectorized; ``bench/prepare_annotations.py`` times them at full challenge scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from data_prep import annotations as A
+from data_prep.balance import Balanced, balance
+from data_prep.config import PrepareConfig
+from data_prep.pixels import ImageTask
+from data_prep.report import balance_report
+from data_prep.shards import assign_shards, shard_count
+from hierseg.hierarchy import Hierarchy
+from hierseg.label_map import LabelMap
+from hierseg.oid.layout import OidPaths, path_exists
+from hierseg.oid.tables import read_bbox_csv, read_segmentation_csv
+
+_SPLIT_SALT = {"train": 1, "validation": 2}
+
+
+def load_tables(
+    paths: OidPaths, hierarchy: Hierarchy, config: PrepareConfig, local_paths: OidPaths | None = None
+) -> dict[str, A.SplitTables]:
+    """Reads the masks and bbox CSVs of every split in ``config.splits``.
+
+    When the validation CSVs do not exist, ``config.validation_fraction`` of the train images is held
+    out as validation (pixels still read from the train folders).
+
+    Args:
+      paths: the dataset layout (for image folders; may be gs://).
+      local_paths: the same layout with the CSVs available locally (see storage.localize); default paths.
+    """
+    local_paths = local_paths or paths
+    valid = list(hierarchy.classes)
+    out: dict[str, A.SplitTables] = {}
+    have_val = path_exists(local_paths.masks_csv("validation"))
+    for split in ("train", "validation"):
+        if split == "validation" and not have_val:
+            continue
+        masks, mskips = read_segmentation_csv(local_paths.masks_csv(split), valid_mids=valid, on_error="skip")
+        masks = masks.drop(columns=["Clicks", "PredictedIoU", "BoxID"])
+        if path_exists(local_paths.bbox_csv(split)):
+            boxes, bskips = read_bbox_csv(local_paths.bbox_csv(split), valid_mids=valid, on_error="skip")
+        else:
+            boxes, bskips = (
+                pd.DataFrame(columns=["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", "IsGroupOf"]),
+                None,
+            )
+        masks = A.attach_group_of(masks, boxes)
+        skips = {f"masks_csv.{k}": v for k, v in mskips.counts.items()}
+        if bskips is not None:
+            skips.update({f"bbox_csv.{k}": v for k, v in bskips.counts.items()})
+        out[split] = A.SplitTables(masks, boxes, split, skips)
+    if "validation" not in out and "validation" in config.splits:
+        out["train"], out["validation"] = A.split_off_validation(out["train"], config.validation_fraction, config.seed)
+    return {s: t for s, t in out.items() if s in config.splits}
+
+
+@dataclass
+class SplitPlan:
+    """One layer's split, ready for the pixel stage.
+
+    Attributes:
+      instances, gray_boxes, images, dropped: see :class:`data_prep.annotations.LayerSplit`.
+      balanced: copies / weights / repeat factors per image of ``images``.
+      examples: one row per written example in shard order: image_index, copy, shard, position,
+        image_id, weight.
+      num_shards: shards of the split.
+      report: per-class counts before/after balancing (see :func:`data_prep.report.balance_report`).
+    """
+
+    layer: int
+    split: str
+    source_split: str
+    instances: pd.DataFrame
+    gray_boxes: pd.DataFrame
+    images: np.ndarray
+    dropped: dict[str, int]
+    balanced: Balanced
+    examples: pd.DataFrame
+    num_shards: int
+    report: pd.DataFrame
+    _starts: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # Row ranges per image (instances and gray boxes are sorted by image_id).
+        n = len(self.images)
+        self._starts = (
+            np.searchsorted(self.instances["image_id"].to_numpy(), self.images, side="left")
+            if n
+            else np.zeros(0, np.int64)
+        )
+        self._starts = np.append(self._starts, len(self.instances))
+        g = self.gray_boxes["image_id"].to_numpy() if len(self.gray_boxes) else np.array([], dtype=object)
+        self._gray_lo = np.searchsorted(g, self.images, side="left") if n and len(g) else np.zeros(n, np.int64)
+        self._gray_hi = np.searchsorted(g, self.images, side="right") if n and len(g) else np.zeros(n, np.int64)
+
+    def task(self, image_index: int, weight: float = 1.0) -> ImageTask:
+        """The pixel-stage task of one image (by index into ``images``)."""
+        lo, hi = int(self._starts[image_index]), int(self._starts[image_index + 1])
+        rows = self.instances.iloc[lo:hi]
+        g = self.gray_boxes.iloc[int(self._gray_lo[image_index]) : int(self._gray_hi[image_index])]
+        return ImageTask(
+            image_id=str(self.images[image_index]),
+            source_split=self.source_split,
+            mask_paths=tuple(rows["mask_path"].tolist()),
+            mids=tuple(rows["mid"].tolist()),
+            class_ids=rows["class_id"].to_numpy(np.int32),
+            boxes=rows[["ymin", "xmin", "ymax", "xmax"]].to_numpy(np.float32),
+            is_crowd=rows["is_crowd"].to_numpy(bool),
+            gray_boxes=g[["ymin", "xmin", "ymax", "xmax"]].to_numpy(np.float32).reshape(-1, 4),
+            weight=float(weight),
+        )
+
+    def shard_tasks(self, shard: int) -> Iterator[ImageTask]:
+        """Tasks of one shard in write order."""
+        ex = self.examples[self.examples["shard"] == shard]
+        for idx, w in zip(ex["image_index"].to_numpy(), ex["weight"].to_numpy()):
+            yield self.task(int(idx), float(w))
+
+
+@dataclass
+class LayerPlan:
+    layer: int
+    label_map: LabelMap
+    splits: dict[str, SplitPlan]
+
+
+def plan_layers(tables: dict[str, A.SplitTables], hierarchy: Hierarchy, config: PrepareConfig) -> list[LayerPlan]:
+    """Layer assignment, balancing (train only) and shard assignment for every layer and split."""
+    layers = hierarchy.layers(config.hierarchy.depth_groups)
+    wanted = range(len(layers)) if config.layers is None else config.layers
+    plans = []
+    for li in wanted:
+        if not 0 <= li < len(layers):
+            raise ValueError(f"layers: {li} is not a layer of depth groups {config.hierarchy.depth_groups}")
+        mids = layers[li]
+        label_map = LabelMap.from_classes(mids, dict(hierarchy.names))
+        class_ids = {m: i + 1 for i, m in enumerate(mids)}
+        roles = A.layer_roles(hierarchy, mids, config.hierarchy.ancestor_overrides)
+        splits = {}
+        for split, t in tables.items():
+            ls = A.assign_layer(t, roles, class_ids)
+            pair_img, pair_cls = A.class_image_pairs(ls.instances, ls.images)
+            if split == "train":
+                bal = balance(pair_img, pair_cls, len(ls.images), len(mids), config.balance, config.seed)
+            else:
+                bal = balance(
+                    pair_img, pair_cls, len(ls.images), len(mids), type(config.balance)(mode="none"), config.seed
+                )
+            configured = getattr(config.num_shards, split)
+            n_shards = shard_count(int(bal.copies.sum()), configured, config.num_shards.min_examples_per_shard)
+            ex = assign_shards(bal.copies, n_shards, config.seed, salt=li * 16 + _SPLIT_SALT.get(split, 3))
+            ex["image_id"] = ls.images[ex["image_index"].to_numpy()] if len(ex) else np.array([], dtype=object)
+            ex["weight"] = bal.weights[ex["image_index"].to_numpy()] if len(ex) else np.array([], np.float32)
+            report = balance_report(ls.instances, ls.images, bal.copies, bal.weights, label_map)
+            dropped = dict(ls.dropped)
+            dropped["left_out_by_balance"] = int((bal.copies == 0).sum())
+            splits[split] = SplitPlan(
+                li, split, t.source_split, ls.instances, ls.gray_boxes, ls.images, dropped, bal, ex, n_shards, report
+            )
+        plans.append(LayerPlan(li, label_map, splits))
+    return plans
+
+
+def manifest(plans: Sequence[LayerPlan], dropped_masks: dict[int, set[str]] | None = None) -> pd.DataFrame:
+    """One row per kept instance per written copy: image_id, mask_path, mid, source_mid, class_id, layer,
+    split, shard (index), copy. ``dropped_masks`` (layer -> MaskPaths dropped in the pixel stage) are removed."""
+    frames = []
+    for lp in plans:
+        for split, sp in lp.splits.items():
+            inst = sp.instances
+            img_idx = np.searchsorted(sp.images, inst["image_id"].to_numpy())
+            ex = sp.examples[["image_index", "shard", "copy"]]
+            m = pd.DataFrame({"image_index": img_idx, "row": np.arange(len(inst))}).merge(ex, on="image_index")
+            rows = inst.iloc[m["row"].to_numpy()]
+            df = pd.DataFrame(
+                {
+                    "image_id": rows["image_id"].to_numpy(),
+                    "mask_path": rows["mask_path"].to_numpy(),
+                    "mid": rows["mid"].to_numpy(),
+                    "source_mid": rows["source_mid"].to_numpy(),
+                    "class_id": rows["class_id"].to_numpy(np.int32),
+                    "layer": np.int32(lp.layer),
+                    "split": split,
+                    "shard": m["shard"].to_numpy(np.int32),
+                    "copy": m["copy"].to_numpy(np.int32),
+                }
+            )
+            if dropped_masks and dropped_masks.get(lp.layer):
+                df = df[~df["mask_path"].isin(dropped_masks[lp.layer])]
+            frames.append(df)
+    if not frames:
+        return pd.DataFrame(
+            columns=["image_id", "mask_path", "mid", "source_mid", "class_id", "layer", "split", "shard", "copy"]
+        )
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,216 @@
+"""`hierseg prepare`: Open Images challenge files -> one class-balanced TFRecord training set per layer.
+
+Writes, per layer i of the hierarchy's depth grouping, ``OUT/layer{i}/``:
+
+* ``{train,validation}-NNNNN-of-MMMMM.tfrecord`` (tf.train.Example, keys in :mod:`hierseg.features`);
+* ``label_map.pbtxt`` (ids 1..K in the layer's class order of the dataset's hierarchy);
+* ``validation_coco.json`` (COCO, RLE masks at original image size);
+* ``manifest.parquet`` (one row per kept instance per written copy);
+* ``balance_{split}.csv`` / ``balance_{split}.png`` (per-class counts before/after balancing);
+* ``prepare.json`` (config, input files, counts, skips per reason).
+
+Stages: the annotation stage (:mod:`data_prep.plan`, vectorized, no pixels) decides every example and
+its shard; the pixel stage (:mod:`data_prep.pixels`) runs locally (:mod:`data_prep.local_runner`) or on
+Beam (:mod:`data_prep.beam_pipeline`). Complete shards of an earlier, interrupted run are kept; the
+output is byte-identical to an uninterrupted run with the same config and seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import os
+import tempfile
+from collections import Counter
+
+from data_prep import storage
+from data_prep.coco_json import build_coco, write_coco
+from data_prep.config import PrepareConfig
+from data_prep.local_runner import ShardJob, run_local
+from data_prep.pixels import PixelProcessor
+from data_prep.plan import LayerPlan, SplitPlan, load_tables, manifest, plan_layers
+from data_prep.report import write_report
+from data_prep.shards import is_complete, read_stats, remove_stale, shard_name
+from hierseg.config.params import to_dict
+from hierseg.oid.layout import OidPaths
+
+log = logging.getLogger(__name__)
+
+_CSV_FIELDS = (
+    "hierarchy_json",
+    "classes_csv",
+    "train_masks_csv",
+    "validation_masks_csv",
+    "train_bbox_csv",
+    "validation_bbox_csv",
+)
+_REQUIRED = ("hierarchy_json", "classes_csv", "train_masks_csv")
+RUNNERS = ("local", "DirectRunner", "DataflowRunner")
+
+
+def _localize_inputs(paths: OidPaths, cache_dir: str) -> OidPaths:
+    """The layout with the annotation files downloaded when gs:// (missing optional files point to a
+    local path that does not exist, so they read as absent)."""
+    changes = {}
+    for name in _CSV_FIELDS:
+        src = getattr(paths, name)
+        if not storage.is_gcs(src):
+            continue
+        try:
+            changes[name] = storage.localize(src, cache_dir)
+        except FileNotFoundError:
+            changes[name] = os.path.join(cache_dir, "absent", os.path.basename(src))
+    local = dataclasses.replace(paths, **changes)
+    missing = [getattr(paths, n) for n in _REQUIRED if not os.path.exists(getattr(local, n))]
+    if missing:
+        raise FileNotFoundError(f"prepare: required input file(s) missing: {missing}")
+    return local
+
+
+def _jobs(out_dir: str, plan: LayerPlan) -> tuple[list[ShardJob], dict[str, list[str]]]:
+    """Shards still to write for one layer, and every shard name per split."""
+    layer_dir = storage.join(out_dir, f"layer{plan.layer}")
+    existing = set(storage.listdir(layer_dir))
+    jobs, names = [], {}
+    for split, sp in plan.splits.items():
+        names[split] = [shard_name(split, s, sp.num_shards) for s in range(sp.num_shards)]
+        counts = sp.examples.groupby("shard").size().to_dict()
+        for s, name in enumerate(names[split]):
+            if is_complete(layer_dir, name, existing):
+                continue
+            jobs.append(ShardJob(layer_dir, name, int(counts.get(s, 0)), lambda sp=sp, s=s: sp.shard_tasks(s)))
+    return jobs, names
+
+
+def _split_counts(sp: SplitPlan, stats: list[dict]) -> dict:
+    skips: Counter = Counter()
+    for st in stats:
+        skips.update(st["skips"])
+    return {
+        "images_with_targets": int(len(sp.images)),
+        "instances": int(len(sp.instances)),
+        "gray_boxes": int(len(sp.gray_boxes)),
+        "examples_planned": int(len(sp.examples)),
+        "examples_written": int(sum(st["num_examples"] for st in stats)),
+        "num_shards": sp.num_shards,
+        "dropped": sp.dropped,
+        "skips": dict(sorted(skips.items())),
+    }
+
+
+def prepare(
+    oid_dir: str,
+    out_dir: str,
+    config: PrepareConfig,
+    *,
+    num_workers: int | None = None,
+    runner: str = "local",
+    beam_options: list[str] | None = None,
+    show_progress: bool = True,
+    **path_overrides: str | None,
+) -> dict:
+    """Builds ``out_dir/layer{i}/`` for every layer; returns the per-layer summaries (as in prepare.json).
+
+    Args:
+      oid_dir: the dataset folder (challenge 2019 layout), local or gs://.
+      out_dir: output folder, local or gs://.
+      config: see :class:`data_prep.config.PrepareConfig`.
+      num_workers: local worker processes (None = all cores, 1 = in this process).
+      runner: "local", or a Beam runner ("DirectRunner", "DataflowRunner").
+      beam_options: extra Beam pipeline options (``--project=...`` etc.), passed through.
+      path_overrides: per-file overrides of :class:`hierseg.oid.layout.OidPaths` fields.
+    """
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
+    paths = OidPaths.from_dir(oid_dir, **path_overrides)
+    with tempfile.TemporaryDirectory(prefix="hierseg-prepare-") as cache_dir:
+        local_paths = _localize_inputs(paths, cache_dir)
+        hierarchy = local_paths.load_hierarchy()
+        tables = load_tables(paths, hierarchy, config, local_paths=local_paths)
+        plans = plan_layers(tables, hierarchy, config)
+        csv_skips = {s: t.skips for s, t in tables.items()}
+
+        storage.makedirs(out_dir)
+        all_jobs, shard_names = [], {}
+        for lp in plans:
+            layer_dir = storage.join(out_dir, f"layer{lp.layer}")
+            storage.makedirs(layer_dir)
+            storage.makedirs(storage.join(layer_dir, ".prepare_state"))
+            if remove_stale(layer_dir):
+                log.info("%s: removed temporary files of an interrupted run", layer_dir)
+            storage.write_text(storage.join(layer_dir, "label_map.pbtxt"), lp.label_map.to_pbtxt())
+            jobs, shard_names[lp.layer] = _jobs(out_dir, lp)
+            all_jobs += jobs
+
+        processor = PixelProcessor(
+            paths,
+            gray_value=config.gray_value,
+            jpeg_quality=config.jpeg_quality,
+            verify_images=config.verify_images,
+            drop_empty_masks=config.drop_empty_masks,
+            cache_dir=os.path.join(cache_dir, "masks"),
+        )
+        if runner == "local":
+            run_local(all_jobs, processor, num_workers=num_workers, show_progress=show_progress)
+        else:
+            from data_prep.beam_pipeline import run_beam
+
+            run_beam(all_jobs, processor, runner=runner, beam_options=beam_options)
+
+    summary = {
+        "oid_dir": str(oid_dir),
+        "out_dir": str(out_dir),
+        "runner": runner,
+        "config": to_dict(config),
+        "input_files": {f.name: getattr(paths, f.name) for f in dataclasses.fields(paths)},
+        "csv_skips": csv_skips,
+        "layers": {},
+    }
+    dropped_masks: dict[int, set[str]] = {}
+    for lp in plans:
+        layer_dir = storage.join(out_dir, f"layer{lp.layer}")
+        layer_sum = {"classes": lp.label_map.num_classes, "splits": {}}
+        dropped_masks[lp.layer] = set()
+        for split, sp in lp.splits.items():
+            stats = [read_stats(layer_dir, n) for n in shard_names[lp.layer][split]]
+            for st in stats:
+                dropped_masks[lp.layer].update(st["dropped_masks"])
+            layer_sum["splits"][split] = _split_counts(sp, stats)
+            write_report(
+                sp.report,
+                storage.join(layer_dir, f"balance_{split}.csv"),
+                storage.join(layer_dir, f"balance_{split}.png"),
+                f"layer{lp.layer} {split}: images per class ({config.balance.mode if split == 'train' else 'none'})",
+            )
+            if split == "validation":
+                coco = build_coco([storage.join(layer_dir, n) for n in shard_names[lp.layer][split]], lp.label_map)
+                write_coco(coco, storage.join(layer_dir, "validation_coco.json"))
+        summary["layers"][lp.layer] = layer_sum
+
+    man = manifest(plans, dropped_masks)
+    for lp in plans:
+        layer_dir = storage.join(out_dir, f"layer{lp.layer}")
+        buf = io.BytesIO()
+        man[man["layer"] == lp.layer].reset_index(drop=True).to_parquet(buf, index=False)
+        storage.write_bytes(storage.join(layer_dir, "manifest.parquet"), buf.getvalue())
+        layer_json = {k: v for k, v in summary.items() if k != "layers"}
+        layer_json.update({"layer": lp.layer, **summary["layers"][lp.layer]})
+        storage.write_text(storage.join(layer_dir, "prepare.json"), json.dumps(layer_json, indent=1))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """A per-layer table for the CLI."""
+    lines = [
+        f"{'layer':<7}{'split':<12}{'classes':>8}{'images':>9}{'examples':>10}{'instances':>11}{'shards':>8}  skips"
+    ]
+    for layer, ls in summary["layers"].items():
+        for split, c in ls["splits"].items():
+            skips = ", ".join(f"{k}={v}" for k, v in c["skips"].items()) or "-"
+            lines.append(
+                f"layer{layer:<2}{split:<12}{ls['classes']:>8}{c['images_with_targets']:>9}"
+                f"{c['examples_written']:>10}{c['instances']:>11}{c['num_shards']:>8}  {skips}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""Feature Pyramid Network (Lin et al. 2017): top-down pathway with lateral connections, P2..P6.
+
+``P_l = conv3x3(lateral_l(C_l) + upsample2x(inner_{l+1}))`` for the backbone levels (up to 5); levels
+above 5 (P6) are a stride-2 max-pool of the coarsest output, as in Mask R-CNN's FPN (used by the RPN
+only; ROIAlign stays on P2..P5).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from hierseg.config.model import AnchorConfig, FPNConfig
+
+BACKBONE_MAX_LEVEL = 5
+
+
+class FPN(keras.layers.Layer):
+    """``FPN(config, anchor)({2: C2, ..., 5: C5}) -> {min_level: P, ..., max_level: P}``, each with num_filters."""
+
+    def __init__(self, config: FPNConfig, anchor: AnchorConfig, **kw):
+        super().__init__(**kw)
+        self.min_level = anchor.min_level
+        self.max_level = anchor.max_level
+        self.backbone_levels = list(range(anchor.min_level, min(anchor.max_level, BACKBONE_MAX_LEVEL) + 1))
+        init = keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")  # Kaiming-uniform(a=1), detectron2
+        # Lists (not int-keyed dicts) so Keras and tf.train.Checkpoint track the layers.
+        self.lateral = [
+            keras.layers.Conv2D(config.num_filters, 1, kernel_initializer=init, name=f"lateral_p{lv}")
+            for lv in self.backbone_levels
+        ]
+        self.output_convs = [
+            keras.layers.Conv2D(config.num_filters, 3, padding="same", kernel_initializer=init, name=f"output_p{lv}")
+            for lv in self.backbone_levels
+        ]
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
+        self.pool = keras.layers.MaxPooling2D(1, 2, padding="valid")
+
+    def call(self, features):
+        inner = None
+        outputs = {}
+        for i in reversed(range(len(self.backbone_levels))):
+            lv = self.backbone_levels[i]
+            lateral = self.lateral[i](features[lv])
+            inner = lateral if inner is None else lateral + self.upsample(inner)
+            outputs[lv] = self.output_convs[i](inner)
+        top = self.backbone_levels[-1]
+        for lv in range(top + 1, self.max_level + 1):
+            outputs[lv] = self.pool(outputs[lv - 1])
+        return {lv: outputs[lv] for lv in range(self.min_level, self.max_level + 1)}

@@ -1,0 +1,120 @@
+"""ResNet backbone (He et al. 2016): stem, four stages C2..C5, basic (18/34) or bottleneck (50/101) blocks.
+
+Bottlenecks stride in the 3x3 conv ("ResNet v1.5", as torchvision and the TPU models). Normalization:
+
+* ``"frozen"``: batch norm always in inference mode with fixed gamma/beta and statistics (the usual
+  choice when fine-tuning an ImageNet checkpoint with small per-device batches);
+* ``"sync"``: batch norm with statistics all-reduced over replicas (``synchronized=True``);
+* ``"batch"``: per-replica batch norm.
+
+The output is ``{level: feature}`` for levels 2..5 (strides 4..32).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from hierseg.config.model import BackboneConfig
+
+BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+STAGE_FILTERS = (64, 128, 256, 512)
+
+
+def _norm(config: BackboneConfig, name: str, zero_gamma: bool = False) -> keras.layers.Layer:
+    # A block's last gamma starts at 0 (Goyal et al. 2017) so each residual block starts as identity;
+    # not with frozen norm, whose gamma would then stay 0 forever.
+    gamma = "zeros" if zero_gamma and config.norm != "frozen" else "ones"
+    layer = keras.layers.BatchNormalization(
+        momentum=config.norm_momentum,
+        epsilon=config.norm_epsilon,
+        gamma_initializer=gamma,
+        synchronized=config.norm == "sync",
+        name=name,
+    )
+    if config.norm == "frozen":
+        layer.trainable = False  # Keras 3: a non-trainable BN runs in inference mode
+    return layer
+
+
+def _conv(filters: int, kernel: int, stride: int, name: str) -> keras.layers.Layer:
+    return keras.layers.Conv2D(
+        filters,
+        kernel,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal"),
+        name=name,
+    )
+
+
+class ResidualBlock(keras.layers.Layer):
+    """Basic (two 3x3) or bottleneck (1x1, 3x3, 1x1 x4) block with a projection shortcut when needed."""
+
+    def __init__(self, filters: int, stride: int, bottleneck: bool, project: bool, config: BackboneConfig, **kw):
+        super().__init__(**kw)
+        out = filters * 4 if bottleneck else filters
+        self.project = project
+        if project:
+            self.shortcut_conv = _conv(out, 1, stride, "shortcut")
+            self.shortcut_bn = _norm(config, "shortcut_bn")
+        if bottleneck:
+            specs = [(filters, 1, 1), (filters, 3, stride), (out, 1, 1)]
+        else:
+            specs = [(filters, 3, stride), (out, 3, 1)]
+        # Flat lists of layers (Keras tracks lists of layers, not tuples).
+        self.convs = [_conv(f, k, st, f"conv{i + 1}") for i, (f, k, st) in enumerate(specs)]
+        self.norms = [_norm(config, f"bn{i + 1}", zero_gamma=i == len(specs) - 1) for i in range(len(specs))]
+
+    def call(self, x, training=None):
+        shortcut = x
+        if self.project:
+            shortcut = self.shortcut_bn(self.shortcut_conv(x), training=training)
+        for i, (conv, bn) in enumerate(zip(self.convs, self.norms)):
+            x = bn(conv(x), training=training)
+            if i < len(self.convs) - 1:
+                x = keras.ops.relu(x)
+        return keras.ops.relu(x + shortcut)
+
+
+class ResNet(keras.Model):
+    """``ResNet(config)(images [B, H, W, 3]) -> {2: C2, 3: C3, 4: C4, 5: C5}`` (strides 4, 8, 16, 32)."""
+
+    def __init__(self, config: BackboneConfig, **kw):
+        super().__init__(**kw)
+        if config.depth not in BLOCKS:
+            raise ValueError(f"backbone.depth must be one of {sorted(BLOCKS)}, got {config.depth}")
+        self.config = config
+        bottleneck = config.depth >= 50
+        width = config.width_multiplier
+        self.stem_conv = _conv(max(8, int(64 * width)), 7, 2, "stem_conv")
+        self.stem_bn = _norm(config, "stem_bn")
+        self.stem_pool = keras.layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")
+        self.blocks = []  # flat list of all residual blocks; self.block_levels[i] = output level of block i
+        self.block_levels = []
+        for s, (num_blocks, filters) in enumerate(zip(BLOCKS[config.depth], STAGE_FILTERS)):
+            filters = max(8, int(filters * width))
+            for b in range(num_blocks):
+                stride = 2 if (b == 0 and s > 0) else 1
+                project = b == 0 and (s > 0 or bottleneck)
+                self.blocks.append(
+                    ResidualBlock(filters, stride, bottleneck, project, config, name=f"stage{s + 2}_{b}")
+                )
+                self.block_levels.append(s + 2)
+
+    @property
+    def channels(self) -> dict[int, int]:
+        """Channels of C2..C5."""
+        expansion = 4 if self.config.depth >= 50 else 1
+        return {s + 2: max(8, int(f * self.config.width_multiplier)) * expansion for s, f in enumerate(STAGE_FILTERS)}
+
+    def call(self, images, training=None):
+        x = keras.ops.relu(self.stem_bn(self.stem_conv(images), training=training))
+        if self.config.freeze_stem:
+            x = keras.ops.stop_gradient(x)
+        x = self.stem_pool(x)
+        outputs = {}
+        for block, level in zip(self.blocks, self.block_levels):
+            x = block(x, training=training)
+            outputs[level] = x  # the last block of each stage wins
+        return outputs

@@ -1,0 +1,116 @@
+"""The per-ROI heads of Mask R-CNN: the Fast R-CNN box head and the class-specific FCN mask head.
+
+Both take ROIAligned features ``[B, R, s, s, C]`` and run on ``B * R`` ROIs at once. Outputs are
+float32 (cast after the last layer so a bfloat16 policy only affects the trunk).
+
+* :class:`BoxHead`: ``num_convs`` 3x3 convs, ``num_fcs`` fcs -> class logits ``[B, R, K + 1]``
+  (softmax; column 0 = background) or ``[B, R, K]`` (sigmoid), and class-specific deltas ``[B, R, K, 4]``.
+* :class:`MaskHead`: ``num_convs`` 3x3 convs, a 2x2 stride-2 deconv, a 1x1 conv -> logits
+  ``[B, R, M, M, K]`` (one mask per class; the loss and inference pick the ROI's class).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from hierseg.config.model import BoxHeadConfig, MaskHeadConfig
+
+_HE = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")  # detectron2 c2_msra_fill
+_XAVIER = keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")  # detectron2 c2_xavier_fill
+
+
+def _merge_rois(x: tf.Tensor) -> tf.Tensor:
+    shape = tf.shape(x)
+    return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
+
+
+def _split_rois(x: tf.Tensor, batch, num_rois) -> tf.Tensor:
+    return tf.reshape(x, tf.concat([[batch, num_rois], tf.shape(x)[1:]], axis=0))
+
+
+class BoxHead(keras.layers.Layer):
+    """``BoxHead(config, K, sigmoid)(roi_features [B, R, s, s, C]) -> (class_logits, box_deltas)``."""
+
+    def __init__(self, config: BoxHeadConfig, num_classes: int, sigmoid: bool = False, **kw):
+        super().__init__(**kw)
+        self.num_classes = num_classes
+        self.convs = [
+            keras.layers.Conv2D(config.conv_dims, 3, padding="same", activation="relu", kernel_initializer=_HE)
+            for _ in range(config.num_convs)
+        ]
+        self.flatten = keras.layers.Flatten()
+        self.fcs = [
+            keras.layers.Dense(config.fc_dims, activation="relu", kernel_initializer=_XAVIER, name=f"fc{i + 1}")
+            for i in range(config.num_fcs)
+        ]
+        # Sigmoid heads start every class at a 1% prior (focal-loss paper) so the many negatives do not
+        # swamp the first steps; softmax heads start uniform.
+        prior = -math.log((1 - 0.01) / 0.01) if sigmoid else 0.0
+        self.class_logits = keras.layers.Dense(
+            num_classes if sigmoid else num_classes + 1,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            bias_initializer=keras.initializers.Constant(prior),
+            name="class_logits",
+        )
+        self.box_deltas = keras.layers.Dense(
+            num_classes * 4, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001), name="box_deltas"
+        )
+
+    def call(self, roi_features):
+        batch, num_rois = tf.shape(roi_features)[0], tf.shape(roi_features)[1]
+        x = _merge_rois(roi_features)
+        for conv in self.convs:
+            x = conv(x)
+        x = self.flatten(x)
+        for fc in self.fcs:
+            x = fc(x)
+        logits = tf.cast(self.class_logits(x), tf.float32)
+        deltas = tf.cast(self.box_deltas(x), tf.float32)
+        logits = tf.reshape(logits, [batch, num_rois, -1])
+        deltas = tf.reshape(deltas, [batch, num_rois, self.num_classes, 4])
+        return logits, deltas
+
+
+class MaskHead(keras.layers.Layer):
+    """``MaskHead(config, K)(roi_features [B, R, s, s, C]) -> mask logits [B, R, 2s, 2s, K]`` float32."""
+
+    def __init__(self, config: MaskHeadConfig, num_classes: int, **kw):
+        super().__init__(**kw)
+        if config.mask_size != 2 * config.roi_size:
+            raise ValueError(f"mask_head.mask_size ({config.mask_size}) must be 2 * roi_size ({config.roi_size})")
+        self.convs = [
+            keras.layers.Conv2D(
+                config.num_filters, 3, padding="same", activation="relu", kernel_initializer=_HE, name=f"conv{i + 1}"
+            )
+            for i in range(config.num_convs)
+        ]
+        self.deconv = keras.layers.Conv2DTranspose(
+            config.num_filters, 2, strides=2, activation="relu", kernel_initializer=_HE, name="deconv"
+        )
+        self.predictor = keras.layers.Conv2D(
+            num_classes, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001), name="mask_logits"
+        )
+
+    def call(self, roi_features):
+        batch, num_rois = tf.shape(roi_features)[0], tf.shape(roi_features)[1]
+        x = _merge_rois(roi_features)
+        for conv in self.convs:
+            x = conv(x)
+        x = self.predictor(self.deconv(x))
+        return _split_rois(tf.cast(x, tf.float32), batch, num_rois)
+
+
+def select_class_masks(mask_logits: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """``[B, R, M, M]`` channel ``classes - 1`` of ``mask_logits [B, R, M, M, K]`` (class 0 -> channel 0)."""
+    channel = tf.maximum(tf.cast(classes, tf.int32) - 1, 0)
+    moved = tf.transpose(mask_logits, [0, 1, 4, 2, 3])  # [B, R, K, M, M]
+    return tf.gather(moved, channel[..., None], batch_dims=2)[:, :, 0]
+
+
+def select_class_boxes(box_deltas: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+    """``[B, R, 4]`` deltas of class ``classes`` from ``box_deltas [B, R, K, 4]`` (class 0 -> row 0)."""
+    row = tf.maximum(tf.cast(classes, tf.int32) - 1, 0)
+    return tf.gather(box_deltas, row[..., None], batch_dims=2)[:, :, 0]

@@ -1,0 +1,271 @@
+"""File-based round trips on the synthetic dataset through the CLI commands: Layer0/Layer1
+predictions made from the ground truth (with mask and score noise) -> `hierseg ensemble` ->
+`hierseg submit` -> `hierseg validate-submission` -> `hierseg oid-eval`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from ensembles.mask_iou import rle_boxes
+from ensembles.prediction_io import write_predictions
+from hierseg.detections import Detections
+from hierseg.oid.layout import OidPaths
+from hierseg.oid.mask_codec import decode_rle, encode_rle
+from hierseg_cli.main import main
+
+
+@pytest.fixture(scope="module")
+def synth(synth_dir):
+    paths = OidPaths.from_dir(str(synth_dir))
+    return synth_dir, paths.load_hierarchy()
+
+
+@pytest.fixture(scope="module")
+def ground_truth(synth):
+    from ensembles.metric.groundtruth import load_ground_truth
+
+    return load_ground_truth(str(synth[0]), "validation", synth[1])[0]
+
+
+def noisy(rle, rng):
+    """The mask with ~8% of its pixels dropped (IoU with the original ~0.92)."""
+    m = decode_rle(rle)
+    return encode_rle(m & (rng.random(m.shape) > 0.08))
+
+
+def layer_predictions(ground_truth, hierarchy, seed=0):
+    """Layer0: every masked instance as its depth-0 ancestor; Layer1: the deeper ones as themselves;
+    scores in [0.5, 1]; plus one false detection per image scoring below every true one."""
+    rng = np.random.default_rng(seed)
+    roots = hierarchy.roots()
+    out0, out1 = [], []
+    for g in ground_truth.values():
+        if not g.height:
+            continue
+        l0, l1 = ([], [], []), ([], [], [])
+        for c, r in zip(g.classes, g.rles):
+            if r is None:
+                continue
+            l0[0].append(hierarchy.ancestor_in(c, roots))
+            l0[1].append(rng.uniform(0.5, 1.0))
+            l0[2].append(noisy(r, rng))
+            if c not in roots:
+                l1[0].append(c)
+                l1[1].append(rng.uniform(0.5, 1.0))
+                l1[2].append(noisy(r, rng))
+        wrong = np.zeros([g.height, g.width], bool)
+        wrong[: g.height // 8, : g.width // 8] = True
+        l0[0].append(hierarchy.classes[-1])
+        l0[1].append(0.01)
+        l0[2].append(encode_rle(wrong))
+        for (classes, scores, rles), out in ((l0, out0), (l1, out1)):
+            out.append(
+                Detections(g.image_id, g.height, g.width, classes, scores, rle_boxes(rles).astype(np.float32), rles)
+            )
+    return out0, out1
+
+
+def read_metrics(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_pipeline_from_noisy_layer_predictions_scores_one(synth, ground_truth, tmp_path, capsys):
+    oid_dir, hierarchy = synth
+    l0, l1 = layer_predictions(ground_truth, hierarchy)
+    write_predictions(str(tmp_path / "layer0.jsonl"), l0)
+    write_predictions(str(tmp_path / "layer1.jsonl"), l1)
+    assert (
+        main(
+            [
+                "ensemble",
+                "--layer0",
+                str(tmp_path / "layer0.jsonl"),
+                "--layer1",
+                str(tmp_path / "layer1.jsonl"),
+                "--out",
+                str(tmp_path / "merged.parquet"),
+                "--oid_dir",
+                str(oid_dir),
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "submit",
+                "--predictions",
+                str(tmp_path / "merged.parquet"),
+                "--out",
+                str(tmp_path / "sub.csv"),
+                "--oid_dir",
+                str(oid_dir),
+                "--split",
+                "validation",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "validate-submission",
+                "--submission",
+                str(tmp_path / "sub.csv"),
+                "--oid_dir",
+                str(oid_dir),
+                "--split",
+                "validation",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "oid-eval",
+                "--oid_dir",
+                str(oid_dir),
+                "--split",
+                "validation",
+                "--submission",
+                str(tmp_path / "sub.csv"),
+                "--output_metrics",
+                str(tmp_path / "m.json"),
+                "--num_workers",
+                "1",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
+    metrics = read_metrics(tmp_path / "m.json")
+    assert "mAP@0.5IOU: 1.0000" in capsys.readouterr().out
+    assert metrics["mAP"] == 1.0
+    # Every class with a mask, and every ancestor of one, has an AP.
+    expected = {
+        a
+        for g in ground_truth.values()
+        for c, r in zip(g.classes, g.rles)
+        if r is not None
+        for a in hierarchy.expand_positive(c)
+    }
+    assert set(metrics["per_class"]) == expected
+    assert any(len(hierarchy.parents(c)) > 1 for c in expected)  # the two-parent class is in the set
+
+
+def mask_counts_from_csv(oid_dir, hierarchy):
+    """Per class, masked ground-truth instances after expansion, counted from the masks CSV itself."""
+    counts: dict[str, int] = {}
+    with open(OidPaths.from_dir(str(oid_dir)).masks_csv("validation"), newline="") as f:
+        for row in csv.DictReader(f):
+            for c in hierarchy.expand_positive(row["LabelName"]):
+                counts[c] = counts.get(c, 0) + 1
+    return counts
+
+
+def test_perfect_submission_and_one_class_removed(synth, ground_truth, tmp_path):
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.submission import write_submission
+
+    oid_dir, hierarchy = synth
+    counts = mask_counts_from_csv(oid_dir, hierarchy)
+    brown_bear = hierarchy.mid_of("Brown bear")
+    assert brown_bear in counts
+
+    def evaluate(drop):
+        sub = tmp_path / f"sub{len(drop)}.csv"
+        write_submission(
+            (ground_truth_as_detections(g, drop_classes=drop) for g in ground_truth.values()), str(sub), hierarchy
+        )
+        out = tmp_path / f"m{len(drop)}.json"
+        assert (
+            main(
+                [
+                    "oid-eval",
+                    "--oid_dir",
+                    str(oid_dir),
+                    "--submission",
+                    str(sub),
+                    "--output_metrics",
+                    str(out),
+                    "--num_workers",
+                    "2",
+                    "--no_progress",
+                ]
+            )
+            == 0
+        )
+        return read_metrics(out)
+
+    assert evaluate([])["mAP"] == 1.0
+    # Without Brown bear: its AP is 0; Bear's and Carnivore's recall (at precision 1, all scores equal)
+    # lose the Brown bear instances; every other class keeps AP 1.
+    lost = counts[brown_bear]
+    expected = {c: 1.0 for c in counts}
+    for c in hierarchy.expand_positive(brown_bear):
+        expected[c] = (counts[c] - lost) / counts[c]
+    m = evaluate([brown_bear])
+    assert m["per_class"] == pytest.approx(expected)
+    assert m["mAP"] == pytest.approx(sum(expected.values()) / len(expected))
+    assert m["mAP"] < 1.0
+
+
+def test_validate_submission_command_fails_with_lines(synth, tmp_path, capsys):
+    oid_dir, _ = synth
+    sub = tmp_path / "bad.csv"
+    sub.write_text("ImageID,ImageWidth,ImageHeight,PredictionString\nnot_an_image,10,10,/m/x 2 abc\n")
+    assert (
+        main(["validate-submission", "--submission", str(sub), "--oid_dir", str(oid_dir), "--split", "validation"]) == 1
+    )
+    out = capsys.readouterr().out
+    assert f"{sub}:line 2: [image_id]" in out and "[mid]" in out and "[score]" in out and "[mask]" in out
+    assert "file: [missing]" in out and "INVALID" in out
+
+
+def test_ensemble_command_config_overrides(synth, ground_truth, tmp_path):
+    from hierseg.config.params import ConfigError
+    from hierseg_cli.commands.ensemble import add_arguments  # noqa: F401  (the module the command runs)
+
+    oid_dir, hierarchy = synth
+    l0, l1 = layer_predictions(ground_truth, hierarchy, seed=1)
+    write_predictions(str(tmp_path / "l0.jsonl"), l0)
+    write_predictions(str(tmp_path / "l1.jsonl"), l1)
+    base = [
+        "ensemble",
+        "--layer0",
+        str(tmp_path / "l0.jsonl"),
+        "--layer1",
+        str(tmp_path / "l1.jsonl"),
+        "--oid_dir",
+        str(oid_dir),
+        "--no_progress",
+    ]
+    with pytest.raises(ConfigError, match="mask_source"):
+        main([*base, "--out", str(tmp_path / "x.jsonl"), "--params_override", "ensemble.mask_source=bogus"])
+    assert (
+        main(
+            [
+                *base,
+                "--out",
+                str(tmp_path / "p.jsonl"),
+                "--params_override",
+                "ensemble.score_source=parent,ensemble.iou_threshold=0.99",
+            ]
+        )
+        == 0
+    )
+    from ensembles.prediction_io import read_predictions
+
+    merged = list(read_predictions(str(tmp_path / "p.jsonl")))
+    # At IoU 0.99 the noisy masks (~0.85 IoU to each other) never match: every path is a root path.
+    n1 = sum(len(d) for d in l1)
+    assert sum(len(d) for d in merged) == sum(len(d) for d in l0) + n1
+    assert any(len(p) > 1 for d in merged for p in d.label_paths)
