@@ -25,7 +25,9 @@ def main() -> None:
     ap.add_argument("--max_size", type=int, default=256, help="synthetic image side, max")
     ap.add_argument("--data", default=None, help="dataset folder (default: a cached temp folder per --images)")
     args = ap.parse_args()
-    data = args.data or os.path.join(tempfile.gettempdir(), f"hierseg-bench-pixels-{args.images}-{args.min_size}-{args.max_size}")
+    data = args.data or os.path.join(
+        tempfile.gettempdir(), f"hierseg-bench-pixels-{args.images}-{args.min_size}-{args.max_size}"
+    )
     if not os.path.exists(os.path.join(data, ".complete")):
         from hierseg.synth import generate_dataset
 

@@ -39,12 +39,21 @@ class SplitTables:
         without masks; used for gray fill).
       source_split: where the images and mask zips live ("train" for a held-out validation split).
       skips: rows dropped while reading, per reason.
+      image_ids: sorted unique ImageIDs (object [U]); ``masks["img"]`` (int32) indexes it, so the
+        per-image work below runs on integers instead of strings. Filled in by ``__post_init__``.
     """
 
     masks: pd.DataFrame
     boxes: pd.DataFrame
     source_split: str
     skips: dict[str, int] = field(default_factory=dict)
+    image_ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_ids is None or "img" not in self.masks:
+            codes, uniques = pd.factorize(self.masks["ImageID"], sort=True)
+            self.masks = self.masks.assign(img=codes.astype(np.int32))
+            self.image_ids = np.asarray(uniques, dtype=object)
 
 
 def layer_roles(
@@ -100,11 +109,13 @@ class LayerSplit:
     """What one layer writes for one split, before balancing.
 
     Attributes:
-      instances: kept target instances, one row each, sorted by (image_id, mask_path): image_id,
-        mask_path, source_mid (annotated MID), mid (layer class MID), class_id (1..K), xmin, xmax, ymin,
+      instances: kept target instances, one row each, sorted by image then CSV order: img (code into
+        the tables' image_ids), image_id, mask_path, source_mid (annotated MID), mid (layer class MID), class_id (1..K), xmin, xmax, ymin,
         ymax (normalized), is_crowd (bool).
-      gray_boxes: boxes to paint gray, only for images of ``instances``: image_id, xmin, xmax, ymin, ymax.
+      gray_boxes: boxes to paint gray, only for images of ``instances``: img, image_id, xmin, xmax, ymin,
+        ymax, sorted by img.
       images: the sorted unique ImageIDs of ``instances`` (images with no target are left out).
+      image_codes: int32 [I], their codes (ascending, parallel to ``images``).
       dropped: instances dropped by the layer assignment, per reason (``non_target_leaf``,
         ``non_target_parent`` (gray-filled), ``no_target_image`` for instances of images left out).
     """
@@ -112,6 +123,7 @@ class LayerSplit:
     instances: pd.DataFrame
     gray_boxes: pd.DataFrame
     images: np.ndarray
+    image_codes: np.ndarray
     dropped: dict[str, int]
 
 
@@ -131,66 +143,63 @@ def assign_layer(
     is_gray = role == ROLE_GRAY
 
     target_mid = cat_target[codes[is_target]]
+    img = m["img"].to_numpy(np.int32)[is_target]
+    order = np.argsort(img, kind="stable")  # by image, then CSV order (deterministic for given files)
+    sel = np.flatnonzero(is_target)[order]
+    img = img[order]
+    target_mid = target_mid[order]
     inst = pd.DataFrame(
         {
-            "image_id": m["ImageID"].to_numpy()[is_target],
-            "mask_path": m["MaskPath"].to_numpy()[is_target],
-            "source_mid": m["LabelName"].to_numpy()[is_target],
+            "img": img,
+            "image_id": tables.image_ids[img],
+            "mask_path": m["MaskPath"].to_numpy()[sel],
+            "source_mid": np.asarray(cats, dtype=object)[codes[sel]],
             "mid": target_mid,
             "class_id": pd.Series(target_mid).map(class_ids).to_numpy(np.int32),
-            "xmin": m["BoxXMin"].to_numpy(np.float32)[is_target],
-            "xmax": m["BoxXMax"].to_numpy(np.float32)[is_target],
-            "ymin": m["BoxYMin"].to_numpy(np.float32)[is_target],
-            "ymax": m["BoxYMax"].to_numpy(np.float32)[is_target],
-            "is_crowd": m["IsGroupOf"].to_numpy(bool)[is_target],
+            "xmin": m["BoxXMin"].to_numpy(np.float32)[sel],
+            "xmax": m["BoxXMax"].to_numpy(np.float32)[sel],
+            "ymin": m["BoxYMin"].to_numpy(np.float32)[sel],
+            "ymax": m["BoxYMax"].to_numpy(np.float32)[sel],
+            "is_crowd": m["IsGroupOf"].to_numpy(bool)[sel],
         }
     )
-    inst = inst.sort_values(["image_id", "mask_path"], kind="stable").reset_index(drop=True)
-    images = inst["image_id"].unique()
-    images = np.sort(np.asarray(images, dtype=object))
+    image_codes = np.unique(img)
+    has_target = np.zeros(len(tables.image_ids), bool)
+    has_target[image_codes] = True
 
     # Gray boxes: non-target parents' masks' boxes, plus bbox-CSV boxes of such classes (boxes that
     # have no mask still mark an object that may be an unlabeled target).
-    gray = pd.DataFrame(
-        {
-            "image_id": m["ImageID"].to_numpy()[is_gray],
-            "xmin": m["BoxXMin"].to_numpy(np.float32)[is_gray],
-            "xmax": m["BoxXMax"].to_numpy(np.float32)[is_gray],
-            "ymin": m["BoxYMin"].to_numpy(np.float32)[is_gray],
-            "ymax": m["BoxYMax"].to_numpy(np.float32)[is_gray],
-        }
-    )
+    g_img = m["img"].to_numpy(np.int32)[is_gray]
+    gray = {
+        "img": g_img,
+        "xmin": m["BoxXMin"].to_numpy(np.float32)[is_gray],
+        "xmax": m["BoxXMax"].to_numpy(np.float32)[is_gray],
+        "ymin": m["BoxYMin"].to_numpy(np.float32)[is_gray],
+        "ymax": m["BoxYMax"].to_numpy(np.float32)[is_gray],
+    }
     b = tables.boxes
     if len(b):
-        b_role = b["LabelName"].map({k: v[1] for k, v in roles.items()})
-        sel = (b_role == ROLE_GRAY).to_numpy()
-        gray = pd.concat(
-            [
-                gray,
-                pd.DataFrame(
-                    {
-                        "image_id": b["ImageID"].to_numpy()[sel],
-                        "xmin": b["XMin"].to_numpy(np.float32)[sel],
-                        "xmax": b["XMax"].to_numpy(np.float32)[sel],
-                        "ymin": b["YMin"].to_numpy(np.float32)[sel],
-                        "ymax": b["YMax"].to_numpy(np.float32)[sel],
-                    }
-                ),
-            ],
-            ignore_index=True,
-        )
-    if len(gray):
-        gray = gray[gray["image_id"].isin(images)]
-        gray = gray.drop_duplicates().sort_values(["image_id", "ymin", "xmin", "ymax", "xmax"], kind="stable")
+        gray_mids = [k for k, v in roles.items() if v[1] == ROLE_GRAY]
+        bsel = b["LabelName"].isin(gray_mids).to_numpy() if gray_mids else np.zeros(len(b), bool)
+        if bsel.any():
+            # ImageID -> code only for the selected rows (-1: image without masks, never written).
+            b_img = pd.Index(tables.image_ids).get_indexer(b["ImageID"].to_numpy()[bsel]).astype(np.int32)
+            gray["img"] = np.concatenate([gray["img"], b_img])
+            for k, c in (("xmin", "XMin"), ("xmax", "XMax"), ("ymin", "YMin"), ("ymax", "YMax")):
+                gray[k] = np.concatenate([gray[k], b[c].to_numpy(np.float32)[bsel]])
+    keep = (gray["img"] >= 0) & has_target[np.maximum(gray["img"], 0)]
+    gray = pd.DataFrame({k: v[keep] for k, v in gray.items()}).drop_duplicates()
+    gray = gray.iloc[np.lexsort((gray["xmax"], gray["ymax"], gray["xmin"], gray["ymin"], gray["img"]))]
     gray = gray.reset_index(drop=True)
+    gray.insert(1, "image_id", tables.image_ids[gray["img"].to_numpy()])
 
     dropped = {"non_target_leaf": int((role == ROLE_DROP).sum()), "non_target_parent": int(is_gray.sum())}
-    return LayerSplit(instances=inst, gray_boxes=gray, images=images, dropped=dropped)
+    return LayerSplit(inst, gray, tables.image_ids[image_codes], image_codes, dropped)
 
 
-def class_image_pairs(instances: pd.DataFrame, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (image index into ``images``, class_id) pairs of a layer split, int64 [P] each."""
-    img_idx = np.searchsorted(images, instances["image_id"].to_numpy())
+def class_image_pairs(instances: pd.DataFrame, image_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (image index into the split's images, class_id) pairs of a layer split, int64 [P] each."""
+    img_idx = np.searchsorted(image_codes, instances["img"].to_numpy())
     key = img_idx.astype(np.int64) * 65536 + instances["class_id"].to_numpy(np.int64)
     key = np.unique(key)
     return key // 65536, key % 65536
@@ -201,19 +210,26 @@ def split_off_validation(tables: SplitTables, fraction: float, seed: int) -> tup
 
     Both returned tables keep ``source_split`` of the input: the pixels still come from the train files.
     """
-    ids = np.sort(tables.masks["ImageID"].unique().astype(object))
+    ids = tables.image_ids
     rng = np.random.default_rng([seed, 7])
     n_val = int(round(len(ids) * fraction))
-    val_ids = set(ids[rng.permutation(len(ids))[:n_val]].tolist())
-    mv = tables.masks["ImageID"].isin(val_ids).to_numpy()
-    bv = tables.boxes["ImageID"].isin(val_ids).to_numpy() if len(tables.boxes) else np.zeros(0, bool)
+    is_val = np.zeros(len(ids), bool)
+    is_val[rng.permutation(len(ids))[:n_val]] = True
+    mv = is_val[tables.masks["img"].to_numpy()]
+    bv = tables.boxes["ImageID"].isin(ids[is_val]).to_numpy() if len(tables.boxes) else np.zeros(0, bool)
+    # Both halves keep the full image_ids and codes (a code is an index, not a count).
     train = SplitTables(
         tables.masks[~mv].reset_index(drop=True),
         tables.boxes[~bv].reset_index(drop=True),
         tables.source_split,
         dict(tables.skips),
+        ids,
     )
     val = SplitTables(
-        tables.masks[mv].reset_index(drop=True), tables.boxes[bv].reset_index(drop=True), tables.source_split, {}
+        tables.masks[mv].reset_index(drop=True),
+        tables.boxes[bv].reset_index(drop=True),
+        tables.source_split,
+        {},
+        ids,
     )
     return train, val

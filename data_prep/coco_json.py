@@ -13,32 +13,24 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from data_prep import storage
+from data_prep.tfrecord import read_records
 from hierseg import features as F
 from hierseg.label_map import LabelMap
 from hierseg.oid.mask_codec import encode_rle
 
 
 def _records(path: str):
-    import tensorflow as tf
+    from data_prep.tf_example import example_class
 
-    if not storage.is_gcs(path):
-        for rec in tf.data.TFRecordDataset(path).as_numpy_iterator():
-            yield tf.train.Example.FromString(rec)
-        return
-    with tempfile.TemporaryDirectory() as tmp:  # always fresh: a resumed run may have rewritten the shard
-        local = os.path.join(tmp, "shard.tfrecord")
-        with open(local, "wb") as f:
-            f.write(storage.read_bytes(path))
-        for rec in tf.data.TFRecordDataset(local).as_numpy_iterator():
-            yield tf.train.Example.FromString(rec)
+    example = example_class()
+    for rec in read_records(storage.read_bytes(path), source=path):
+        yield example.FromString(rec)
 
 
 def build_coco(shard_paths: Sequence[str], label_map: LabelMap) -> dict:

@@ -24,7 +24,7 @@ REPORT_COLUMNS = (
 
 
 def balance_report(
-    instances: pd.DataFrame, images: np.ndarray, copies: np.ndarray, weights: np.ndarray, label_map: LabelMap
+    img_idx: np.ndarray, class_ids: np.ndarray, copies: np.ndarray, weights: np.ndarray, label_map: LabelMap
 ) -> pd.DataFrame:
     """Per class of the label map (every class, zeros included), counts before and after balancing.
 
@@ -32,12 +32,13 @@ def balance_report(
     ``weighted_images_after`` sums copies x image/weight (the effective sampling mass).
 
     Args:
-      instances: the layer split's target instances (image_id, class_id, ...).
-      images: sorted unique ImageIDs; copies int [I], weights float [I] per image.
+      img_idx: int [N] image index (into the split's images) of each target instance.
+      class_ids: int [N] class id 1..K of each instance.
+      copies: int [I] and weights: float [I], per image.
     """
     k = label_map.num_classes
-    img_idx = np.searchsorted(images, instances["image_id"].to_numpy()) if len(instances) else np.zeros(0, int)
-    cls = instances["class_id"].to_numpy(np.int64)
+    img_idx = np.asarray(img_idx, np.int64)
+    cls = np.asarray(class_ids, np.int64)
     c = np.asarray(copies, np.int64)
     inst_before = np.bincount(cls, minlength=k + 1)
     inst_after = np.bincount(cls, weights=c[img_idx], minlength=k + 1)

@@ -90,13 +90,13 @@ class ShardWriter:
     """Writes one shard: records go to a local temporary file; :meth:`commit` publishes it atomically."""
 
     def __init__(self, layer_dir: str, name: str):
-        import tensorflow as tf
+        from data_prep.tfrecord import TFRecordWriter
 
         self.layer_dir = layer_dir
         self.name = name
         scratch = storage.local_scratch(layer_dir)
         self.tmp = os.path.join(scratch, f"{name}{TMP_MARK}{os.getpid()}")
-        self._writer = tf.io.TFRecordWriter(self.tmp)
+        self._writer = TFRecordWriter(self.tmp)
         self.num_examples = 0
         self.skips: Counter = Counter()
         self.dropped_masks: list[str] = []

@@ -3,29 +3,87 @@
 Keys come from :mod:`hierseg.features`. Boxes are stored normalized to [0, 1] as the four separate
 ``image/object/bbox/{xmin,xmax,ymin,ymax}`` lists; masks as one PNG per instance at image resolution
 with values 0/255; ``image/object/class/text`` holds the MIDs.
+
+The messages are built from a copy of TensorFlow's ``example.proto``/``feature.proto`` schema held in a
+private protobuf descriptor pool, so pixel workers never import TensorFlow (spawning a worker then
+costs a fraction of a second instead of seconds). Same field numbers and deterministic serialization
+give the very bytes ``tf.train.Example.SerializeToString(deterministic=True)`` gives (a test checks it).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from hierseg import features as F
 
-
-def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+_F = descriptor_pb2.FieldDescriptorProto
 
 
-def _floats(values) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+@functools.cache
+def _classes() -> dict[str, type]:
+    """Message classes Example, Features, Feature, BytesList, FloatList, Int64List (package tensorflow)."""
+    fd = descriptor_pb2.FileDescriptorProto(name="hierseg/tf_example.proto", package="tensorflow", syntax="proto3")
+
+    def message(name: str, fields: list[tuple[str, int, int, int, str]], oneof: str | None = None):
+        m = fd.message_type.add(name=name)
+        if oneof:
+            m.oneof_decl.add(name=oneof)
+        for fname, number, ftype, label, type_name in fields:
+            f = m.field.add(name=fname, number=number, type=ftype, label=label)
+            if type_name:
+                f.type_name = type_name
+            if oneof:
+                f.oneof_index = 0
+        return m
+
+    rep, opt = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
+    message("BytesList", [("value", 1, _F.TYPE_BYTES, rep, "")])
+    message("FloatList", [("value", 1, _F.TYPE_FLOAT, rep, "")])  # proto3: packed, as in feature.proto
+    message("Int64List", [("value", 1, _F.TYPE_INT64, rep, "")])
+    message(
+        "Feature",
+        [
+            ("bytes_list", 1, _F.TYPE_MESSAGE, opt, ".tensorflow.BytesList"),
+            ("float_list", 2, _F.TYPE_MESSAGE, opt, ".tensorflow.FloatList"),
+            ("int64_list", 3, _F.TYPE_MESSAGE, opt, ".tensorflow.Int64List"),
+        ],
+        oneof="kind",
+    )
+    features = message("Features", [("feature", 1, _F.TYPE_MESSAGE, rep, ".tensorflow.Features.FeatureEntry")])
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=_F.TYPE_STRING, label=opt)
+    entry.field.add(name="value", number=2, type=_F.TYPE_MESSAGE, label=opt, type_name=".tensorflow.Feature")
+    message("Example", [("features", 1, _F.TYPE_MESSAGE, opt, ".tensorflow.Features")])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    names = ("Example", "Features", "Feature", "BytesList", "FloatList", "Int64List")
+    return {n: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{n}")) for n in names}
 
 
-def _ints(values) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+def example_class() -> type:
+    """The Example message class (``FromString`` parses records written by any TF version)."""
+    return _classes()["Example"]
+
+
+def _bytes(values: Sequence[bytes]):
+    c = _classes()
+    return c["Feature"](bytes_list=c["BytesList"](value=list(values)))
+
+
+def _floats(values):
+    c = _classes()
+    return c["Feature"](float_list=c["FloatList"](value=[float(v) for v in values]))
+
+
+def _ints(values):
+    c = _classes()
+    return c["Feature"](int64_list=c["Int64List"](value=[int(v) for v in values]))
 
 
 def build_example(
@@ -41,7 +99,7 @@ def build_example(
     is_crowd: Sequence[bool],
     mask_pngs: Sequence[bytes],
     weight: float = 1.0,
-) -> tf.train.Example:
+):
     """Builds the Example.
 
     Args:
@@ -74,11 +132,14 @@ def build_example(
         F.OBJECT_MASK: _bytes(mask_pngs),
         F.EXAMPLE_WEIGHT: _floats([weight]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+    c = _classes()
+    return c["Example"](features=c["Features"](feature=feature))
 
 
 def parsing_spec() -> dict:
     """The ``tf.io.parse_single_example`` spec of every key written by :func:`build_example`."""
+    import tensorflow as tf
+
     return {
         F.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string),
         F.IMAGE_FORMAT: tf.io.FixedLenFeature([], tf.string),

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from data_prep import annotations as A
@@ -328,12 +329,80 @@ def test_held_out_validation_when_no_validation_files(synth_dir, tmp_path):
 
 
 def test_attach_group_of_matches_boxes_by_coordinates():
-    masks = pd.DataFrame({"MaskPath": ["a.png", "b.png", "c.png"], "ImageID": ["0001", "0001", "0002"],
-                          "LabelName": ["/m/x", "/m/x", "/m/y"], "BoxXMin": [0.1, 0.5, 0.1],
-                          "BoxXMax": [0.2, 0.6, 0.2], "BoxYMin": [0.1, 0.5, 0.1], "BoxYMax": [0.3, 0.7, 0.3]})
-    boxes = pd.DataFrame({"ImageID": ["0001", "0001", "0002"], "LabelName": ["/m/x", "/m/x", "/m/x"],
-                          "XMin": [0.1, 0.5, 0.1], "XMax": [0.2, 0.6, 0.2], "YMin": [0.1, 0.5, 0.1],
-                          "YMax": [0.3, 0.7000001, 0.3], "IsGroupOf": [False, True, True]})
+    masks = pd.DataFrame(
+        {
+            "MaskPath": ["a.png", "b.png", "c.png"],
+            "ImageID": ["0001", "0001", "0002"],
+            "LabelName": ["/m/x", "/m/x", "/m/y"],
+            "BoxXMin": [0.1, 0.5, 0.1],
+            "BoxXMax": [0.2, 0.6, 0.2],
+            "BoxYMin": [0.1, 0.5, 0.1],
+            "BoxYMax": [0.3, 0.7, 0.3],
+        }
+    )
+    boxes = pd.DataFrame(
+        {
+            "ImageID": ["0001", "0001", "0002"],
+            "LabelName": ["/m/x", "/m/x", "/m/x"],
+            "XMin": [0.1, 0.5, 0.1],
+            "XMax": [0.2, 0.6, 0.2],
+            "YMin": [0.1, 0.5, 0.1],
+            "YMax": [0.3, 0.7000001, 0.3],
+            "IsGroupOf": [False, True, True],
+        }
+    )
     out = A.attach_group_of(masks, boxes)
     # b matches its box within 1e-5; c's box is of another class, so it stays False.
     assert out["IsGroupOf"].tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_example_bytes_equal_tensorflow_serialization(n):
+    """build_example's TF-free messages serialize exactly as tf.train.Example does."""
+    import tensorflow as tf
+
+    from data_prep.tf_example import build_example
+
+    rng = np.random.default_rng(n)
+    ex = build_example(
+        image=rng.bytes(100),
+        image_format="jpeg",
+        height=7,
+        width=9,
+        source_id="00ab12cd34ef5678",
+        boxes=rng.random((n, 4)).astype(np.float32),
+        class_ids=rng.integers(1, 300, n),
+        mids=[f"/m/{i:03d}" for i in range(n)],
+        is_crowd=rng.random(n) < 0.5,
+        mask_pngs=[rng.bytes(20) for _ in range(n)],
+        weight=1.7,
+    )
+    data = ex.SerializeToString(deterministic=True)
+    parsed = tf.train.Example.FromString(data)
+    assert parsed.SerializeToString(deterministic=True) == data
+    assert parsed.features.feature["image/height"].int64_list.value == [7]
+    assert len(parsed.features.feature["image/object/mask"].bytes_list.value) == n
+
+
+def test_tfrecord_writer_matches_tensorflow(tmp_path):
+    import tensorflow as tf
+
+    from data_prep.tfrecord import TFRecordWriter, read_records
+
+    rng = np.random.default_rng(0)
+    records = [rng.bytes(int(k)) for k in rng.integers(0, 3000, 20)] + [b""]
+    ours, theirs = tmp_path / "ours.tfrecord", tmp_path / "tf.tfrecord"
+    w = TFRecordWriter(str(ours))
+    for r in records:
+        w.write(r)
+    w.close()
+    with tf.io.TFRecordWriter(str(theirs)) as tw:
+        for r in records:
+            tw.write(r)
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert [r.numpy() for r in tf.data.TFRecordDataset(str(ours))] == records
+    assert list(read_records(ours.read_bytes())) == records
+    broken = bytearray(ours.read_bytes())
+    broken[40] ^= 0xFF
+    with pytest.raises(ValueError, match="corrupt"):
+        list(read_records(bytes(broken), "x.tfrecord"))

@@ -78,7 +78,6 @@ def test_local_multiprocess_equals_single_process(prepared_dir, synth_dir, tmp_p
     assert _outputs(tmp_path) == expected
 
 
-@pytest.mark.slow
 def test_beam_direct_runner_equals_local(prepared_dir, synth_dir, tmp_path):
     prepare(str(synth_dir), str(tmp_path), PrepareConfig(), runner="DirectRunner", show_progress=False)
     assert _outputs(tmp_path) == _outputs(prepared_dir)
@@ -93,7 +92,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_gcs_emulator_in_and_out(prepared_dir, synth_dir, monkeypatch):
     from gcp_storage_emulator.server import create_server
 

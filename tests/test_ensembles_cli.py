@@ -205,7 +205,14 @@ def test_perfect_submission_and_one_class_removed(synth, ground_truth, tmp_path)
         )
         return read_metrics(out)
 
-    assert evaluate([])["mAP"] == 1.0
+    perfect = evaluate([])
+    assert perfect["mAP"] == 1.0
+    # Every mask row found its bbox row; the other bbox rows (box-only, group-of) are box-only ground truth.
+    report = perfect["ground_truth"]
+    with open(OidPaths.from_dir(str(oid_dir)).masks_csv("validation")) as f:
+        mask_rows = sum(1 for _ in f) - 1
+    assert report["masks_paired_with_boxes"] == report["mask_rows"] == mask_rows
+    assert report["box_only_rows"] == report["bbox_rows"] - report["mask_rows"] > 0
     # Without Brown bear: its AP is 0; Bear's and Carnivore's recall (at precision 1, all scores equal)
     # lose the Brown bear instances; every other class keeps AP 1.
     lost = counts[brown_bear]
@@ -232,7 +239,6 @@ def test_validate_submission_command_fails_with_lines(synth, tmp_path, capsys):
 
 def test_ensemble_command_config_overrides(synth, ground_truth, tmp_path):
     from hierseg.config.params import ConfigError
-    from hierseg_cli.commands.ensemble import add_arguments  # noqa: F401  (the module the command runs)
 
     oid_dir, hierarchy = synth
     l0, l1 = layer_predictions(ground_truth, hierarchy, seed=1)
@@ -265,7 +271,8 @@ def test_ensemble_command_config_overrides(synth, ground_truth, tmp_path):
     from ensembles.prediction_io import read_predictions
 
     merged = list(read_predictions(str(tmp_path / "p.jsonl")))
-    # At IoU 0.99 the noisy masks (~0.85 IoU to each other) never match: every path is a root path.
+    # At IoU 0.99 the noisy masks (~0.85 IoU to each other) never match: every detection stays an
+    # instance of its own, the Layer1 ones with their full ancestor path.
     n1 = sum(len(d) for d in l1)
     assert sum(len(d) for d in merged) == sum(len(d) for d in l0) + n1
     assert any(len(p) > 1 for d in merged for p in d.label_paths)

@@ -308,3 +308,154 @@ def test_perfect_predictions_score_one_and_a_removed_class_the_computed_value(hi
     m = run(hierarchy, gts, submitted(drop=[dropped]))
     assert m["per_class"] == pytest.approx(expected)
     assert m["mAP"] == pytest.approx(sum(expected.values()) / len(expected))
+
+
+# ------------------------------------------------------------------ dense reference, random inputs
+def reference_single_class(det_boxes, det_scores, det_masks, gt_boxes, gt_masks, gt_group, weight, thr=0.5):
+    """The official ``_compute_tp_fp_for_single_class`` in mask mode, on dense masks, step by step."""
+    order = np.argsort(det_scores)[::-1]
+    det_boxes, det_scores, det_masks = det_boxes[order], det_scores[order], det_masks[order]
+    n = len(det_scores)
+    if len(gt_boxes) == 0:
+        return det_scores, np.zeros(n)
+    present = gt_masks.reshape(len(gt_masks), H * W).sum(1) > 0
+
+    def mask_iou_ioa(gm):
+        dm, gm = det_masks.reshape(n, H * W).astype(float), gm.reshape(len(gm), H * W).astype(float)
+        inter = dm @ gm.T
+        a, b = dm.sum(1)[:, None], gm.sum(1)[None, :]
+        return inter / np.maximum(a + b - inter, 1e-7), inter / (a + 1e-7)
+
+    def box_iou_ioa(gb):
+        ih = np.maximum(
+            np.minimum(det_boxes[:, None, 2], gb[None, :, 2]) - np.maximum(det_boxes[:, None, 0], gb[None, :, 0]), 0
+        )
+        iw = np.maximum(
+            np.minimum(det_boxes[:, None, 3], gb[None, :, 3]) - np.maximum(det_boxes[:, None, 1], gb[None, :, 1]), 0
+        )
+        inter = ih * iw
+        a = ((det_boxes[:, 2] - det_boxes[:, 0]) * (det_boxes[:, 3] - det_boxes[:, 1]))[:, None]
+        b = ((gb[:, 2] - gb[:, 0]) * (gb[:, 3] - gb[:, 1]))[None, :]
+        return inter / (a + b - inter), inter / a
+
+    iou_m, ioa_m = mask_iou_ioa(gt_masks[present])
+    iou_b, ioa_b = box_iou_ioa(gt_boxes[~present])
+    gm, gb = gt_group[present], gt_group[~present]
+    iou_m, ioa_m, iou_b, ioa_b = iou_m[:, ~gm], ioa_m[:, gm], iou_b[:, ~gb], ioa_b[:, gb]
+    tp, is_box, is_group = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+
+    def match_iou(iou, box):
+        if iou.shape[1] == 0:
+            return
+        detected = np.zeros(iou.shape[1], bool)
+        for i in range(n):
+            g = np.argmax(iou[i])
+            if not tp[i] and iou[i, g] >= thr and not is_group[i] and not detected[g]:
+                tp[i], detected[g], is_box[i] = True, True, box
+
+    def match_ioa(ioa, box):
+        top = np.zeros(ioa.shape[1])
+        for i in range(n):
+            if ioa.shape[1] == 0:
+                break
+            g = np.argmax(ioa[i])
+            if not tp[i] and ioa[i, g] >= thr and not is_group[i]:
+                is_group[i], is_box[i] = True, box
+                top[g] = max(top[g], det_scores[i])
+        w = weight * np.ones(ioa.shape[1])
+        sel = (top > 0) & (w > 0)
+        return top[sel], w[sel]
+
+    match_iou(iou_m, False)
+    gs, gl = match_ioa(ioa_m, False)
+    match_iou(iou_b, True)
+    match_ioa(ioa_b, True)
+    valid = ~is_group & ~is_box
+    return np.concatenate([det_scores[valid], gs]), np.concatenate([tp[valid].astype(float), gl])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_evaluate_image_matches_dense_reference(hierarchy, mids, seed):
+    from ensembles.metric import evaluate_image
+
+    rng = np.random.default_rng(seed)
+    classes = [mids["Coin"], mids["Flag"]]
+
+    def rand_rect():
+        y, x = rng.integers(0, 14, size=2)
+        return (int(y), int(x), int(y + rng.integers(2, 7)), int(x + rng.integers(2, 7)))
+
+    instances = []
+    for _ in range(8):
+        r = rand_rect()
+        kind = rng.random()
+        instances.append((classes[int(rng.integers(2))], None if kind < 0.3 else r, r, bool(rng.random() < 0.35)))
+    g = gt("r", instances, pos=classes)
+    items = []
+    for _ in range(14):  # detections near ground truth (often overlapping) and random ones
+        if rng.random() < 0.6:
+            y0, x0, y1, x1 = instances[int(rng.integers(len(instances)))][2]
+            dy, dx = rng.integers(-1, 2, size=2)
+            r = (max(y0 + dy, 0), max(x0 + dx, 0), y1 + dy, x1 + dx)
+        else:
+            r = rand_rect()
+        items.append((classes[int(rng.integers(2))], float(rng.random()), r))
+    d = dets("r", items)
+    for weight in (1.0, 0.0):
+        got = evaluate_image(g.expand(hierarchy), d, group_of_weight=weight)
+        for c in classes:
+            di = [k for k, x in enumerate(items) if x[0] == c]
+            gi = [k for k, x in enumerate(instances) if x[0] == c]
+            dm = d.dense_masks()[di]
+            gmasks = np.zeros([len(gi), H, W], bool)
+            for j, k in enumerate(gi):
+                if instances[k][1] is not None:
+                    y0, x0, y1, x1 = instances[k][1]
+                    gmasks[j, y0:y1, x0:x1] = True
+            ref = reference_single_class(
+                tight_boxes(dm).astype(np.float64),
+                np.array([items[k][1] for k in di]),
+                dm,
+                g.boxes[gi],
+                gmasks,
+                g.is_group_of[gi],
+                weight,
+            )
+            if len(ref[0]) == 0:
+                assert c not in got
+                continue
+            np.testing.assert_allclose(got[c][0], ref[0])
+            np.testing.assert_array_equal(got[c][1], ref[1])
+
+
+def test_masks_pair_with_bbox_rows_by_coordinates():
+    import pandas as pd
+
+    from ensembles.metric.groundtruth import _match_masks_to_boxes
+
+    masks = pd.DataFrame(
+        {
+            "ImageID": ["a", "a", "b"],
+            "LabelName": ["/m/x", "/m/x", "/m/x"],
+            "BoxXMin": [0.1, 0.5, 0.1],
+            "BoxXMax": [0.2, 0.6, 0.2],
+            "BoxYMin": [0.1, 0.5, 0.1],
+            "BoxYMax": [0.2, 0.6, 0.2],
+        }
+    )
+    boxes = pd.DataFrame(
+        {
+            "ImageID": ["a", "a", "a", "b"],
+            "LabelName": ["/m/x", "/m/x", "/m/x", "/m/y"],
+            "XMin": [0.50001, 0.1, 0.7, 0.1],
+            "XMax": [0.6, 0.2, 0.8, 0.2],
+            "YMin": [0.5, 0.1, 0.7, 0.1],
+            "YMax": [0.6, 0.2, 0.8, 0.2],
+            "IsGroupOf": [True, False, False, False],
+        }
+    )
+    mi, bi = _match_masks_to_boxes(masks, boxes, 1e-4)
+    # mask 0 <-> box 1 (exact), mask 1 <-> box 0 (within tolerance); box 2 and b's mask/box stay unpaired.
+    assert sorted(zip(mi.tolist(), bi.tolist())) == [(0, 1), (1, 0)]
+    mi, _ = _match_masks_to_boxes(masks, boxes, 1e-6)
+    assert mi.tolist() == [0]

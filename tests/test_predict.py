@@ -413,3 +413,35 @@ def test_predict_with_real_tiny_exports(synth_dir, prepared_dir, tmp_path):
             assert (d.width, d.height) == im.size
         assert all(p and p[-1] == c for p, c in zip(d.label_paths, d.classes))
     assert len(os.listdir(tmp_path / "out" / "visualize")) == len(test_ids)
+
+
+def test_predict_cli_passes_ensembling_and_submission_options(tmp_path, exports, hierarchy):
+    from hierseg_cli.main import main
+
+    write_image_folder(tmp_path / "imgs", n=4, broken=False)
+    out = tmp_path / "out"
+    argv = ["predict", "--layer0", exports[0], "--layer1", exports[1], "--images", str(tmp_path / "imgs" / "*.jpg")]
+    # An IoU threshold no pair reaches: nothing merges; and at most one triple per submission row.
+    assert (
+        main(
+            [
+                *argv,
+                "--out",
+                str(out),
+                "--params_override",
+                "ensemble.iou_threshold=1.5",
+                "--max_per_image",
+                "1",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
+    preds = [Detections.from_json(x) for x in _read(out / "predictions.jsonl").splitlines()]
+    assert len(preds) == 2  # the glob takes the two JPEGs, not the PNG
+    # Unmerged, each layer's detections stay apart: 2 + 3 instances (merged: 3, Man->Person and Teddy->Toy).
+    assert [len(d) for d in preds] == [5, 5]
+    for row in _read(out / "submission.csv").decode().splitlines()[1:]:
+        assert len(row.split(",")[3].split()) == 3
+    with pytest.raises(Exception, match="iou_treshold"):
+        main([*argv, "--out", str(tmp_path / "o2"), "--params_override", "ensemble.iou_treshold=0.4"])

@@ -57,7 +57,7 @@ MIRRORED_PROGRAM = textwrap.dedent("""
         n = strategy.num_replicas_in_sync
         dist = strategy.experimental_distribute_values_from_function(
             lambda ctx: {k: v[ctx.replica_id_in_sync_group::n] for k, v in batch.items()})
-        loss, grads = strategy.run(replica_fn, args=(dist,))
+        loss, grads = tf.function(lambda d: strategy.run(replica_fn, args=(d,)))(dist)  # as in the train loop
         loss = float(strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None))
         per_replica = [[g.numpy() for g in strategy.experimental_local_results(x)] for x in grads]
         return loss, per_replica, [v.numpy() for v in variables]
@@ -168,7 +168,7 @@ def test_multi_worker_two_processes_train_and_agree(layer, tmp_path):
         from hierseg.training import loop
         cfg = load(ExperimentConfig, "{model_dir}/params.yaml")
         model = loop.build_model(cfg)
-        tf.train.Checkpoint(model=model).read("{model_dir}/ckpt-4").expect_partial().assert_existing_objects_matched()
+        loop.make_checkpoint(model).read("{model_dir}/ckpt-4").expect_partial().assert_existing_objects_matched()
         print("RESULT " + json.dumps(loop.variables_fingerprint(model.trainable_variables)))
     """)
     proc = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)

@@ -94,7 +94,7 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
 def test_backbone_init_object_based_and_by_name(trained, layer, tmp_path):
     cfg, model_dir, _ = trained
     source = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
-    tf.train.Checkpoint(model=source).read(str(model_dir / "ckpt-4")).expect_partial()
+    loop.make_checkpoint(source).read(str(model_dir / "ckpt-4")).expect_partial().assert_existing_objects_matched()
     fresh = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
     n = loop.init_backbone(fresh, CheckpointInitConfig(path=str(model_dir)))
     assert n == len(fresh.backbone.variables)

@@ -93,7 +93,9 @@ class MaskRCNN(keras.Model):
             images, image_hw, bool(training)
         )
         if training:
-            return self._training_losses(features, image_hw, roi_features, rpn_scores, rpn_deltas, proposals, proposal_valid)
+            return self._training_losses(
+                features, image_hw, roi_features, rpn_scores, rpn_deltas, proposals, proposal_valid
+            )
         return self._inference_outputs(image_info, image_hw, roi_features, proposals, proposal_valid)
 
     # -- training -------------------------------------------------------------------------------

@@ -22,13 +22,18 @@ _HE = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")  
 _XAVIER = keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")  # detectron2 c2_xavier_fill
 
 
+def _dim(x: tf.Tensor, axis: int):
+    """Static size of an axis when known (keeps ROI counts static under an unknown batch), else dynamic."""
+    return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
+
+
 def _merge_rois(x: tf.Tensor) -> tf.Tensor:
     shape = tf.shape(x)
     return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
 
 
 def _split_rois(x: tf.Tensor, batch, num_rois) -> tf.Tensor:
-    return tf.reshape(x, tf.concat([[batch, num_rois], tf.shape(x)[1:]], axis=0))
+    return tf.reshape(x, [batch, num_rois, *x.shape[1:]])
 
 
 class BoxHead(keras.layers.Layer):
@@ -60,7 +65,7 @@ class BoxHead(keras.layers.Layer):
         )
 
     def call(self, roi_features):
-        batch, num_rois = tf.shape(roi_features)[0], tf.shape(roi_features)[1]
+        batch, num_rois = tf.shape(roi_features)[0], _dim(roi_features, 1)
         x = _merge_rois(roi_features)
         for conv in self.convs:
             x = conv(x)
@@ -69,7 +74,7 @@ class BoxHead(keras.layers.Layer):
             x = fc(x)
         logits = tf.cast(self.class_logits(x), tf.float32)
         deltas = tf.cast(self.box_deltas(x), tf.float32)
-        logits = tf.reshape(logits, [batch, num_rois, -1])
+        logits = tf.reshape(logits, [batch, num_rois, logits.shape[-1]])
         deltas = tf.reshape(deltas, [batch, num_rois, self.num_classes, 4])
         return logits, deltas
 
@@ -95,7 +100,7 @@ class MaskHead(keras.layers.Layer):
         )
 
     def call(self, roi_features):
-        batch, num_rois = tf.shape(roi_features)[0], tf.shape(roi_features)[1]
+        batch, num_rois = tf.shape(roi_features)[0], _dim(roi_features, 1)
         x = _merge_rois(roi_features)
         for conv in self.convs:
             x = conv(x)

@@ -26,7 +26,9 @@ class RPNHead(keras.layers.Layer):
         self.num_anchors = num_anchors
         small = keras.initializers.RandomNormal(stddev=0.01)
         self.convs = [
-            keras.layers.Conv2D(filters, 3, padding="same", activation="relu", kernel_initializer=small, name=f"conv{i}")
+            keras.layers.Conv2D(
+                filters, 3, padding="same", activation="relu", kernel_initializer=small, name=f"conv{i}"
+            )
             for i in range(num_convs)
         ]
         self.objectness = keras.layers.Conv2D(num_anchors, 1, kernel_initializer=small, name="objectness")

@@ -29,9 +29,7 @@ def _centers_sizes(boxes):
     return boxes[..., 0] + 0.5 * h, boxes[..., 1] + 0.5 * w, h, w
 
 
-def encode_boxes(
-    boxes: tf.Tensor, anchors: tf.Tensor, weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0)
-) -> tf.Tensor:
+def encode_boxes(boxes: tf.Tensor, anchors: tf.Tensor, weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0)) -> tf.Tensor:
     """float32 ``[..., 4]`` deltas ``(dy, dx, dh, dw)`` of ``boxes`` w.r.t. ``anchors`` (broadcast)."""
     boxes = tf.cast(boxes, tf.float32)
     anchors = tf.cast(anchors, tf.float32)
@@ -51,9 +49,7 @@ def encode_boxes(
     )
 
 
-def decode_boxes(
-    deltas: tf.Tensor, anchors: tf.Tensor, weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0)
-) -> tf.Tensor:
+def decode_boxes(deltas: tf.Tensor, anchors: tf.Tensor, weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0)) -> tf.Tensor:
     """float32 ``[..., 4]`` boxes (ymin, xmin, ymax, xmax) from ``deltas`` w.r.t. ``anchors``."""
     deltas = tf.cast(deltas, tf.float32)
     anchors = tf.cast(anchors, tf.float32)

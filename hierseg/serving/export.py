@@ -43,8 +43,13 @@ class DetectionModule(tf.Module):
     """The model plus pre/post-processing, as the two ``tf.function`` signatures of the export."""
 
     def __init__(self, model, output_size: int, mask_threshold: float = 0.5):
+        from hierseg.training.loop import variables_by_path
+
         super().__init__(name="hierseg_detection")
         self.model = model
+        # Tracked explicitly: tf.saved_model only saves variables it can reach through tracked objects,
+        # and Keras 3 hides sub-layers kept in lists from TensorFlow's tracking.
+        self.model_variables = variables_by_path(model)
         self.output_size = int(output_size)
         self.mask_threshold = float(mask_threshold)
         s = self.output_size

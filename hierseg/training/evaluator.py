@@ -45,11 +45,11 @@ def checkpoint_path(checkpoint_or_dir: str) -> str:
 
 def restore_model(config: ExperimentConfig, checkpoint: str) -> keras.Model:
     """A float32 model of ``config`` with the weights of ``checkpoint`` (a prefix or a model_dir)."""
-    from hierseg.training.loop import build_model
+    from hierseg.training.loop import build_model, make_checkpoint
 
     path = checkpoint_path(checkpoint)
     model = build_model(config)
-    tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
+    make_checkpoint(model).read(path).expect_partial().assert_existing_objects_matched()
     log.info("restored %s", path)
     return model
 
@@ -210,7 +210,9 @@ def checkpoint_evaluator(config: ExperimentConfig, model_dir: str, *, show_progr
         if "model" not in state:
             state["model"] = restore_model(config, path)
         else:
-            tf.train.Checkpoint(model=state["model"]).read(path).expect_partial()
+            from hierseg.training.loop import make_checkpoint
+
+            make_checkpoint(state["model"]).read(path).expect_partial().assert_existing_objects_matched()
         out_dir = os.path.join(model_dir, "eval")
         return evaluate(
             config,

@@ -185,6 +185,32 @@ def make_train_loop(
 
 
 # --------------------------------------------------------------------------------- checkpoints
+def variables_by_path(model: keras.Model, under: str = "") -> dict[str, tf.Variable]:
+    """The model's variables keyed by their Keras path without the model's own name (``backbone/stem_conv/kernel``).
+
+    Checkpoints hold THIS mapping rather than the Keras object graph: Keras 3 keeps sub-layers held in
+    Python lists/dicts in its own trackers, which ``tf.train.Checkpoint`` does not traverse, so saving
+    ``model`` itself would silently drop e.g. every residual block. Paths do not depend on the model's
+    instance name, so any copy of the same architecture restores from them.
+
+    Args:
+      under: only paths starting with this prefix (e.g. "backbone/").
+    """
+    out: dict[str, tf.Variable] = {}
+    for v in model.variables:
+        key = v.path.split("/", 1)[1] if "/" in v.path else v.path
+        if key in out:
+            raise ValueError(f"two variables of the model share the path '{key}': checkpoints need unique paths")
+        if key.startswith(under):
+            out[key] = v.value if isinstance(v, keras.Variable) else v
+    return out
+
+
+def make_checkpoint(model: keras.Model, **extra) -> tf.train.Checkpoint:
+    """A ``tf.train.Checkpoint`` of every model variable by path (see :func:`variables_by_path`) + ``extra``."""
+    return tf.train.Checkpoint(model=variables_by_path(model), **extra)
+
+
 def init_backbone(model: keras.Model, init: CheckpointInitConfig) -> int:
     """Loads ``model.backbone`` from a pretrained checkpoint; returns the number of variables set.
 
@@ -198,10 +224,11 @@ def init_backbone(model: keras.Model, init: CheckpointInitConfig) -> int:
         path = tf.train.latest_checkpoint(path) or path
     backbone = model.backbone
     if not init.prefix:
-        status = tf.train.Checkpoint(model=tf.train.Checkpoint(backbone=backbone)).read(path)
+        mine = variables_by_path(model, under="backbone/")
+        status = tf.train.Checkpoint(model=mine).read(path)
         status.expect_partial().assert_existing_objects_matched()
-        log.info("backbone initialised from %s (object-based, %d variables)", path, len(backbone.variables))
-        return len(backbone.variables)
+        log.info("backbone initialised from %s (hierseg checkpoint, %d variables)", path, len(mine))
+        return len(mine)
     reader = tf.train.load_checkpoint(path)
     shapes = reader.get_variable_to_shape_map()
     loaded, missing = 0, []
@@ -316,7 +343,7 @@ def train(
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     schedule = WarmupStepDecay.from_config_section(train_cfg.learning_rate)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    checkpoint = make_checkpoint(model, optimizer=optimizer, step=step)
 
     # Every worker saves (the save is collective); only the chief's copy lands in model_dir.
     save_dir = model_dir if chief else os.path.join(model_dir, f".worker{task_id(strategy)}_tmp")

@@ -8,6 +8,8 @@ seed's): ``accum = momentum * accum + grad; var -= lr * accum``. Its slots are t
 
 from __future__ import annotations
 
+import types
+
 import keras
 import tensorflow as tf
 
@@ -23,7 +25,9 @@ class MomentumSGD(tf.Module):
     def __init__(self, variables: list, momentum: float = 0.9, name: str = "momentum_sgd"):
         super().__init__(name=name)
         self.momentum = float(momentum)
-        self._vars = [_tf_variable(v) for v in variables]
+        # Held outside TensorFlow's tracking (a plain namespace) so a checkpoint does not store the
+        # model's variables a second time under the optimizer.
+        self._state = types.SimpleNamespace(variables=[_tf_variable(v) for v in variables])
         strategy = tf.distribute.get_strategy()
         self.accumulators = []
         for v in self._vars:
@@ -35,6 +39,10 @@ class MomentumSGD(tf.Module):
                         name=v.name.split(":")[0].replace("/", "_") + "_momentum",
                     )
                 )
+
+    @property
+    def _vars(self) -> list:
+        return self._state.variables
 
     def apply(self, grads: list[tf.Tensor], learning_rate: tf.Tensor) -> None:
         """Applies ``grads`` (same order as the variables; identical on every replica) in replica context."""
