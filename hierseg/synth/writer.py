@@ -20,24 +20,15 @@ from PIL import Image
 
 from hierseg.hierarchy import Hierarchy
 from hierseg.oid import layout
+from hierseg.oid.tables import BBOX_COLUMNS, IMAGE_LABELS_COLUMNS, SEGMENTATION_COLUMNS
 
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 JPEG_QUALITY = 92
 
-MASKS_CSV_HEADER = (
-    "MaskPath",
-    "ImageID",
-    "LabelName",
-    "BoxID",
-    "BoxXMin",
-    "BoxXMax",
-    "BoxYMin",
-    "BoxYMax",
-    "PredictedIoU",
-    "Clicks",
-)
-BBOX_CSV_HEADER = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", "IsGroupOf")
-LABELS_CSV_HEADER = ("ImageID", "LabelName", "Confidence")
+# The published headers, as the readers check them.
+MASKS_CSV_HEADER = SEGMENTATION_COLUMNS
+BBOX_CSV_HEADER = BBOX_COLUMNS
+LABELS_CSV_HEADER = IMAGE_LABELS_COLUMNS
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
