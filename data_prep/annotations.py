@@ -54,6 +54,21 @@ class SplitTables:
             codes, uniques = pd.factorize(self.masks["ImageID"], sort=True)
             self.masks = self.masks.assign(img=codes.astype(np.int32))
             self.image_ids = np.asarray(uniques, dtype=object)
+        self._cache: dict = {}
+
+    # Conversions shared by every layer (each costs about a second at full scale).
+    def label_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(int codes [N] of LabelName, the distinct MIDs (object [C]))."""
+        if "labels" not in self._cache:
+            codes, uniques = pd.factorize(self.masks["LabelName"])
+            self._cache["labels"] = (codes, np.asarray(uniques, dtype=object))
+        return self._cache["labels"]
+
+    def mask_paths(self) -> np.ndarray:
+        """MaskPath as an object array [N]."""
+        if "mask_paths" not in self._cache:
+            self._cache["mask_paths"] = self.masks["MaskPath"].to_numpy(dtype=object)
+        return self._cache["mask_paths"]
 
 
 def layer_roles(
@@ -132,15 +147,14 @@ def assign_layer(
 ) -> LayerSplit:
     """Applies one layer's roles to one split's tables (vectorized)."""
     m = tables.masks
-    label = m["LabelName"].astype("category")
-    cats = label.cat.categories
+    codes, cats = tables.label_codes()
     # Per category: target MID and role; unknown MIDs (readers in skip mode already dropped them) -> drop.
     cat_target = np.array([(roles.get(c, (None, ROLE_DROP))[0] or "") for c in cats], dtype=object)
-    cat_role = np.array([roles.get(c, (None, ROLE_DROP))[1] for c in cats], dtype=object)
-    codes = label.cat.codes.to_numpy()
-    role = cat_role[codes] if len(cats) else np.array([], dtype=object)
-    is_target = role == ROLE_TARGET
-    is_gray = role == ROLE_GRAY
+    kinds = (ROLE_TARGET, ROLE_GRAY, ROLE_DROP)
+    cat_role = np.array([kinds.index(roles.get(c, (None, ROLE_DROP))[1]) for c in cats], dtype=np.int8)
+    role = cat_role[codes] if len(cats) else np.zeros(0, np.int8)
+    is_target = role == 0
+    is_gray = role == 1
 
     target_mid = cat_target[codes[is_target]]
     img = m["img"].to_numpy(np.int32)[is_target]
@@ -152,7 +166,7 @@ def assign_layer(
         {
             "img": img,
             "image_id": tables.image_ids[img],
-            "mask_path": m["MaskPath"].to_numpy()[sel],
+            "mask_path": tables.mask_paths()[sel],
             "source_mid": np.asarray(cats, dtype=object)[codes[sel]],
             "mid": target_mid,
             "class_id": pd.Series(target_mid).map(class_ids).to_numpy(np.int32),
@@ -193,7 +207,7 @@ def assign_layer(
     gray = gray.reset_index(drop=True)
     gray.insert(1, "image_id", tables.image_ids[gray["img"].to_numpy()])
 
-    dropped = {"non_target_leaf": int((role == ROLE_DROP).sum()), "non_target_parent": int(is_gray.sum())}
+    dropped = {"non_target_leaf": int((role == 2).sum()), "non_target_parent": int(is_gray.sum())}
     return LayerSplit(inst, gray, tables.image_ids[image_codes], image_codes, dropped)
 
 

@@ -203,20 +203,30 @@ def manifest(plans: Sequence[LayerPlan], dropped_masks: dict[int, set[str]] | No
         for split, sp in lp.splits.items():
             inst = sp.instances
             img_idx = np.searchsorted(sp.image_codes, inst["img"].to_numpy())
-            ex = sp.examples[["image_index", "shard", "copy"]]
-            m = pd.DataFrame({"image_index": img_idx, "row": np.arange(len(inst))}).merge(ex, on="image_index")
-            rows = inst.iloc[m["row"].to_numpy()]
+            # Each instance repeats once per copy of its image (integer work only, no join): the
+            # examples sorted by (image, copy) give every image a contiguous run of its copies.
+            by_image = np.lexsort((sp.examples["copy"].to_numpy(), sp.examples["image_index"].to_numpy()))
+            copies = sp.balanced.copies.astype(np.int64)
+            first = np.cumsum(copies) - copies  # run start of each image in by_image
+            reps = copies[img_idx]
+            row = np.repeat(np.arange(len(inst)), reps)
+            within = np.arange(len(row)) - np.repeat(np.cumsum(reps) - reps, reps)
+            ex = by_image[first[img_idx[row]] + within]
+
+            def col(name: str, dtype=None, inst=inst, row=row) -> np.ndarray:
+                return inst[name].to_numpy(dtype)[row]
+
             df = pd.DataFrame(
                 {
-                    "image_id": rows["image_id"].to_numpy(),
-                    "mask_path": rows["mask_path"].to_numpy(),
-                    "mid": rows["mid"].to_numpy(),
-                    "source_mid": rows["source_mid"].to_numpy(),
-                    "class_id": rows["class_id"].to_numpy(np.int32),
+                    "image_id": col("image_id", object),
+                    "mask_path": col("mask_path", object),
+                    "mid": col("mid", object),
+                    "source_mid": col("source_mid", object),
+                    "class_id": col("class_id", np.int32),
                     "layer": np.int32(lp.layer),
                     "split": split,
-                    "shard": m["shard"].to_numpy(np.int32),
-                    "copy": m["copy"].to_numpy(np.int32),
+                    "shard": sp.examples["shard"].to_numpy(np.int32)[ex],
+                    "copy": sp.examples["copy"].to_numpy(np.int32)[ex],
                 }
             )
             if dropped_masks and dropped_masks.get(lp.layer):

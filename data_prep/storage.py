@@ -1,8 +1,8 @@
 """File access for local paths and ``gs://`` URLs, with atomic writes.
 
-``gs://`` goes through google-cloud-storage rather than ``tf.io.gfile``: TensorFlow's GCS file system
-does not honour ``STORAGE_EMULATOR_HOST``, so the local emulator (tests) and real Cloud Storage must
-share one client that does. When ``STORAGE_EMULATOR_HOST`` is set the client uses anonymous
+``gs://`` goes through google-cloud-storage rather than ``tf.io.gfile``: the client library honours
+``STORAGE_EMULATOR_HOST`` (TensorFlow's GCS file system is not documented to), so the local emulator
+(tests) and real Cloud Storage share one code path. When ``STORAGE_EMULATOR_HOST`` is set the client uses anonymous
 credentials against the emulator.
 
 Writes are atomic: a local file is written under a temporary name in the same folder, then renamed;

@@ -406,3 +406,21 @@ def test_tfrecord_writer_matches_tensorflow(tmp_path):
     broken[40] ^= 0xFF
     with pytest.raises(ValueError, match="corrupt"):
         list(read_records(bytes(broken), "x.tfrecord"))
+
+
+def test_manifest_matches_examples_slow_reference(synth_dir):
+    from data_prep.plan import manifest
+
+    plans, _ = _plans(synth_dir, balance={"mode": "repeat_factor", "repeat_threshold": 0.5})
+    man = manifest(plans)
+    for lp in plans:
+        for split, sp in lp.splits.items():
+            expected = set()
+            for _, ex in sp.examples.iterrows():
+                image_id = sp.images[int(ex["image_index"])]
+                for _, r in sp.instances[sp.instances["image_id"] == image_id].iterrows():
+                    expected.add((r["mask_path"], r["mid"], int(ex["shard"]), int(ex["copy"])))
+            got = man[(man["layer"] == lp.layer) & (man["split"] == split)]
+            assert len(got) == len(expected)
+            assert set(zip(got["mask_path"], got["mid"], got["shard"], got["copy"])) == expected
+    assert (man["copy"] > 0).any(), "some images are repeated"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from data_prep.config import PrepareConfig
 from data_prep.prepare import prepare
@@ -120,12 +121,16 @@ def test_gcs_emulator_in_and_out(prepared_dir, synth_dir, monkeypatch):
         server.stop()
 
 
-def _rewrite_zip_without(zip_path: Path, entry: str) -> None:
+def _rewrite_zip(zip_path: Path, entry: str, data: bytes | None) -> None:
+    """Replaces (``data``) or removes (None) one entry of a zip."""
     with zipfile.ZipFile(zip_path) as z:
-        items = [(i, z.read(i)) for i in z.infolist() if i.filename.rsplit("/", 1)[-1] != entry]
+        items = [(i, z.read(i)) for i in z.infolist()]
     with zipfile.ZipFile(zip_path, "w") as z:
-        for info, data in items:
-            z.writestr(info, data)
+        for info, old in items:
+            if info.filename.rsplit("/", 1)[-1] != entry:
+                z.writestr(info, old)
+            elif data is not None:
+                z.writestr(info, data)
 
 
 def test_bad_inputs_are_skipped_and_counted(synth_dir, tmp_path):
@@ -142,7 +147,14 @@ def test_bad_inputs_are_skipped_and_counted(synth_dir, tmp_path):
     multi = masks.groupby("ImageID").filter(lambda g: len(g) >= 2)
     multi = multi[~multi["ImageID"].isin(ids[:2])]
     lost = multi.iloc[0]["MaskPath"]
-    _rewrite_zip_without(Path(paths.mask_zip("train", lost[0])), lost)
+    _rewrite_zip(Path(paths.mask_zip("train", lost[0])), lost, None)
+    # ... and one replaced by an all-zero PNG (an empty mask), one by bytes that are not a PNG
+    empty, garbled = multi.iloc[-1]["MaskPath"], multi.iloc[len(multi) // 2]["MaskPath"]
+    assert len({lost, empty, garbled}) == 3
+    png = io.BytesIO()
+    Image.new("L", (20, 10), 0).save(png, format="PNG")
+    _rewrite_zip(Path(paths.mask_zip("train", empty[0])), empty, png.getvalue())
+    _rewrite_zip(Path(paths.mask_zip("train", garbled[0])), garbled, b"\x89PNG not really")
     # 3. CSV rows: unknown MID, box outside [0, 1], a mask whose image does not exist
     row = masks.iloc[-1].to_dict()
     bad = [
@@ -161,11 +173,13 @@ def test_bad_inputs_are_skipped_and_counted(synth_dir, tmp_path):
     assert train["skips"]["corrupt_image"] == 2
     assert train["skips"]["missing_image"] == 1
     assert train["skips"]["missing_mask"] == 1
+    assert train["skips"]["empty_mask"] == 1
+    assert train["skips"]["corrupt_mask"] == 1
     assert train["examples_written"] == train["examples_planned"] - 3
     info = json.loads((out / "layer0" / "prepare.json").read_text())
     assert info["splits"]["train"]["skips"] == train["skips"]
     man = pd.read_parquet(out / "layer0" / "manifest.parquet")
-    assert lost not in set(man["mask_path"]) and ids[0] not in set(man["image_id"])
+    assert not {lost, empty, garbled} & set(man["mask_path"]) and ids[0] not in set(man["image_id"])
 
 
 def test_cli_prepare(synth_dir, tmp_path, capsys):

@@ -323,3 +323,21 @@ def test_mixed_bfloat16_policy_gives_float32_losses():
         keras.mixed_precision.set_global_policy("float32")
     assert model.backbone.compute_dtype == "bfloat16"
     assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()) for v in losses.values())
+
+
+def test_tf_checkpoint_restores_every_variable(tiny, tmp_path):
+    """tf.train.Checkpoint must reach layers kept in lists (blocks, FPN convs, head fcs), model and backbone."""
+    model, config = tiny
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "full"))
+    backbone_path = tf.train.Checkpoint(backbone=model.backbone).save(str(tmp_path / "backbone"))
+    tf.keras.utils.set_random_seed(1)
+    other, _ = tiny_model()
+    other(synthetic_batch(0, 1, config), training=True)
+    tf.train.Checkpoint(backbone=other.backbone).restore(backbone_path).assert_existing_objects_matched()
+    for a, b in zip(model.backbone.variables, other.backbone.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    assert not np.array_equal(model.box_head.fcs[0].kernel.numpy(), other.box_head.fcs[0].kernel.numpy())
+    tf.train.Checkpoint(model=other).restore(path).assert_consumed()
+    assert len(model.variables) == len(other.variables)
+    for a, b in zip(model.variables, other.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

@@ -23,7 +23,7 @@ from PIL import Image
 from hierseg.detections import Detections
 from hierseg.label_map import LabelMap
 from hierseg.serving import image_io
-from hierseg.serving.visualize import caption, class_color, draw_detections, make_grid, save_png
+from hierseg.serving.visualize import caption, class_color, draw_detections, make_grid, save_png, text_color
 
 PERSON, MAN, WOMAN, TOY, TEDDY = "/m/01g317", "/m/04yx4", "/m/03bt1vf", "/m/0138tl", "/m/0kmg4"
 
@@ -233,7 +233,8 @@ def test_draw_detections_colours_masks_and_draws_captions(tmp_path, hierarchy):
     assert (out[40, 30:130] == color.round()).all()  # the outline in full colour
     band = out[:40, 30:]  # the caption sits above the box, left-aligned with it
     is_fill = (band == color.round()).all(-1)
-    is_text = (band < 60).all(-1)  # black glyphs
+    ink = np.array(text_color(class_color(MAN)), float)
+    is_text = (np.abs(band - ink) < 60).all(-1)  # glyphs in the caption's ink
     assert is_fill.sum() > 100 and is_text.sum() > 20
     cols = np.flatnonzero(is_text.any(0))
     assert cols.max() - cols.min() > 60  # a caption as long as "Person › Man 0.91", not a dot
@@ -371,7 +372,6 @@ def test_predict_skips_unreadable_and_resumes_to_identical_files(tmp_path, expor
 def test_predict_with_real_tiny_exports(synth_dir, prepared_dir, tmp_path):
     """Train each layer of the synthetic dataset one step, export it, predict the test images."""
     from ensembles.validate_submission import validate_submission
-
     from hierseg.hierarchy import Hierarchy
     from hierseg.serving.export import export_saved_model
     from hierseg.training.loop import train

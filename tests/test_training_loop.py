@@ -78,7 +78,7 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
     variables = loop.trainable_variables(model, "")
     batch = next(iter(build_dataset(cfg.data.train_file_pattern, cfg.data, cfg.model.anchor, is_training=True,
                                     batch_size=2, seed=0)))
-    losses, grads = loop.make_gradient_fn(model, variables, cfg.train, num_replicas=2)(batch)
+    losses, grads = tf.function(loop.make_gradient_fn(model, variables, cfg.train, num_replicas=2))(batch)
     assert float(losses["loss"]) == pytest.approx(float(losses["total_loss"] + losses["weight_decay_loss"]))
     assert np.isfinite(float(losses["loss"])) and float(losses["mask_loss"]) > 0
     assert len(grads) == len(variables) and all(np.all(np.isfinite(g.numpy())) for g in grads)
@@ -216,7 +216,9 @@ def test_tiny_model_overfits_a_few_images_to_mask_ap_05(layer, tmp_path):
     cfg = tiny_config(
         layer,
         data={"aug": {"flip_prob": 0.5, "scale_min": 1.0, "scale_max": 1.0}},
-        train={"total_steps": OVERFIT_STEPS, "checkpoint_every": OVERFIT_STEPS},
+        # 150 steps of batch 4 (about 100 epochs of the 6 images): warmup 30, lr 0.02, x0.1 at 120 and 140.
+        train={"total_steps": 150, "checkpoint_every": 150, "steps_per_loop": 50,
+               "learning_rate": {"warmup_steps": 30, "decay_steps": [120, 140]}},
     )
     result = loop.train(cfg, str(tmp_path), make_strategy("cpu"), show_progress=False)
     metrics = evaluate(cfg, str(tmp_path), show_progress=False, output_json=str(tmp_path / "metrics.json"))
@@ -227,5 +229,3 @@ def test_tiny_model_overfits_a_few_images_to_mask_ap_05(layer, tmp_path):
     assert metrics["num_images"] == 6
     assert metrics["mask/AP"] >= 0.5, metrics
 
-
-OVERFIT_STEPS = 300

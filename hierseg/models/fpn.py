@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 
 from hierseg.config.model import AnchorConfig, FPNConfig
+from hierseg.models.resnet import track_for_checkpoint
 
 BACKBONE_MAX_LEVEL = 5
 
@@ -22,16 +23,21 @@ class FPN(keras.layers.Layer):
         self.min_level = anchor.min_level
         self.max_level = anchor.max_level
         self.backbone_levels = list(range(anchor.min_level, min(anchor.max_level, BACKBONE_MAX_LEVEL) + 1))
-        init = keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")  # Kaiming-uniform(a=1), detectron2
+
+        def init():  # Kaiming-uniform(a=1) as detectron2; a fresh instance per layer (Keras 3 repeats values)
+            return keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")
+
         # Lists (not int-keyed dicts) so Keras and tf.train.Checkpoint track the layers.
         self.lateral = [
-            keras.layers.Conv2D(config.num_filters, 1, kernel_initializer=init, name=f"lateral_p{lv}")
+            keras.layers.Conv2D(config.num_filters, 1, kernel_initializer=init(), name=f"lateral_p{lv}")
             for lv in self.backbone_levels
         ]
         self.output_convs = [
-            keras.layers.Conv2D(config.num_filters, 3, padding="same", kernel_initializer=init, name=f"output_p{lv}")
+            keras.layers.Conv2D(config.num_filters, 3, padding="same", kernel_initializer=init(), name=f"output_p{lv}")
             for lv in self.backbone_levels
         ]
+        track_for_checkpoint(self, "lateral", self.lateral)
+        track_for_checkpoint(self, "output_conv", self.output_convs)
         self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
         self.pool = keras.layers.MaxPooling2D(1, 2, padding="valid")
 

@@ -20,6 +20,17 @@ BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 
 STAGE_FILTERS = (64, 128, 256, 512)
 
 
+def track_for_checkpoint(owner: keras.layers.Layer, prefix: str, layers: list) -> None:
+    """Also sets each layer of a list as its own attribute ``prefix_i``.
+
+    Keras 3 tracks layers held in lists for its own weights, but ``tf.train.Checkpoint`` only follows
+    attributes that are TF trackables, which a Keras list is not: without this, checkpoints would
+    silently miss every layer kept in a list.
+    """
+    for i, layer in enumerate(layers):
+        setattr(owner, f"{prefix}_{i}", layer)
+
+
 def _norm(config: BackboneConfig, name: str, zero_gamma: bool = False) -> keras.layers.Layer:
     # A block's last gamma starts at 0 (Goyal et al. 2017) so each residual block starts as identity;
     # not with frozen norm, whose gamma would then stay 0 forever.
@@ -65,6 +76,8 @@ class ResidualBlock(keras.layers.Layer):
         # Flat lists of layers (Keras tracks lists of layers, not tuples).
         self.convs = [_conv(f, k, st, f"conv{i + 1}") for i, (f, k, st) in enumerate(specs)]
         self.norms = [_norm(config, f"bn{i + 1}", zero_gamma=i == len(specs) - 1) for i in range(len(specs))]
+        track_for_checkpoint(self, "conv", self.convs)
+        track_for_checkpoint(self, "bn", self.norms)
 
     def call(self, x, training=None):
         shortcut = x
@@ -101,6 +114,7 @@ class ResNet(keras.Model):
                     ResidualBlock(filters, stride, bottleneck, project, config, name=f"stage{s + 2}_{b}")
                 )
                 self.block_levels.append(s + 2)
+        track_for_checkpoint(self, "block", self.blocks)
 
     @property
     def channels(self) -> dict[int, int]:

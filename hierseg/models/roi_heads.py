@@ -17,9 +17,16 @@ import keras
 import tensorflow as tf
 
 from hierseg.config.model import BoxHeadConfig, MaskHeadConfig
+from hierseg.models.resnet import track_for_checkpoint
 
-_HE = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")  # detectron2 c2_msra_fill
-_XAVIER = keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")  # detectron2 c2_xavier_fill
+
+# Initializers are made per layer: a Keras 3 initializer instance repeats the same values on every call.
+def _he():
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")  # detectron2 c2_msra_fill
+
+
+def _xavier():
+    return keras.initializers.VarianceScaling(1.0, "fan_in", "uniform")  # detectron2 c2_xavier_fill
 
 
 def _dim(x: tf.Tensor, axis: int):
@@ -43,14 +50,16 @@ class BoxHead(keras.layers.Layer):
         super().__init__(**kw)
         self.num_classes = num_classes
         self.convs = [
-            keras.layers.Conv2D(config.conv_dims, 3, padding="same", activation="relu", kernel_initializer=_HE)
+            keras.layers.Conv2D(config.conv_dims, 3, padding="same", activation="relu", kernel_initializer=_he())
             for _ in range(config.num_convs)
         ]
         self.flatten = keras.layers.Flatten()
         self.fcs = [
-            keras.layers.Dense(config.fc_dims, activation="relu", kernel_initializer=_XAVIER, name=f"fc{i + 1}")
+            keras.layers.Dense(config.fc_dims, activation="relu", kernel_initializer=_xavier(), name=f"fc{i + 1}")
             for i in range(config.num_fcs)
         ]
+        track_for_checkpoint(self, "conv", self.convs)
+        track_for_checkpoint(self, "fc", self.fcs)
         # Sigmoid heads start every class at a 1% prior (focal-loss paper) so the many negatives do not
         # swamp the first steps; softmax heads start uniform.
         prior = -math.log((1 - 0.01) / 0.01) if sigmoid else 0.0
@@ -88,12 +97,13 @@ class MaskHead(keras.layers.Layer):
             raise ValueError(f"mask_head.mask_size ({config.mask_size}) must be 2 * roi_size ({config.roi_size})")
         self.convs = [
             keras.layers.Conv2D(
-                config.num_filters, 3, padding="same", activation="relu", kernel_initializer=_HE, name=f"conv{i + 1}"
+                config.num_filters, 3, padding="same", activation="relu", kernel_initializer=_he(), name=f"conv{i + 1}"
             )
             for i in range(config.num_convs)
         ]
+        track_for_checkpoint(self, "conv", self.convs)
         self.deconv = keras.layers.Conv2DTranspose(
-            config.num_filters, 2, strides=2, activation="relu", kernel_initializer=_HE, name="deconv"
+            config.num_filters, 2, strides=2, activation="relu", kernel_initializer=_he(), name="deconv"
         )
         self.predictor = keras.layers.Conv2D(
             num_classes, 1, kernel_initializer=keras.initializers.RandomNormal(stddev=0.001), name="mask_logits"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from hierseg.models.resnet import track_for_checkpoint
 from hierseg.ops.box_coding import clip_boxes, decode_boxes
 from hierseg.ops.nms import batched_nms, offset_boxes_by_class
 
@@ -24,15 +25,19 @@ class RPNHead(keras.layers.Layer):
     def __init__(self, num_anchors: int, filters: int, num_convs: int = 1, **kw):
         super().__init__(**kw)
         self.num_anchors = num_anchors
-        small = keras.initializers.RandomNormal(stddev=0.01)
+
+        def small():  # a fresh instance per layer: a Keras 3 initializer repeats its values
+            return keras.initializers.RandomNormal(stddev=0.01)
+
         self.convs = [
             keras.layers.Conv2D(
-                filters, 3, padding="same", activation="relu", kernel_initializer=small, name=f"conv{i}"
+                filters, 3, padding="same", activation="relu", kernel_initializer=small(), name=f"conv{i}"
             )
             for i in range(num_convs)
         ]
-        self.objectness = keras.layers.Conv2D(num_anchors, 1, kernel_initializer=small, name="objectness")
-        self.deltas = keras.layers.Conv2D(num_anchors * 4, 1, kernel_initializer=small, name="deltas")
+        track_for_checkpoint(self, "conv", self.convs)
+        self.objectness = keras.layers.Conv2D(num_anchors, 1, kernel_initializer=small(), name="objectness")
+        self.deltas = keras.layers.Conv2D(num_anchors * 4, 1, kernel_initializer=small(), name="deltas")
 
     def call(self, features: dict[int, tf.Tensor]):
         scores, deltas = [], []

@@ -31,6 +31,12 @@ def class_color(mid: str) -> tuple[int, int, int]:
     return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
 
 
+def text_color(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black on light caption backgrounds, white on dark ones (by Rec. 601 luma)."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b >= 128 else (255, 255, 255)
+
+
 @lru_cache(maxsize=8)
 def caption_font(size: int) -> ImageFont.ImageFont:
     """DejaVu Sans (shipped with matplotlib, has '›') at ``size`` px; PIL's default font otherwise."""
@@ -99,7 +105,8 @@ def draw_detections(
         x = int(np.clip(xmin, 0, max(0, detections.width - tw)))
         y = int(np.clip(ymin - th, 0, max(0, detections.height - th)))
         draw.rectangle([x, y, x + tw - 1, y + th - 1], fill=tuple(int(c) for c in color))
-        draw.text((x + 2 - left, y + 2 - top), text, fill=(0, 0, 0), font=font)
+        fill = tuple(int(c) for c in color)
+        draw.text((x + 2 - left, y + 2 - top), text, fill=text_color(fill), font=font)
     return out
 
 

@@ -96,7 +96,7 @@ def weight_decay_loss(variables: list, weight_decay: float) -> tf.Tensor:
 
 # ------------------------------------------------------------------------------------- one step
 def make_gradient_fn(model: keras.Model, variables: list, train: TrainConfig, num_replicas: int) -> Callable:
-    """``features -> (losses, grads)`` of ONE replica; XLA-compiled when ``train.jit_compile``.
+    """``features -> (losses, grads)`` of ONE replica; an XLA-compiled tf.function when ``train.jit_compile``.
 
     ``losses`` are the model's float32 scalars plus ``weight_decay_loss`` and ``loss`` (their sum, the
     optimised objective), unscaled. ``grads`` are those of ``loss / num_replicas`` w.r.t. ``variables``,
@@ -115,7 +115,9 @@ def make_gradient_fn(model: keras.Model, variables: list, train: TrainConfig, nu
         ]
         return losses, grads
 
-    return tf.function(gradient_fn, jit_compile=train.jit_compile)
+    # Without XLA the function is left to be traced into the caller's graph (the train loop): a nested
+    # tf.function inside strategy.run cannot hold a cross-replica sync point (sync batch norm).
+    return tf.function(gradient_fn, jit_compile=True) if train.jit_compile else gradient_fn
 
 
 def all_reduce_gradients(grads: list, clip_norm: float) -> tuple[list, tf.Tensor]:
