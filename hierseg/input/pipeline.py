@@ -147,7 +147,9 @@ class _ExampleParser:
         }
         if self.is_training:
             pixels = boxes_to_input_pixels(boxes, info)
-            scores, deltas = assign_rpn_targets(self.anchors, pixels, tf.ones([kept], tf.bool), self.rpn, seed=seeds[3])
+            # Group-of (crowd) boxes may cover several objects: never an RPN positive.
+            not_crowd = tf.logical_not(tf.cast(crowd, tf.bool))
+            scores, deltas = assign_rpn_targets(self.anchors, pixels, not_crowd, self.rpn, seed=seeds[3])
             a = self.anchors.shape[0]
             scores.set_shape([a])
             deltas.set_shape([a, 4])

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import types
 
 import tensorflow as tf
 
@@ -46,9 +47,10 @@ class DetectionModule(tf.Module):
         from hierseg.training.loop import variables_by_path
 
         super().__init__(name="hierseg_detection")
-        self.model = model
-        # Tracked explicitly: tf.saved_model only saves variables it can reach through tracked objects,
-        # and Keras 3 hides sub-layers kept in lists from TensorFlow's tracking.
+        # The Keras model is kept out of TensorFlow's tracking (a plain namespace): saving it as an object
+        # would try to serialize every layer's traced call (with non-string dict keys) and, as Keras 3 hides
+        # sub-layers kept in lists, would miss variables anyway. Its variables are tracked by path instead.
+        self._held = types.SimpleNamespace(model=model)
         self.model_variables = variables_by_path(model)
         self.output_size = int(output_size)
         self.mask_threshold = float(mask_threshold)
@@ -65,7 +67,7 @@ class DetectionModule(tf.Module):
         )
 
     def _serve_images(self, images: tf.Tensor, image_info: tf.Tensor) -> dict[str, tf.Tensor]:
-        out = self.model({features.IMAGE: images, features.IMAGE_INFO: image_info}, training=False)
+        out = self._held.model({features.IMAGE: images, features.IMAGE_INFO: image_info}, training=False)
         return {
             features.DET_BOXES: tf.cast(out[features.DET_BOXES], tf.float32),
             features.DET_CLASSES: tf.cast(out[features.DET_CLASSES], tf.int32),

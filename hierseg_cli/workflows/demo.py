@@ -266,7 +266,10 @@ def run_demo(
         _parents_only_submission(val_dir, parents, hierarchy, ens_cfg)
         return {
             "ensemble": _oid_eval(
-                data_dir, os.path.join(val_dir, "submission.csv"), os.path.join(out_dir, "oid_metrics_ensemble.json")
+                data_dir,
+                os.path.join(val_dir, "submission.csv"),
+                os.path.join(out_dir, "oid_metrics_ensemble.json"),
+                hierarchy,
             ),
             "layer0_only": _oid_eval(
                 data_dir, parents, os.path.join(out_dir, "oid_metrics_layer0_only.json"), hierarchy
