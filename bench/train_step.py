@@ -35,7 +35,7 @@ CASES = {
             "model": {"num_classes": 3},
             "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
         },
-        "ResNet-50-FPN, 512x512, batch 2",
+        "ResNet-50-FPN (213 classes), 512x512, batch 2",
     ),
 }
 
@@ -61,7 +61,7 @@ def run_case(name: str, steps: int) -> dict:
         layer = write_tiny_layer(
             Path(tmp) / "layer", num_images=batch, height=cfg.data.output_size * 3 // 4, width=cfg.data.output_size
         )
-        cfg = merge(cfg, {"data": {"max_instances": 8}, "model": {"num_classes": 3}})
+        cfg = merge(cfg, {"data": {"max_instances": 8}, "model": {"num_classes": cfg.model.num_classes or 3}})
         ds = build_dataset(
             str(layer / "train-*"), cfg.data, cfg.model.anchor, is_training=True, batch_size=batch, seed=0
         )

@@ -1,4 +1,4 @@
-"""The training engine on the tiny config: XLA step, effective config and summaries, resume after
+"""The training engine on the tiny config (all slow: each builds or trains a model): XLA step, effective config and summaries, resume after
 SIGKILL, backbone init, evaluation, export (both signatures), and the overfit proof (mask AP >= 0.5)."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from hierseg.training.summaries import read_scalars
 from hierseg_cli.experiment_args import data_dir_overrides
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
 TINY = REPO / "configs" / "tiny_cpu.yaml"
 
 
@@ -40,17 +41,20 @@ def layer(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(layer, tmp_path_factory):
-    """4 XLA-compiled steps of the tiny model on 2 images per step: (config, model_dir, result)."""
+    """The tiny model trained XLA-compiled (jit_compile=True) on the 6 images until it overfits them:
+    150 steps of batch 4 (100 epochs), warmup 30 steps to lr 0.02, x0.1 at 120 and 140; no scale jitter.
+    Returns (config, model_dir, result)."""
     model_dir = tmp_path_factory.mktemp("model")
     cfg = tiny_config(
         layer,
+        data={"aug": {"flip_prob": 0.5, "scale_min": 1.0, "scale_max": 1.0}},
         train={
-            "global_batch_size": 2,
-            "total_steps": 4,
-            "steps_per_loop": 2,
-            "checkpoint_every": 2,
-            "summary_every": 2,
+            "total_steps": 150,
+            "steps_per_loop": 50,
+            "checkpoint_every": 50,
+            "summary_every": 50,
             "jit_compile": True,
+            "learning_rate": {"warmup_steps": 30, "decay_steps": [120, 140]},
         },
     )
     result = loop.train(cfg, str(model_dir), make_strategy("cpu"), show_progress=False)
@@ -59,15 +63,18 @@ def trained(layer, tmp_path_factory):
 
 def test_train_writes_effective_config_checkpoints_and_summaries(trained):
     cfg, model_dir, result = trained
-    assert result["start_step"] == 0 and result["step"] == 4
-    assert result["checkpoint"] == str(model_dir / "ckpt-4") and loop.latest_step(str(model_dir)) == 4
+    assert result["start_step"] == 0 and result["step"] == 150
+    assert result["checkpoint"] == str(model_dir / "ckpt-150") and loop.latest_step(str(model_dir)) == 150
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == ["ckpt-100.index", "ckpt-150.index"]  # keep 2
     assert load(ExperimentConfig, str(model_dir / "params.yaml")) == cfg  # the effective config
     assert cfg.train.jit_compile and cfg.model.num_classes == 3  # the steps above ran XLA-compiled
     scalars = read_scalars(str(model_dir / "train"))
-    for tag in ("loss", "total_loss", "learning_rate", "images_per_second", "weight_decay_loss"):
-        assert [s for s, _ in scalars[tag]] == [2, 4], tag
-    lr = dict(scalars["learning_rate"])
-    assert lr[2] == pytest.approx(0.0067 + 1 / 50 * (0.02 - 0.0067), rel=1e-5)  # the lr of step index 1
+    for tag in ("loss", "total_loss", "mask_loss", "learning_rate", "images_per_second", "weight_decay_loss"):
+        assert [s for s, _ in scalars[tag]] == [50, 100, 150], tag
+    lr = dict(scalars["learning_rate"])  # the lr of the last step of each loop (step indices 49, 99, 149)
+    assert lr[50] == np.float32(0.02) and lr[150] == np.float32(0.02 * 0.01)
+    losses = dict(scalars["loss"])
+    assert losses[150] < 0.5 * losses[50]
 
 
 def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
@@ -76,8 +83,13 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
     cfg = tiny_config(layer)
     model = loop.build_model(cfg)
     variables = loop.trainable_variables(model, "")
-    batch = next(iter(build_dataset(cfg.data.train_file_pattern, cfg.data, cfg.model.anchor, is_training=True,
-                                    batch_size=2, seed=0)))
+    batch = next(
+        iter(
+            build_dataset(
+                cfg.data.train_file_pattern, cfg.data, cfg.model.anchor, is_training=True, batch_size=2, seed=0
+            )
+        )
+    )
     losses, grads = tf.function(loop.make_gradient_fn(model, variables, cfg.train, num_replicas=2))(batch)
     assert float(losses["loss"]) == pytest.approx(float(losses["total_loss"] + losses["weight_decay_loss"]))
     assert np.isfinite(float(losses["loss"])) and float(losses["mask_loss"]) > 0
@@ -94,7 +106,7 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
 def test_backbone_init_object_based_and_by_name(trained, layer, tmp_path):
     cfg, model_dir, _ = trained
     source = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
-    loop.make_checkpoint(source).read(str(model_dir / "ckpt-4")).expect_partial().assert_existing_objects_matched()
+    loop.make_checkpoint(source).read(str(model_dir / "ckpt-150")).expect_partial().assert_existing_objects_matched()
     fresh = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
     n = loop.init_backbone(fresh, CheckpointInitConfig(path=str(model_dir)))
     assert n == len(fresh.backbone.variables)
@@ -117,18 +129,22 @@ def test_backbone_init_object_based_and_by_name(trained, layer, tmp_path):
         loop.init_backbone(other, CheckpointInitConfig(path=prefix, prefix="resnet50/"))
 
 
-def test_evaluate_cli_writes_metrics_json(trained, tmp_path):
+def test_overfits_to_mask_ap_05_via_evaluate_cli(trained, tmp_path):
+    """The key proof: `hierseg evaluate` (real eval pipeline, mask pasting, pycocotools) on the 6 training
+    images gives COCO mask AP >= 0.5 after the fixture's 150 steps."""
+    import json
+
     from hierseg_cli.main import main
 
     _, model_dir, _ = trained
     out = tmp_path / "metrics.json"
     assert main(["evaluate", "--model_dir", str(model_dir), "--output_json", str(out), "--no_progress"]) == 0
-    import json
-
     metrics = json.loads(out.read_text())
-    assert metrics["num_images"] == 6 and metrics["step"] == 4
-    assert -1 <= metrics["mask/AP"] <= 1 and "box/AP50" in metrics
-    assert "mask/AP" in read_scalars(str(model_dir / "eval"))
+    print(f"tiny overfit, 150 steps: box AP {metrics['box/AP']:.3f}, mask AP {metrics['mask/AP']:.3f}")
+    assert metrics["num_images"] == 6 and metrics["step"] == 150 and metrics["skipped_unknown_class"] == 0
+    assert metrics["mask/AP"] >= 0.5, metrics
+    assert metrics["box/AP50"] >= 0.5, metrics
+    assert dict(read_scalars(str(model_dir / "eval"))["mask/AP"])[150] == pytest.approx(metrics["mask/AP"])
 
 
 def test_export_signatures_on_a_jpeg(trained, layer, tmp_path):
@@ -209,23 +225,55 @@ def test_resume_after_sigkill_restarts_at_the_last_checkpoint(layer, tmp_path):
     assert loop.latest_step(str(model_dir)) == killed_at + 2
 
 
-@pytest.mark.slow
-def test_tiny_model_overfits_a_few_images_to_mask_ap_05(layer, tmp_path):
-    from hierseg.training.evaluator import evaluate
+def test_bfloat16_precision_trains_with_float32_variables(layer, tmp_path):
+    import keras
 
     cfg = tiny_config(
-        layer,
-        data={"aug": {"flip_prob": 0.5, "scale_min": 1.0, "scale_max": 1.0}},
-        # 150 steps of batch 4 (about 100 epochs of the 6 images): warmup 30, lr 0.02, x0.1 at 120 and 140.
-        train={"total_steps": 150, "checkpoint_every": 150, "steps_per_loop": 50,
-               "learning_rate": {"warmup_steps": 30, "decay_steps": [120, 140]}},
+        layer, train={"global_batch_size": 2, "total_steps": 2, "steps_per_loop": 2, "precision": "bfloat16"}
     )
     result = loop.train(cfg, str(tmp_path), make_strategy("cpu"), show_progress=False)
-    metrics = evaluate(cfg, str(tmp_path), show_progress=False, output_json=str(tmp_path / "metrics.json"))
-    print(
-        f"overfit after {result['step']} steps: loss {result['metrics']['loss']:.3f}, "
-        f"box AP {metrics['box/AP']:.3f}, mask AP {metrics['mask/AP']:.3f}"
-    )
-    assert metrics["num_images"] == 6
-    assert metrics["mask/AP"] >= 0.5, metrics
+    assert result["step"] == 2 and np.isfinite(result["metrics"]["loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after building the model
+    names = tf.train.load_checkpoint(str(tmp_path / "ckpt-2")).get_variable_to_dtype_map()
+    assert {d for n, d in names.items() if n.startswith("model/")} == {tf.float32}
 
+
+def test_cli_train_and_eval_then_export_on_the_prepared_layer(prepared_dir, synth_dir, tmp_path):
+    """The real path: `hierseg prepare` output -> `hierseg train --mode train_and_eval` -> `hierseg export`
+    -> the SavedModel on an original validation JPEG returns masks of that image's size."""
+    import json
+
+    from hierseg_cli.main import main
+
+    model_dir, export_dir = tmp_path / "model", tmp_path / "export"
+    common = ["--config_file", str(TINY), "--data_dir", str(prepared_dir / "layer1")]
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--model_dir",
+                str(model_dir),
+                "--strategy",
+                "cpu",
+                "--no_progress",
+                "--mode",
+                "train_and_eval",
+                "--params_override",
+                "train.total_steps=2,train.steps_per_loop=2,eval.max_images=4",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((model_dir / "eval" / "metrics-2.json").read_text())
+    assert metrics["num_images"] == 4 and metrics["step"] == 2 and "mask/AP" in metrics
+    assert main(["export", "--model_dir", str(model_dir), "--export_dir", str(export_dir)]) == 0
+    jpeg_path = sorted((synth_dir / "validation").glob("*.jpg"))[0]
+    jpeg = jpeg_path.read_bytes()
+    height, width = tf.io.decode_jpeg(jpeg).shape[:2]
+    out = tf.saved_model.load(str(export_dir)).signatures["serving_default"](image_bytes=tf.constant(jpeg))
+    n = int(out[F.NUM_DETECTIONS])
+    assert tuple(out[F.DET_MASKS].shape) == (n, height, width) and out[F.DET_MASKS].dtype == tf.uint8
+    k = load(ExperimentConfig, str(export_dir / "export_config.yaml")).model.num_classes
+    assert k == len((prepared_dir / "layer1" / "label_map.pbtxt").read_text().split("item {")) - 1
+    assert np.all((out[F.DET_CLASSES].numpy() >= 1) & (out[F.DET_CLASSES].numpy() <= k))

@@ -312,21 +312,6 @@ def train(
         save_config(config, os.path.join(model_dir, CONFIG_FILE))
     keras.utils.set_random_seed(train_cfg.seed)
 
-    from hierseg.input.pipeline import build_dataset
-
-    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        return build_dataset(
-            config.data.train_file_pattern,
-            config.data,
-            config.model.anchor,
-            is_training=True,
-            batch_size=train_cfg.global_batch_size,
-            input_context=ctx,
-            seed=train_cfg.seed,
-        )
-
-    dataset = strategy.distribute_datasets_from_function(dataset_fn)
-
     previous_policy = keras.mixed_precision.global_policy()
     if train_cfg.precision == "bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -367,11 +352,25 @@ def train(
         train_cfg.global_batch_size,
     )
 
+    from hierseg.input.pipeline import build_dataset
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        return build_dataset(
+            config.data.train_file_pattern,
+            config.data,
+            config.model.anchor,
+            is_training=True,
+            batch_size=train_cfg.global_batch_size,
+            input_context=ctx,
+            seed=train_cfg.seed + start_step,  # a resumed run does not replay the first examples
+        )
+
+    dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    iterator = iter(dataset)
     train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
     writer = (
         tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else tf.summary.create_noop_writer()
     )
-    iterator = iter(dataset)
     bar = tqdm(
         total=train_cfg.total_steps,
         initial=start_step,

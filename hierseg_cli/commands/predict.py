@@ -35,15 +35,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--score_threshold",
         type=float,
         default=None,
-        help="instances scoring below this are left out of the submission (default: the config's, 0)",
+        help="instances scoring below this are left out of the submission; None: submission.score_threshold "
+        "of the config (0)",
     )
     p.add_argument(
         "--max_per_image",
         type=int,
         default=None,
         help="at most this many (class, score, mask) triples per image in the submission, counted "
-        "after the copies for ancestor classes, highest scores first (default: the config's; "
-        "0 = no cap)",
+        "after the copies for ancestor classes, highest scores first; None: submission.max_per_image "
+        "of the config; 0 = no cap",
     )
     p.add_argument(
         "--layer_min_score",
