@@ -63,7 +63,13 @@ def run_case(name: str, steps: int) -> dict:
         )
         cfg = merge(cfg, {"data": {"max_instances": 8}, "model": {"num_classes": cfg.model.num_classes or 3}})
         ds = build_dataset(
-            str(layer / "train-*"), cfg.data, cfg.model.anchor, is_training=True, batch_size=batch, seed=0
+            str(layer / "train-*"),
+            cfg.data,
+            cfg.model.anchor,
+            is_training=True,
+            batch_size=batch,
+            seed=0,
+            rpn=cfg.model.rpn,
         )
         element = next(iter(ds))
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")

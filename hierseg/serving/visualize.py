@@ -120,7 +120,7 @@ def save_png(img: Image.Image, path: str) -> None:
 def make_grid(
     pngs: Sequence[str], out_path: str, *, cell: int = 384, columns: int | None = None, gap: int = 4
 ) -> Image.Image:
-    """Tiles images into one PNG: each fitted (aspect kept) into a ``cell`` x ``cell`` square.
+    """Tiles images into one PNG: each scaled (aspect kept) to fit a ``cell`` x ``cell`` square.
 
     Args:
       pngs: image files, laid out row by row in this order.
@@ -137,7 +137,10 @@ def make_grid(
     for k, path in enumerate(pngs):
         with Image.open(path) as im:
             tile = im.convert("RGB")
-        tile.thumbnail((cell, cell), Image.Resampling.LANCZOS)
+        scale = min(cell / tile.width, cell / tile.height)  # fit the cell: small images are enlarged too
+        tile = tile.resize(
+            (max(1, round(tile.width * scale)), max(1, round(tile.height * scale))), Image.Resampling.LANCZOS
+        )
         r, c = divmod(k, columns)
         x = gap + c * (cell + gap) + (cell - tile.width) // 2
         y = gap + r * (cell + gap) + (cell - tile.height) // 2

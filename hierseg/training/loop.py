@@ -363,6 +363,7 @@ def train(
             batch_size=train_cfg.global_batch_size,
             input_context=ctx,
             seed=train_cfg.seed + start_step,  # a resumed run does not replay the first examples
+            rpn=config.model.rpn,  # RPN targets must match what the RPN head decodes
         )
 
     dataset = strategy.distribute_datasets_from_function(dataset_fn)

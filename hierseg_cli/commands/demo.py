@@ -12,8 +12,8 @@ import os
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=".demo", help="output folder (data, models, exports, predictions, summary)")
-    p.add_argument("--images", type=int, default=120, help="synthetic images over train/validation/test")
-    p.add_argument("--steps", type=int, default=300, help="training steps of each layer's model")
+    p.add_argument("--images", type=int, default=160, help="synthetic images over train/validation/test")
+    p.add_argument("--steps", type=int, default=1000, help="training steps of each layer's model")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
     p.add_argument("--config_file", help="experiment config of both layers; default: the shipped tiny_cpu.yaml")
     p.add_argument(

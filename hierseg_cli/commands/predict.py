@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, help="output directory; running again with the same one resumes")
     p.add_argument("--visualize", action="store_true", help="also write OUT/visualize/<ImageID>.png")
+    p.add_argument("--visualize_min_score", type=float, default=0.3, help="instances scoring below this are not drawn")
     p.add_argument("--batch_size", type=int, default=4, help="images per model call")
     p.add_argument(
         "--config_file",
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         max_per_image=max_per_image,
         layer_min_score=args.layer_min_score,
         apply_exif=not args.no_exif,
+        visualize_min_score=args.visualize_min_score,
     )
     print_result(result)
     return 0

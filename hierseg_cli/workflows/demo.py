@@ -127,8 +127,8 @@ def _oid_eval(data_dir: str, submission: str, output: str, hierarchy) -> dict:
 def run_demo(
     out_dir: str,
     *,
-    num_images: int = 120,
-    steps: int = 300,
+    num_images: int = 160,
+    steps: int = 1000,
     seed: int = 0,
     config_file: str | None = None,
     params_override: list[str] | None = None,

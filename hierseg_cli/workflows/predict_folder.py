@@ -190,6 +190,7 @@ def predict_folder(
     chunk_size: int | None = None,
     apply_exif: bool = True,
     predictors: tuple[LayerPredictor, LayerPredictor] | None = None,
+    visualize_min_score: float = 0.3,
 ) -> dict:
     """Predicts, ensembles and writes every image of ``images`` (see the module docstring).
 
@@ -206,6 +207,7 @@ def predict_folder(
       chunk_size: images per part file (default ``max(batch_size, 32)``).
       apply_exif: rotate images by their EXIF orientation (see :mod:`hierseg.serving.image_io`).
       predictors: already loaded predictors (bench and demo reuse them); else loaded from the exports.
+      visualize_min_score: instances scoring below this are not drawn (they are still in the outputs).
 
     Returns:
       A dict: ``num_images``, ``num_resumed`` (done by an earlier run), ``num_predicted``,
@@ -271,7 +273,9 @@ def predict_folder(
                 from hierseg.serving.visualize import draw_detections, save_png
 
                 save_png(
-                    draw_detections(e[image_io.ORIGINAL], merged, lambda m: names.get(m, m)),
+                    draw_detections(
+                        e[image_io.ORIGINAL], merged, lambda m: names.get(m, m), min_score=visualize_min_score
+                    ),
                     os.path.join(vis_dir, f"{image_id}.png"),
                 )
                 timer.add("visualize", t)
@@ -328,6 +332,7 @@ def predict_folder(
         score_threshold=score_threshold,
         max_per_image=max_per_image,
         visualize=visualize,
+        visualize_min_score=visualize_min_score,
         names=names,
         apply_exif=apply_exif,
         timer=timer,
@@ -360,6 +365,7 @@ def finalize(
     score_threshold: float = 0.0,
     max_per_image: int | None = None,
     visualize: bool = False,
+    visualize_min_score: float = 0.3,
     names: dict | None = None,
     apply_exif: bool = True,
     timer: Timer | None = None,
@@ -408,7 +414,13 @@ def finalize(
                 image, err = image_io.read_image(path_of[i], apply_exif)
                 if not err:
                     save_png(
-                        draw_detections(image, index.detections(i, "merged"), lambda m: (names or {}).get(m, m)), png
+                        draw_detections(
+                            image,
+                            index.detections(i, "merged"),
+                            lambda m: (names or {}).get(m, m),
+                            min_score=visualize_min_score,
+                        ),
+                        png,
                     )
         files["visualize"] = os.path.join(out_dir, VISUALIZE_DIR)
         timer.add("visualize", t)
