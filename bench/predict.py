@@ -3,7 +3,7 @@ Layer1, ensembling and encoding, for the tiny CPU config and for Mask R-CNN ResN
 
 Models have random weights (speed does not depend on them, except through the number of detections,
 which is capped by ``model.detection.max_detections`` and by the per-layer ``--layer_min_score``);
-they are exported with the real exporter and run through the real workflow
+they are exported with the exporter's DetectionModule and run through the real workflow
 (:func:`hierseg_cli.workflows.predict_folder.predict_folder`), over JPEGs of Open Images size
 (1024 px on the longer side). Label maps are the real Layer0/Layer1 class sets of the 300-class
 hierarchy.
@@ -43,20 +43,28 @@ def random_export(config_file: str, layer: int, work: str, overrides: list[str])
 
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.config.params import load, merge
+    from hierseg.config.params import save as save_config
     from hierseg.hierarchy import Hierarchy
     from hierseg.label_map import LabelMap
-    from hierseg.serving.export import export_saved_model
+    from hierseg.serving.export import CONFIG_FILE, LABEL_MAP_FILE, DetectionModule
     from hierseg.training.loop import build_model
 
+    os.makedirs(work, exist_ok=True)
     h = Hierarchy.builtin()
     mids = h.layers()[layer]
     label_map = os.path.join(work, f"label_map_{layer}.pbtxt")
     LabelMap.from_classes(mids, h.names).save(label_map)
     cfg = load(ExperimentConfig, config_file, overrides)
     cfg = merge(cfg, {"data": {"label_map": label_map}, "model": {"num_classes": len(mids)}})
-    model = build_model(cfg)
-    ckpt = tf.train.Checkpoint(model=model).write(os.path.join(work, f"random{layer}", "ckpt-0"))
-    return export_saved_model(cfg, ckpt, os.path.join(work, f"export{layer}"))
+    # Random weights: the export's DetectionModule wraps a freshly built model (no checkpoint needed).
+    module = DetectionModule(build_model(cfg), cfg.data.output_size, cfg.eval.mask_threshold)
+    export_dir = os.path.join(work, f"export{layer}")
+    tf.saved_model.save(
+        module, export_dir, signatures={"serving_default": module.serve_bytes, "serve_images": module.serve_images}
+    )
+    LabelMap.load(label_map).save(os.path.join(export_dir, LABEL_MAP_FILE))
+    save_config(cfg, os.path.join(export_dir, CONFIG_FILE))
+    return export_dir
 
 
 def bench(

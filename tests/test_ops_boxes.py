@@ -97,3 +97,23 @@ def test_pairwise_iou_matches_reference_batched_with_padding():
     assert (got[:, :, 3:] == 0).all()
     np.testing.assert_allclose(np.diagonal(pairwise_iou(a[0], a[0]).numpy()), 1.0, rtol=1e-6)
     assert pairwise_iou(tf.zeros([2, 4]), tf.zeros([3, 4])).numpy().sum() == 0.0
+
+
+def test_paste_masks_traced_with_unknown_mask_size_matches_reference():
+    # Callers that trace with relaxed shapes (reduce_retracing, serving signatures) give a [None, None, None] mask.
+    import numpy as np
+    import tensorflow as tf
+
+    from hierseg.ops.mask_paste import paste_masks, paste_masks_numpy
+
+    spec = [
+        tf.TensorSpec([None, None, None]),
+        tf.TensorSpec([None, 4]),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.int32),
+    ]
+    traced = tf.function(paste_masks, input_signature=spec)
+    rng = np.random.default_rng(3)
+    masks = rng.random([3, 9, 9]).astype(np.float32)
+    boxes = np.array([[0.1, 0.2, 0.6, 0.9], [0.0, 0.0, 1.0, 1.0], [0.5, 0.4, 0.55, 0.45]], np.float32)
+    np.testing.assert_allclose(traced(masks, boxes, 17, 13).numpy(), paste_masks_numpy(masks, boxes, 17, 13), atol=1e-5)

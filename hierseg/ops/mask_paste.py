@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 
-def _interpolation_kernel(start: tf.Tensor, end: tf.Tensor, out_size, mask_size: int) -> tf.Tensor:
+def _interpolation_kernel(start: tf.Tensor, end: tf.Tensor, out_size, mask_size) -> tf.Tensor:
     """``[D, out_size, mask_size]`` bilinear weights along one axis (normalized box side start..end)."""
     centers = (tf.range(out_size, dtype=tf.float32) + 0.5) / tf.cast(out_size, tf.float32)  # [S]
     side = tf.maximum(end - start, 1e-8)
-    u = (centers[None, :] - start[:, None]) / side[:, None] * mask_size - 0.5  # [D, S] mask index space
+    u = (centers[None, :] - start[:, None]) / side[:, None] * tf.cast(mask_size, tf.float32) - 0.5  # [D, S]
     index = tf.range(mask_size, dtype=tf.float32)
     return tf.maximum(0.0, 1.0 - tf.abs(u[:, :, None] - index[None, None, :]))
 
@@ -34,7 +34,8 @@ def paste_masks(masks: tf.Tensor, boxes: tf.Tensor, height, width) -> tf.Tensor:
     """
     masks = tf.cast(masks, tf.float32)
     boxes = tf.cast(boxes, tf.float32)
-    size = masks.shape[-1]
+    # The mask side is static in the exported graph, dynamic when a caller traces with relaxed shapes.
+    size = masks.shape[-1] if masks.shape[-1] is not None else tf.shape(masks)[-1]
     ky = _interpolation_kernel(boxes[:, 0], boxes[:, 2], height, size)  # [D, H, M]
     kx = _interpolation_kernel(boxes[:, 1], boxes[:, 3], width, size)  # [D, W, M]
     return tf.einsum("dhm,dmn,dwn->dhw", ky, masks, kx)

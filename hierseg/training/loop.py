@@ -41,6 +41,7 @@ from hierseg.training.optimizer import MomentumSGD
 from hierseg.training.schedule import WarmupStepDecay
 from hierseg.training.strategy import is_chief, task_id
 from hierseg.training.summaries import write_scalars
+from hierseg.training.tf1_resnet_checkpoint import load_tf1_resnet
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,9 @@ def init_backbone(model: keras.Model, init: CheckpointInitConfig) -> int:
 
     With ``init.prefix``: by name (TF1 name-based checkpoints): the variable whose path relative to the
     backbone is ``a/b`` is read from ``<prefix>a/b``; unmatched backbone variables keep their init and
-    are logged; a shape mismatch is an error naming the variable. Without: a TF2 object-based
+    are logged; a shape mismatch is an error naming the variable. When no such name exists, a TF1 ResNet
+    (``<prefix>conv2d_k/kernel``, ``<prefix>batch_normalization_k/...``) is mapped by creation order, see
+    :mod:`hierseg.training.tf1_resnet_checkpoint`. Without: a TF2 object-based
     checkpoint written by hierseg (``model/backbone/...``), every backbone variable must match.
     """
     path = init.path
@@ -247,6 +250,10 @@ def init_backbone(model: keras.Model, init: CheckpointInitConfig) -> int:
         v.assign(reader.get_tensor(name).astype(v.dtype))
         loaded += 1
     if loaded == 0:
+        # Not our variable paths: a TF1 name-based ResNet (the TPU ImageNet ones), mapped by creation order.
+        tf1_loaded = load_tf1_resnet(backbone, reader, init.prefix, path)
+        if tf1_loaded is not None:
+            return tf1_loaded
         raise ValueError(
             f"{path}: no backbone variable found under prefix '{init.prefix}' "
             f"(looked for e.g. {missing[:3]}; the checkpoint has e.g. {sorted(shapes)[:3]})"
