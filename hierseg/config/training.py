@@ -31,7 +31,9 @@ class CheckpointInitConfig:
     """A pretrained backbone to start from when model_dir holds no checkpoint (seed: ``checkpoint: {path, prefix}``).
 
     With ``prefix`` set the checkpoint is read by variable NAME (TF1 / name-based checkpoints such as the
-    TPU ResNet ones): backbone variable ``<backbone path>/a/b`` is looked up as ``<prefix>a/b``. With an
+    TPU ResNet ones): backbone variable ``<backbone path>/a/b`` is looked up as ``<prefix>a/b``; when no
+    name matches and the checkpoint holds TF1 ``conv2d_k``/``batch_normalization_k`` layers under the
+    prefix, they are mapped by TF1 creation order (``hierseg.training.tf1_resnet_checkpoint``). With an
     empty prefix it is read as a TF2 object-based checkpoint written by hierseg (``model.backbone``).
     """
 
