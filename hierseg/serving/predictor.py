@@ -11,8 +11,9 @@ their ``S`` agree) and run on whole batches::
       detection_classes [B, D] int 1..K, detection_scores [B, D], num_detections [B],
       detection_masks [B, D, M, M] float32 mask probabilities inside each box.
 
-The box-level masks are pasted into the original image size on the host (numpy), thresholded and
-run-length encoded at once, so only one image's dense masks exist at any time.
+The box-level masks are pasted into the original image size, thresholded and run-length encoded at
+once (:func:`hierseg.serving.model_outputs.image_detections`), so only one image's dense masks exist
+at any time.
 """
 
 from __future__ import annotations
@@ -22,23 +23,14 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from hierseg import features
 from hierseg.config.params import read_yaml
-from hierseg.detections import Detections, encode_rles
+from hierseg.detections import Detections
 from hierseg.label_map import LabelMap
 from hierseg.serving.export import CONFIG_FILE as EXPORT_CONFIG_FILE
 from hierseg.serving.export import LABEL_MAP_FILE
+from hierseg.serving.model_outputs import image_detections
 
 BATCH_SIGNATURE = "serve_images"
-
-
-# Traced once per mask size M (static for the einsum), with image size and detection count dynamic.
-@tf.function(reduce_retracing=True)
-def _paste_and_threshold(masks, boxes, height, width, threshold):
-    """bool ``[D, height, width]``: box masks pasted into the image (bilinear) and thresholded."""
-    from hierseg.ops.mask_paste import paste_masks
-
-    return paste_masks(masks, boxes, height, width) >= threshold
 
 
 def _join(root: str, name: str) -> str:
@@ -122,23 +114,14 @@ class LayerPredictor:
 
     def decode_one(self, out: dict[str, np.ndarray], b: int, image_id: str, height: int, width: int) -> Detections:
         """Image ``b`` of a batched output -> :class:`Detections` (empty masks dropped)."""
-        num = int(out[features.NUM_DETECTIONS][b])
-        scores = out[features.DET_SCORES][b][:num].astype(np.float32)
-        classes = out[features.DET_CLASSES][b][:num].astype(np.int64)
-        keep = np.flatnonzero((scores >= self.min_score) & (classes >= 1))
-        if not len(keep):
-            return Detections(image_id, height, width)
-        boxes = np.clip(out[features.DET_BOXES][b][keep].astype(np.float32), 0.0, 1.0)
-        masks = _paste_and_threshold(
-            tf.constant(out[features.DET_MASKS][b][keep], tf.float32),
-            tf.constant(boxes),
-            tf.constant(height, tf.int32),
-            tf.constant(width, tf.int32),
-            tf.constant(self.mask_threshold),
-        ).numpy()
-        nonempty = masks.reshape(len(keep), -1).any(axis=1)
-        keep, boxes, masks = keep[nonempty], boxes[nonempty], masks[nonempty]
-        if not len(keep):
-            return Detections(image_id, height, width)
-        mids = [self.label_map.mid_of(int(c)) for c in classes[keep]]
-        return Detections(image_id, height, width, mids, scores[keep], boxes, encode_rles(masks))
+        return image_detections(
+            out,
+            b,
+            image_id,
+            height,
+            width,
+            self.label_map,
+            min_score=self.min_score,
+            mask_threshold=self.mask_threshold,
+            drop_empty_masks=True,
+        )

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from hierseg import features
 from hierseg.config.experiment import ExperimentConfig
-from hierseg.detections import Detections, encode_rles, write_jsonl
+from hierseg.detections import Detections, write_jsonl
 from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
 from hierseg.label_map import LabelMap
 from hierseg.training.summaries import write_scalars
@@ -69,24 +69,15 @@ def to_detections(
         IMAGE_INFO [B, 4, 2] (row 0 = original height, width).
       source_ids: [B] bytes ImageIDs.
     """
-    from hierseg.ops.mask_paste import paste_masks
+    from hierseg.serving.model_outputs import image_detections
 
     out = []
     for b, sid in enumerate(source_ids):
-        n = int(outputs[features.NUM_DETECTIONS][b])
-        keep = np.flatnonzero(outputs[features.DET_SCORES][b, :n] >= min_score)
         h, w = (int(round(float(x))) for x in outputs[features.IMAGE_INFO][b, 0])
-        boxes = np.clip(outputs[features.DET_BOXES][b, keep], 0.0, 1.0).astype(np.float32)
-        classes = [label_map.mid_of(int(c)) for c in outputs[features.DET_CLASSES][b, keep]]
-        if len(keep):
-            probs = paste_masks(
-                tf.constant(outputs[features.DET_MASKS][b, keep], tf.float32), tf.constant(boxes), h, w
-            ).numpy()
-            rles = encode_rles(probs >= mask_threshold)
-        else:
-            rles = []
         image_id = sid.decode("utf-8") if isinstance(sid, bytes) else str(sid)
-        out.append(Detections(image_id, h, w, classes, outputs[features.DET_SCORES][b, keep], boxes, rles))
+        out.append(
+            image_detections(outputs, b, image_id, h, w, label_map, min_score=min_score, mask_threshold=mask_threshold)
+        )
     return out
 
 
