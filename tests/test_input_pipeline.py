@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_layer import encode_example
 
 from hierseg import features as F
 from hierseg.config.data import AugmentConfig, DataConfig
@@ -36,56 +37,6 @@ COLORS = np.array(
     ],
     np.uint8,
 )
-
-
-# ----------------------------------------------------------------------------------- record writer
-def encode_example(
-    image: np.ndarray,
-    masks: np.ndarray,
-    classes: list[int],
-    mids: list[str],
-    source_id: str,
-    is_crowd: list[int] | None = None,
-    weight: float | None = None,
-    fmt: str = "png",
-) -> bytes:
-    """One tf.Example in the layout data_prep writes (OD API keys; boxes are the masks' tight boxes)."""
-    h, w = image.shape[:2]
-    encoded = (tf.io.encode_png(image) if fmt == "png" else tf.io.encode_jpeg(image, quality=95)).numpy()
-    boxes = []
-    for m in masks:
-        ys, xs = np.nonzero(m)
-        boxes.append([ys.min() / h, xs.min() / w, (ys.max() + 1) / h, (xs.max() + 1) / w])
-    boxes = np.asarray(boxes, np.float32).reshape([-1, 4])
-    pngs = [tf.io.encode_png((m[..., None] * 255).astype(np.uint8)).numpy() for m in masks]
-
-    def b(v):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
-
-    def i(v):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
-
-    def f(v):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=v))
-
-    feats = {
-        F.IMAGE_ENCODED: b([encoded]),
-        F.IMAGE_FORMAT: b([fmt.encode()]),
-        F.IMAGE_HEIGHT: i([h]),
-        F.IMAGE_WIDTH: i([w]),
-        F.IMAGE_SOURCE_ID: b([source_id.encode()]),
-        F.OBJECT_YMIN: f(boxes[:, 0]),
-        F.OBJECT_XMIN: f(boxes[:, 1]),
-        F.OBJECT_YMAX: f(boxes[:, 2]),
-        F.OBJECT_XMAX: f(boxes[:, 3]),
-        F.OBJECT_CLASS_LABEL: i(classes),
-        F.OBJECT_CLASS_TEXT: b([m.encode() for m in mids]),
-        F.OBJECT_IS_CROWD: i(is_crowd if is_crowd is not None else [0] * len(classes)),
-        F.OBJECT_MASK: b(pngs),
-    }
-    if weight is not None:
-        feats[F.EXAMPLE_WEIGHT] = f([weight])
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
 def make_scene(seed: int, h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -55,13 +55,25 @@ def make_image(rng: np.random.Generator, h: int, w: int, max_objects: int = 3):
     return image, np.stack(masks), classes
 
 
-def _example(image: np.ndarray, masks: np.ndarray, classes: list[int], source_id: str) -> bytes:
+def encode_example(
+    image: np.ndarray,
+    masks: np.ndarray,
+    classes: list[int],
+    mids: list[str],
+    source_id: str,
+    is_crowd: list[int] | None = None,
+    weight: float | None = None,
+    fmt: str = "png",
+) -> bytes:
+    """One tf.Example in the layout data_prep writes (OD API keys; boxes are the masks' tight boxes)."""
     h, w = image.shape[:2]
+    encoded = (tf.io.encode_png(image) if fmt == "png" else tf.io.encode_jpeg(image, quality=95)).numpy()
     boxes = []
     for m in masks:
         ys, xs = np.nonzero(m)
         boxes.append([ys.min() / h, xs.min() / w, (ys.max() + 1) / h, (xs.max() + 1) / w])
-    boxes = np.asarray(boxes, np.float32)
+    boxes = np.asarray(boxes, np.float32).reshape([-1, 4])
+    pngs = [tf.io.encode_png((m[..., None] * 255).astype(np.uint8)).numpy() for m in masks]
 
     def b(v):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
@@ -73,8 +85,8 @@ def _example(image: np.ndarray, masks: np.ndarray, classes: list[int], source_id
         return tf.train.Feature(float_list=tf.train.FloatList(value=v))
 
     feats = {
-        F.IMAGE_ENCODED: b([tf.io.encode_jpeg(image, quality=95).numpy()]),
-        F.IMAGE_FORMAT: b([b"jpeg"]),
+        F.IMAGE_ENCODED: b([encoded]),
+        F.IMAGE_FORMAT: b([fmt.encode()]),
         F.IMAGE_HEIGHT: i([h]),
         F.IMAGE_WIDTH: i([w]),
         F.IMAGE_SOURCE_ID: b([source_id.encode()]),
@@ -83,11 +95,12 @@ def _example(image: np.ndarray, masks: np.ndarray, classes: list[int], source_id
         F.OBJECT_YMAX: f(boxes[:, 2]),
         F.OBJECT_XMAX: f(boxes[:, 3]),
         F.OBJECT_CLASS_LABEL: i(classes),
-        F.OBJECT_CLASS_TEXT: b([MIDS[c - 1].encode() for c in classes]),
-        F.OBJECT_IS_CROWD: i([0] * len(classes)),
-        F.OBJECT_MASK: b([tf.io.encode_png(m[..., None] * 255).numpy() for m in masks]),
-        F.EXAMPLE_WEIGHT: f([1.0]),
+        F.OBJECT_CLASS_TEXT: b([m.encode() for m in mids]),
+        F.OBJECT_IS_CROWD: i(is_crowd if is_crowd is not None else [0] * len(classes)),
+        F.OBJECT_MASK: b(pngs),
     }
+    if weight is not None:
+        feats[F.EXAMPLE_WEIGHT] = f([weight])
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
@@ -102,7 +115,9 @@ def write_tiny_layer(out_dir: Path, num_images: int = 6, height: int = 96, width
         h, w = height + 8 * (k % 3), width - 8 * (k % 2)
         image, masks, classes = make_image(rng, h, w)
         source_id = f"{k:016x}"
-        records.append(_example(image, masks, classes, source_id))
+        records.append(
+            encode_example(image, masks, classes, [MIDS[c - 1] for c in classes], source_id, weight=1.0, fmt="jpeg")
+        )
         images.append({"id": k + 1, "file_name": f"{source_id}.jpg", "source_id": source_id, "height": h, "width": w})
         for m, c in zip(masks, classes):
             rle = coco_mask.encode(np.asfortranarray(m))
