@@ -26,10 +26,10 @@ from pycocotools import mask as coco_mask
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ensembles.mask_iou import rle_boxes  # noqa: E402
 from ensembles.metric import ImageGroundTruth, OidChallengeEvaluator  # noqa: E402
 from hierseg.detections import Detections  # noqa: E402
 from hierseg.hierarchy import Hierarchy  # noqa: E402
+from hierseg.rle import rle_boxes  # noqa: E402
 
 
 def polygon(rng, cy, cx, ry, rx, k=10):

@@ -10,11 +10,11 @@ import json
 import numpy as np
 import pytest
 
-from ensembles.mask_iou import rle_boxes
 from ensembles.prediction_io import write_predictions
 from hierseg.detections import Detections
 from hierseg.oid.layout import OidPaths
 from hierseg.oid.mask_codec import decode_rle, encode_rle
+from hierseg.rle import rle_boxes
 from hierseg_cli.main import main
 
 

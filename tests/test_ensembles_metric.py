@@ -6,18 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ensembles.mask_iou import (
-    dense_intersections,
-    dense_mask_iou,
-    pairwise_intersections,
-    pairwise_mask_iou,
-    rle_boxes,
-)
 from ensembles.metric import ImageGroundTruth, OidChallengeEvaluator, average_precision, precision_recall
 from ensembles.metric.average_precision import average_precision_reference
 from ensembles.submission import instance_classes
-from hierseg.detections import Detections, tight_boxes
+from hierseg.detections import Detections
 from hierseg.oid.mask_codec import encode_rle
+from hierseg.rle import rle_boxes, tight_boxes
 
 H = W = 20
 
@@ -65,21 +59,6 @@ def mids(hierarchy):
         n: hierarchy.mid_of(n)
         for n in ["Person", "Man", "Coin", "Dog", "Carnivore", "Teddy bear", "Toy", "Bear", "Brown bear", "Flag"]
     }
-
-
-# ------------------------------------------------------------------------------------- mask IoU
-def test_rle_overlaps_match_dense_reference():
-    rng = np.random.default_rng(0)
-    a = rng.random([7, 13, 17]) < 0.4
-    b = rng.random([5, 13, 17]) < 0.3
-    a[2] = False  # an empty mask
-    ra, rb = [encode_rle(m) for m in a], [encode_rle(m) for m in b]
-    np.testing.assert_array_equal(pairwise_intersections(ra, rb), dense_intersections(a, b))
-    np.testing.assert_allclose(pairwise_mask_iou(ra, rb), dense_mask_iou(a, b), rtol=1e-12)
-    np.testing.assert_allclose(rle_boxes(ra), tight_boxes(a), rtol=1e-6)
-    assert pairwise_mask_iou(ra, []).shape == (7, 0)
-    with pytest.raises(ValueError, match="different sizes"):
-        pairwise_mask_iou(ra, [encode_rle(np.ones([4, 4], bool))])
 
 
 # ------------------------------------------------------------------------------------------ AP

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ensembles.mask_iou import mask_areas
 from hierseg.hierarchy import Hierarchy
+from hierseg.rle import rle_areas
 
 
 @dataclass
@@ -89,7 +89,7 @@ class ImageGroundTruth:
         has_mask = [r is not None for r in self.rles]
         areas = np.zeros(len(self), np.int64)
         if any(has_mask):
-            areas[np.flatnonzero(has_mask)] = mask_areas([r for r in self.rles if r is not None])
+            areas[np.flatnonzero(has_mask)] = rle_areas([r for r in self.rles if r is not None])
         idx = np.asarray(index, np.int64)
         return ExpandedGroundTruth(
             image_id=self.image_id,
@@ -334,8 +334,8 @@ def load_ground_truth(
 def ground_truth_as_detections(gt: ImageGroundTruth, score: float = 1.0, *, drop_classes: Iterable[str] = ()):
     """The instances with masks of ``gt`` as :class:`~hierseg.detections.Detections` (label paths empty):
     a perfect prediction, used by tests and benchmarks."""
-    from ensembles.mask_iou import rle_boxes
     from hierseg.detections import Detections
+    from hierseg.rle import rle_boxes
 
     drop = set(drop_classes)
     keep = [k for k, (c, r) in enumerate(zip(gt.classes, gt.rles)) if r is not None and c not in drop]

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ensembles.mask_iou import mask_areas, pairwise_intersections, rle_boxes
 from ensembles.metric.groundtruth import ExpandedGroundTruth
 from hierseg.detections import Detections
+from hierseg.rle import pairwise_intersections, rle_areas, rle_boxes
 
 EPSILON = 1e-7  # np_mask_ops.EPSILON
 MAX_DETECTIONS_PER_CLASS = 10000  # the challenge's nms_max_output_boxes
@@ -123,7 +123,7 @@ def evaluate_image(
     boxes = boxes[valid]
     classes = np.asarray([det.classes[k] for k in keep])
     scores = det.scores[keep].astype(np.float64)
-    det_areas = mask_areas(rles)
+    det_areas = rle_areas(rles)
     gt_classes = np.asarray(gt.classes) if gt.classes else np.zeros([0], str)
     gt_has_mask = np.asarray([r is not None for r in gt.rles], bool)
     sizes = {(int(r["size"][0]), int(r["size"][1])) for r in rles}
@@ -137,7 +137,7 @@ def evaluate_image(
     # with the pairs whose boxes meet), box overlaps for the whole image at once (cheap).
     gt_areas = np.zeros(len(gt_classes), np.float64)
     if gt_has_mask.any():
-        gt_areas[gt_has_mask] = mask_areas([r for r in gt.rles if r is not None])
+        gt_areas[gt_has_mask] = rle_areas([r for r in gt.rles if r is not None])
     unmasked = np.flatnonzero(~gt_has_mask)
     b_inter = box_intersections(boxes, gt.boxes[unmasked])  # [n, Gb]
     b_det = box_areas(boxes)[:, None]
