@@ -32,7 +32,8 @@ class Detections:
       classes: [N] MIDs (str), the most specific class of each instance.
       scores: [N] float64 in [0, 1] (float64 as the challenge metric ranks them: two scores a float32
         would round to one value stay apart).
-      boxes: [N, 4] float32 normalized (ymin, xmin, ymax, xmax) in [0, 1].
+      boxes: [N, 4] normalized (ymin, xmin, ymax, xmax) in [0, 1]; float32 (model outputs), or float64
+        when given so (parsed annotations keep their precision).
       rles: N COCO RLEs with size [height, width] and bytes counts.
       label_paths: N label paths from a depth-0 class down to ``classes[i]``, e.g. ("/m/01g317",
         "/m/04yx4") for (Person, Man); empty tuples until ensembling fills them.
@@ -51,7 +52,8 @@ class Detections:
         self.classes = list(self.classes)
         self.rles = list(self.rles)
         self.scores = np.asarray(self.scores, np.float64).reshape([-1])
-        self.boxes = np.asarray(self.boxes, np.float32).reshape([-1, 4])
+        boxes = np.asarray(self.boxes)
+        self.boxes = (boxes if boxes.dtype in (np.float32, np.float64) else boxes.astype(np.float32)).reshape([-1, 4])
         n = len(self.classes)
         if not (len(self.scores) == len(self.boxes) == len(self.rles) == n):
             raise ValueError(

@@ -20,7 +20,8 @@ removed when the write fails). Readers stream one image at a time (except the pe
 API: :func:`check_score`, :func:`check_scores`, :func:`detections_to_json`, :func:`detections_from_json`,
 :func:`write_jsonl`, :func:`read_jsonl`, :func:`csv_rows`, :func:`split_prediction_string`,
 :func:`parse_prediction_string`, :func:`format_prediction_string`, :func:`parse_image_size`,
-:func:`read_submission_csv`, :func:`read_instance_csv`, :class:`SubmissionCsvWriter`.
+:func:`read_submission_csv` (or :func:`submission_rows` and :meth:`SubmissionRow.detections` to
+parse elsewhere), :func:`read_instance_csv`, :class:`SubmissionCsvWriter`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -270,19 +272,47 @@ def _data_rows(path: str, header: tuple[str, ...]) -> Iterator[tuple[int, list[s
         yield line, row
 
 
+@dataclass(frozen=True)
+class SubmissionRow:
+    """One unparsed row of a submission CSV: cheap to read and to send to another process, parsed by
+    :meth:`detections` (where the masks are decoded, e.g. in a worker)."""
+
+    path: str
+    line: int
+    image_id: str
+    width: str
+    height: str
+    prediction_string: str
+
+    def detections(self) -> Detections:
+        """The row's instances (empty label paths, tight boxes).
+
+        Raises:
+          PredictionFileError: ``"{path}:{line}: image {ImageID}: ..."`` for a bad size, score or mask.
+        """
+        try:
+            h, w = parse_image_size(self.width, self.height)
+            classes, scores, rles = parse_prediction_string(self.prediction_string, h, w)
+        except ValueError as e:
+            raise PredictionFileError(f"{self.path}:{self.line}: image {self.image_id}: {e}") from None
+        return _detections(self.image_id, h, w, classes, scores, rles)
+
+
+def submission_rows(path: str) -> Iterator[SubmissionRow]:
+    """Streams the rows of a submission CSV, unparsed; the header, the field count and the encoding
+    (UTF-8) are checked here (:class:`PredictionFileError` naming the line)."""
+    for line, (image_id, width, height, text) in _data_rows(path, SUBMISSION_HEADER):
+        yield SubmissionRow(path, line, image_id, width, height, text)
+
+
 def read_submission_csv(path: str) -> Iterator[Detections]:
     """Streams a submission CSV, one image per row (instances with empty label paths, tight boxes).
 
     Raises:
       PredictionFileError: ``"{path}:{line}: image {ImageID}: ..."`` for a bad row.
     """
-    for line, (image_id, width, height, text) in _data_rows(path, SUBMISSION_HEADER):
-        try:
-            h, w = parse_image_size(width, height)
-            classes, scores, rles = parse_prediction_string(text, h, w)
-        except ValueError as e:
-            raise PredictionFileError(f"{path}:{line}: image {image_id}: {e}") from None
-        yield _detections(image_id, h, w, classes, scores, rles)
+    for row in submission_rows(path):
+        yield row.detections()
 
 
 def read_instance_csv(path: str) -> Iterator[Detections]:

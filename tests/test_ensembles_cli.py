@@ -26,7 +26,7 @@ def synth(synth_dir):
 
 @pytest.fixture(scope="module")
 def ground_truth(synth):
-    from ensembles.metric.groundtruth import load_ground_truth
+    from ensembles.metric.groundtruth_files import load_ground_truth
 
     return load_ground_truth(str(synth[0]), "validation", synth[1])[0]
 

@@ -32,7 +32,7 @@ def gt(image_id, instances=(), pos=(), neg=()):
     classes = [i[0] for i in instances]
     rles = [rect(*i[1]) if i[1] is not None else None for i in instances]
     boxes = [nbox(*(i[2] if i[2] is not None else i[1])) for i in instances]
-    return ImageGroundTruth(
+    return ImageGroundTruth.from_annotations(
         image_id, H, W, classes, np.asarray(boxes).reshape([-1, 4]), rles, [i[3] for i in instances], pos, neg
     )
 
@@ -300,10 +300,11 @@ def reference_single_class(det_boxes, det_scores, det_masks, gt_boxes, gt_masks,
     present = gt_masks.reshape(len(gt_masks), H * W).sum(1) > 0
 
     def mask_iou_ioa(gm):
-        dm, gm = det_masks.reshape(n, H * W).astype(float), gm.reshape(len(gm), H * W).astype(float)
+        # np_mask_ops: float32 pixel sums, so the ratios are float32 (and 1e-7 vanishes next to an area).
+        dm, gm = det_masks.reshape(n, H * W).astype(np.float32), gm.reshape(len(gm), H * W).astype(np.float32)
         inter = dm @ gm.T
         a, b = dm.sum(1)[:, None], gm.sum(1)[None, :]
-        return inter / np.maximum(a + b - inter, 1e-7), inter / (a + 1e-7)
+        return inter / np.maximum(a + b - inter, np.float32(1e-7)), inter / (a + np.float32(1e-7))
 
     def box_iou_ioa(gb):
         ih = np.maximum(
@@ -410,7 +411,7 @@ def test_evaluate_image_matches_dense_reference(hierarchy, mids, seed):
 def test_masks_pair_with_bbox_rows_by_coordinates():
     import pandas as pd
 
-    from ensembles.metric.groundtruth import _match_masks_to_boxes
+    from ensembles.metric.groundtruth_files import _match_masks_to_boxes
 
     masks = pd.DataFrame(
         {
