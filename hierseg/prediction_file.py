@@ -75,7 +75,7 @@ def check_scores(scores: Sequence[float] | np.ndarray, where: str = "scores") ->
     bad = np.flatnonzero(~((arr >= 0.0) & (arr <= 1.0)))
     if len(bad):
         k = int(bad[0])
-        raise ValueError(f"{where}: instance {k}: score {arr[k]!r} is not a number in [0, 1]")
+        raise ValueError(f"{where}: instance {k}: score {float(arr[k])!r} is not a number in [0, 1]")
     return arr
 
 

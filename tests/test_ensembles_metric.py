@@ -147,6 +147,80 @@ def test_group_of_needs_half_of_the_detection_inside(hierarchy, mids):
     assert m["per_class"][coin] == pytest.approx(0.5)
 
 
+# ------------------------------------------------------------ issue 10: adversarial submissions
+def test_ioa_of_exactly_half_matches_the_group_of_region(hierarchy, mids):
+    # Case 1. 100 pixels, 50 inside the region: IoA = 50 / (100 + 1e-7) in the official float32 = 0.5.
+    coin = mids["Coin"]
+    g = gt("g", [(coin, (10, 0, 20, 20), None, True)])
+    d = dets("g", [(coin, 0.9, (5, 0, 15, 10))])
+    m = run(hierarchy, [g], [d])
+    # matched: one group TP, 1 ground truth -> precision 1 at recall 1 -> AP 1 (a miss would be a FP: AP 0).
+    assert m["per_class"][coin] == 1.0 and m["mAP"] == 1.0
+
+
+def test_tied_scores_rank_the_same_whatever_the_row_order(hierarchy, mids):
+    # Case 2. Image "a" has a TP at 0.5, image "b" a FP at 0.5; 2 ground truth instances.
+    coin = mids["Coin"]
+    gts = [gt(i, [(coin, (0, 0, 10, 10), None, False)]) for i in ("a", "b")]
+    preds = {"a": dets("a", [(coin, 0.5, (0, 0, 10, 10))]), "b": dets("b", [(coin, 0.5, (12, 12, 20, 20))])}
+    forward = run(hierarchy, gts, [preds["a"], preds["b"]])["mAP"]
+    backward = run(hierarchy, gts, [preds["b"], preds["a"]])["mAP"]
+    assert forward == backward
+    # The official joins images in ImageID order ([TP of a, FP of b]) and ranks by argsort reversed:
+    # FP first gives precision 0, 1/2 at recall 0, 1/2 -> AP 1/4; TP first: 1, 1/2 at 1/2, 1/2 -> 1/2.
+    fp_first = np.argsort(np.array([0.5, 0.5]))[::-1][0] == 1
+    assert forward == (0.25 if fp_first else 0.5)
+
+
+def test_scores_keep_float64_precision(hierarchy, mids, tmp_path):
+    # Case 3. A TP at 0.500000002 above a FP at 0.500000001 (equal in float32), read from a CSV.
+    from ensembles.prediction_io import read_predictions
+    from hierseg.oid.mask_codec import oid_mask_from_rle
+
+    coin = mids["Coin"]
+    tp, fp = oid_mask_from_rle(rect(0, 0, 10, 10)), oid_mask_from_rle(rect(12, 12, 20, 20))
+    path = tmp_path / "sub.csv"
+    path.write_text(
+        f"ImageID,ImageWidth,ImageHeight,PredictionString\na,{W},{H},{coin} 0.500000001 {fp} {coin} 0.500000002 {tp}\n"
+    )
+    preds = list(read_predictions(str(path)))
+    assert preds[0].scores.dtype == np.float64 and preds[0].scores[1] > preds[0].scores[0]
+    m = run(hierarchy, [gt("a", [(coin, (0, 0, 10, 10), None, False)])], preds)
+    assert m["per_class"][coin] == 1.0  # TP first: precision 1 at recall 1 (the FP after it does not lower AP)
+
+
+def test_three_hundred_masks_in_one_image(hierarchy, mids):
+    # Case 4 (pycocotools' area() overflowed at 256 masks). 300 one-pixel instances; 200 exact
+    # detections ranked above 100 detections on the 100 pixels no instance covers.
+    coin = mids["Coin"]
+    pixels = [(k // W, k % W) for k in range(H * W)]
+    g = gt("a", [(coin, (y, x, y + 1, x + 1), None, False) for y, x in pixels[:300]])
+    items = [(coin, 0.9 - k * 1e-4, (y, x, y + 1, x + 1)) for k, (y, x) in enumerate(pixels[:200])]
+    items += [(coin, 0.5 - k * 1e-4, (y, x, y + 1, x + 1)) for k, (y, x) in enumerate(pixels[300:])]
+    m = run(hierarchy, [g], [dets("a", items)])
+    # precision 1 up to recall 200/300, then only FPs -> AP 2/3.
+    assert m["num_gt"][coin] == 300 and m["num_detections"][coin] == 300
+    assert m["per_class"][coin] == pytest.approx(2 / 3, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1, 1.5])
+def test_bad_scores_are_an_error(hierarchy, mids, bad):
+    # Case 6 (in memory; the files' readers name file and line, see test_prediction_file.py).
+    coin = mids["Coin"]
+    d = dets("a", [(coin, 0.9, (0, 0, 10, 10)), (coin, bad, (12, 12, 20, 20))])
+    with pytest.raises(ValueError, match="image a: instance 1: score .* is not a number in \\[0, 1\\]"):
+        run(hierarchy, [gt("a", [(coin, (0, 0, 10, 10), None, False)])], [d])
+
+
+def test_unknown_classes_are_dropped_and_counted(hierarchy, mids):
+    # Case 6, second half: the official drops classes outside its label map; here they are counted.
+    coin = mids["Coin"]
+    d = dets("a", [(coin, 0.9, (0, 0, 10, 10)), ("/m/not_a_class", 0.95, (0, 0, 10, 10))])
+    m = run(hierarchy, [gt("a", [(coin, (0, 0, 10, 10), None, False)])], [d])
+    assert m["mAP"] == 1.0
+    assert m["unknown_classes"] == {"/m/not_a_class": 1} and m["num_unknown_class_predictions"] == 1
+
+
 def test_negative_labels_make_false_positives_and_unverified_classes_are_ignored(hierarchy, mids):
     dog, carnivore, man = mids["Dog"], mids["Carnivore"], mids["Man"]
     g1 = gt("i1", [(dog, (0, 0, 5, 5), None, False)], pos=[dog])
