@@ -54,8 +54,7 @@ class LabelMap:
 
         return "".join(
             f'item {{\n  id: {i + 1}\n  name: "{q(m)}"\n  display_name: "{q(n)}"\n}}\n'
-            for i, (m, n) in enumerate(zip(self.mids, self.names))
-        )
+            for i, (m, n) in enumerate(zip(self.mids, self.names)))
 
     @classmethod
     def from_pbtxt(cls, text: str, source: str = "<label map>") -> LabelMap:
