@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from data_prep import storage
+from hierseg import atomic_write
 
 STATS_DIR = ".prepare_state"  # per-shard stats, inside each layer folder
-TMP_MARK = ".tmp-"
+TMP_MARK = atomic_write.TMP_MARK  # temporary names, removed by remove_stale
 
 
 def shard_count(num_examples: int, configured: int, min_per_shard: int) -> int:

@@ -46,7 +46,8 @@ class Detections:
         if not (len(self.scores) == len(self.boxes) == len(self.rles) == n):
             raise ValueError(
                 f"{self.image_id}: {n} classes, {len(self.scores)} scores, {len(self.boxes)} boxes, "
-                f"{len(self.rles)} masks: counts differ")
+                f"{len(self.rles)} masks: counts differ"
+            )
         if not self.label_paths:
             self.label_paths = [()] * n
         elif len(self.label_paths) != n:
@@ -56,9 +57,15 @@ class Detections:
         return len(self.classes)
 
     @classmethod
-    def from_dense(cls, image_id: str, classes: Sequence[str], scores: np.ndarray, masks: np.ndarray,
-                   boxes: np.ndarray | None = None, label_paths: Sequence[tuple[str, ...]] | None = None,
-                   ) -> Detections:
+    def from_dense(
+        cls,
+        image_id: str,
+        classes: Sequence[str],
+        scores: np.ndarray,
+        masks: np.ndarray,
+        boxes: np.ndarray | None = None,
+        label_paths: Sequence[tuple[str, ...]] | None = None,
+    ) -> Detections:
         """From dense masks ``[N, H, W]`` (bool or 0/1); boxes default to the masks' tight boxes."""
         masks = np.asarray(masks)
         n, h, w = masks.shape if masks.ndim == 3 else (0, *masks.shape[-2:])
@@ -75,21 +82,36 @@ class Detections:
 
     def select(self, index: np.ndarray | Sequence[int]) -> Detections:
         idx = np.asarray(index, dtype=np.int64).reshape([-1])
-        return Detections(self.image_id, self.height, self.width, [self.classes[i] for i in idx],
-                          self.scores[idx], self.boxes[idx], [self.rles[i] for i in idx],
-                          [self.label_paths[i] for i in idx])
+        return Detections(
+            self.image_id,
+            self.height,
+            self.width,
+            [self.classes[i] for i in idx],
+            self.scores[idx],
+            self.boxes[idx],
+            [self.rles[i] for i in idx],
+            [self.label_paths[i] for i in idx],
+        )
 
     # ---------------------------------------------------------------------------- JSON lines I/O
     def to_json(self) -> str:
-        return json.dumps({
-            "image_id": self.image_id, "height": self.height, "width": self.width,
-            "instances": [
-                {"class": c, "score": round(float(s), 6), "box": [round(float(v), 6) for v in b],
-                 "mask": r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"],
-                 "label_path": list(p)}
-                for c, s, b, r, p in zip(self.classes, self.scores, self.boxes, self.rles, self.label_paths)
-            ],
-        })
+        return json.dumps(
+            {
+                "image_id": self.image_id,
+                "height": self.height,
+                "width": self.width,
+                "instances": [
+                    {
+                        "class": c,
+                        "score": round(float(s), 6),
+                        "box": [round(float(v), 6) for v in b],
+                        "mask": r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"],
+                        "label_path": list(p),
+                    }
+                    for c, s, b, r, p in zip(self.classes, self.scores, self.boxes, self.rles, self.label_paths)
+                ],
+            }
+        )
 
     @classmethod
     def from_json(cls, line: str) -> Detections:
@@ -97,7 +119,10 @@ class Detections:
         h, w = int(d["height"]), int(d["width"])
         inst = d["instances"]
         return cls(
-            d["image_id"], h, w, [i["class"] for i in inst],
+            d["image_id"],
+            h,
+            w,
+            [i["class"] for i in inst],
             np.array([i["score"] for i in inst], np.float32),
             np.array([i["box"] for i in inst], np.float32).reshape([-1, 4]),
             [{"size": [h, w], "counts": i["mask"].encode("ascii")} for i in inst],
@@ -107,13 +132,11 @@ class Detections:
 
 def write_jsonl(path: str, detections: Iterable[Detections]) -> None:
     """Writes detections as JSON lines, atomically (a temporary file renamed into place)."""
-    import os
+    from hierseg import atomic_write
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write.atomic_open(path) as f:
         for d in detections:
             f.write(d.to_json() + "\n")
-    os.replace(tmp, path)
 
 
 def read_jsonl(path: str) -> Iterator[Detections]:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hierseg import atomic_write
 from hierseg.config.params import load, merge
 
 STAGES_DIR = "stages"
@@ -61,10 +62,7 @@ class Stages:
             start = time.perf_counter()
             result = fn()
             rec = {"seconds": round(time.perf_counter() - start, 2), "result": result}
-            tmp = f"{path}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(rec, f, indent=1, default=str)
-            os.replace(tmp, path)
+            atomic_write.write_json(path, rec, indent=1, default=str)
             rec["skipped"] = False
             self.log(f"[demo] {name}: {rec['seconds']:.1f} s")
         self.results[name] = rec
@@ -284,8 +282,8 @@ def run_demo(
         from hierseg.serving.visualize import make_grid
 
         submission = os.path.join(out_dir, "submission.csv")
-        shutil.copyfile(pred_test["files"]["submission.csv"], submission + ".tmp")
-        os.replace(submission + ".tmp", submission)
+        with atomic_write.atomic_path(submission) as tmp:
+            shutil.copyfile(pred_test["files"]["submission.csv"], tmp)
         problems = validate_submission(
             submission,
             expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
@@ -326,10 +324,7 @@ def run_demo(
             "summary": os.path.join(out_dir, "summary.json"),
         },
     }
-    tmp = os.path.join(out_dir, "summary.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    atomic_write.write_json(os.path.join(out_dir, "summary.json"), summary, indent=1)
     return summary
 
 
