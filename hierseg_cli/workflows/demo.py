@@ -27,6 +27,8 @@ from pathlib import Path
 
 from hierseg import atomic_write
 from hierseg.config.params import load, merge
+from hierseg.layout import ModelDir, PreparedLayer
+from hierseg.oid.layout import OidPaths
 
 STAGES_DIR = "stages"
 DEFAULT_CONFIG = "tiny_cpu.yaml"
@@ -72,6 +74,7 @@ class Stages:
 def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[str] | None):
     from hierseg.config.experiment import ExperimentConfig
 
+    layer = PreparedLayer(layer_dir)
     cfg = load(ExperimentConfig, config_file, overrides)
     # The schedule of the file is for its own total_steps: stretch it to ``steps``.
     ratio = steps / max(1, cfg.train.total_steps)
@@ -91,10 +94,10 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
         cfg,
         {
             "data": {
-                "train_file_pattern": os.path.join(layer_dir, "train-*.tfrecord"),
-                "eval_file_pattern": os.path.join(layer_dir, "validation-*.tfrecord"),
-                "eval_json": os.path.join(layer_dir, "validation_coco.json"),
-                "label_map": os.path.join(layer_dir, "label_map.pbtxt"),
+                "train_file_pattern": layer.shard_pattern("train"),
+                "eval_file_pattern": layer.shard_pattern("validation"),
+                "eval_json": layer.validation_coco_json,
+                "label_map": layer.label_map,
             },
             "train": {"total_steps": steps},
         },
@@ -136,8 +139,6 @@ def run_demo(
     """Runs every stage (see the module docstring) and returns the summary (also in OUT/summary.json)."""
     import tensorflow as tf
 
-    from hierseg.hierarchy import Hierarchy
-
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     config_file = config_file or find_config()
@@ -163,13 +164,10 @@ def run_demo(
 
     stages.run("prepare", prepare)
 
-    hierarchy = Hierarchy.from_files(
-        os.path.join(data_dir, "challenge-2019-label300-segmentable-hierarchy.json"),
-        os.path.join(data_dir, "challenge-2019-classes-description-segmentable.csv"),
-    )
+    hierarchy = OidPaths.from_dir(data_dir).load_hierarchy()
     exports, coco = [], {}
     for layer in (0, 1):
-        layer_dir = os.path.join(prepared, f"layer{layer}")
+        layer_dir = PreparedLayer.of(prepared, layer).root
         model_dir = os.path.join(out_dir, "models", f"layer{layer}")
         export_dir = os.path.join(out_dir, "exports", f"layer{layer}")
         cfg = _experiment(config_file, layer_dir, steps, params_override)
@@ -192,7 +190,7 @@ def run_demo(
             from hierseg.training.evaluator import evaluate as run_eval
 
             m = run_eval(
-                cfg, model_dir, output_json=os.path.join(model_dir, "eval_metrics.json"), show_progress=show_progress
+                cfg, model_dir, output_json=ModelDir(model_dir).eval_metrics_json(steps), show_progress=show_progress
             )
             return {
                 "mask/AP": m["mask/AP"],
