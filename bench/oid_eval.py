@@ -26,10 +26,10 @@ from pycocotools import mask as coco_mask
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ensembles.mask_iou import rle_boxes  # noqa: E402
 from ensembles.metric import ImageGroundTruth, OidChallengeEvaluator  # noqa: E402
 from hierseg.detections import Detections  # noqa: E402
 from hierseg.hierarchy import Hierarchy  # noqa: E402
+from hierseg.rle import rle_boxes  # noqa: E402
 
 
 def polygon(rng, cy, cx, ry, rx, k=10):
@@ -62,7 +62,7 @@ def make_image(rng, idx, hierarchy, classes, n_gt, n_pred):
         polys.append((c, cy, cx, ry, rx))
     negatives = [classes[int(rng.integers(len(classes)))] for _ in range(2)]
     negatives = [n for n in negatives if n not in gt_classes]
-    gt = ImageGroundTruth(
+    gt = ImageGroundTruth.from_annotations(
         image_id, h, w, gt_classes, np.asarray(gt_boxes), gt_rles, group, sorted(set(gt_classes)), negatives
     )
     p_classes, p_scores, p_rles = [], [], []

@@ -20,19 +20,22 @@ challenge settings (no NMS, at most 10000 detections per class, IoU 0.5), step b
       ignored (removed) when it is the first on that box, else it stays a FP;
    d. boxes without a mask, group-of: a detection with box IoA >= 0.5 is ignored.
 
-Overlaps come from pycocotools on RLEs (integer pixel counts), then the official formulas:
-IoU = I / max(U, 1e-7), IoA = I / (|det| + 1e-7).
+Overlaps come from pycocotools on RLEs (integer pixel counts), then the official formulas in the
+official arithmetic (``np_mask_ops``: areas and intersections are float32 sums, so the ratios are
+float32): IoU = I / max(U, 1e-7), IoA = I / (|det| + 1e-7). In float32 the 1e-7 vanishes next to any
+area of 2 pixels or more, so a detection covering exactly half of its pixels inside a group-of
+region has IoA exactly 0.5 and is matched (in float64 it would be 0.4999999995 and miss).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ensembles.mask_iou import mask_areas, pairwise_intersections, rle_boxes
 from ensembles.metric.groundtruth import ExpandedGroundTruth
 from hierseg.detections import Detections
+from hierseg.rle import pairwise_intersections, rle_areas, rle_boxes
 
-EPSILON = 1e-7  # np_mask_ops.EPSILON
+EPSILON = np.float32(1e-7)  # np_mask_ops.EPSILON, added to float32 areas
 MAX_DETECTIONS_PER_CLASS = 10000  # the challenge's nms_max_output_boxes
 
 
@@ -123,7 +126,7 @@ def evaluate_image(
     boxes = boxes[valid]
     classes = np.asarray([det.classes[k] for k in keep])
     scores = det.scores[keep].astype(np.float64)
-    det_areas = mask_areas(rles)
+    det_areas = rle_areas(rles).astype(np.float32)
     gt_classes = np.asarray(gt.classes) if gt.classes else np.zeros([0], str)
     gt_has_mask = np.asarray([r is not None for r in gt.rles], bool)
     sizes = {(int(r["size"][0]), int(r["size"][1])) for r in rles}
@@ -135,9 +138,10 @@ def evaluate_image(
 
     # Mask overlaps per class (pairs of different classes are never needed; pycocotools' cost grows
     # with the pairs whose boxes meet), box overlaps for the whole image at once (cheap).
-    gt_areas = np.zeros(len(gt_classes), np.float64)
-    if gt_has_mask.any():
-        gt_areas[gt_has_mask] = mask_areas([r for r in gt.rles if r is not None])
+    gt_areas = np.asarray(gt.areas, np.float32)
+    if len(gt_areas) != len(gt_classes):  # built without areas: measure them
+        gt_areas = np.zeros(len(gt_classes), np.float32)
+        gt_areas[gt_has_mask] = rle_areas([r for r in gt.rles if r is not None])
     unmasked = np.flatnonzero(~gt_has_mask)
     b_inter = box_intersections(boxes, gt.boxes[unmasked])  # [n, Gb]
     b_det = box_areas(boxes)[:, None]
@@ -156,10 +160,11 @@ def evaluate_image(
             out[c] = (s, np.zeros(len(d)))
             continue
         gm = np.flatnonzero(of_class & gt_has_mask)
-        inter = pairwise_intersections([rles[i] for i in d], [gt.rles[j] for j in gm], check_sizes=False)
-        inter = inter.astype(np.float64)
-        a_det = det_areas[d].astype(np.float64)[:, None]
-        iou_m = inter / np.maximum(a_det + gt_areas[gm][None, :] - inter, EPSILON)
+        inter = pairwise_intersections(
+            [rles[i] for i in d], [gt.rles[j] for j in gm], areas_a=det_areas[d], check_sizes=False
+        ).astype(np.float32)
+        a_det = det_areas[d][:, None]
+        iou_m = inter / np.maximum(a_det + gt_areas[gm][None, :] - inter, EPSILON)  # float32, as official
         ioa_m = inter / (a_det + EPSILON)
         grp_m = gt.is_group_of[gm]
         in_b = cls_b == c
