@@ -9,8 +9,7 @@ import os
 from hierseg.config import load, merge
 from hierseg.config.experiment import ExperimentConfig, resolve_num_classes
 from hierseg.label_map import LabelMap
-
-EFFECTIVE_CONFIG = "params.yaml"  # what `hierseg train` writes into --model_dir
+from hierseg.layout import ModelDir, PreparedLayer
 
 
 def add_experiment_arguments(p: argparse.ArgumentParser, *, config_from_model_dir: bool = False) -> None:
@@ -33,15 +32,15 @@ def add_experiment_arguments(p: argparse.ArgumentParser, *, config_from_model_di
 
 def data_dir_overrides(data_dir: str) -> dict:
     """The data paths of a prepared layer folder, as a config override."""
-    label_map = os.path.join(data_dir, "label_map.pbtxt")
+    layer = PreparedLayer(data_dir)
     return {
         "data": {
-            "train_file_pattern": os.path.join(data_dir, "train-*.tfrecord"),
-            "eval_file_pattern": os.path.join(data_dir, "validation-*.tfrecord"),
-            "eval_json": os.path.join(data_dir, "validation_coco.json"),
-            "label_map": label_map,
+            "train_file_pattern": layer.shard_pattern("train"),
+            "eval_file_pattern": layer.shard_pattern("validation"),
+            "eval_json": layer.validation_coco_json,
+            "label_map": layer.label_map,
         },
-        "model": {"num_classes": LabelMap.load(label_map).num_classes},
+        "model": {"num_classes": LabelMap.load(layer.label_map).num_classes},
     }
 
 
@@ -50,7 +49,7 @@ def load_experiment(args: argparse.Namespace, model_dir: str | None = None) -> E
     then ``model.num_classes`` resolved from ``data.label_map`` when 0 (the one place it is resolved)."""
     config_file = args.config_file
     if not config_file and model_dir:
-        candidate = os.path.join(model_dir, EFFECTIVE_CONFIG)
+        candidate = ModelDir(model_dir).params_yaml
         import tensorflow as tf
 
         if tf.io.gfile.exists(candidate):

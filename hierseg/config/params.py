@@ -188,8 +188,12 @@ def read_yaml(path: str) -> dict:
     return dict(loaded)
 
 
-def load(cls: type[T], config_file: str | None = None, params_override: str | list[str] | None = None,
-         section: str | None = None) -> T:
+def load(
+    cls: type[T],
+    config_file: str | None = None,
+    params_override: str | list[str] | None = None,
+    section: str | None = None,
+) -> T:
     """Defaults of ``cls`` <- ``config_file`` <- each override, in order.
 
     Args:
@@ -216,10 +220,6 @@ def load(cls: type[T], config_file: str | None = None, params_override: str | li
 
 def save(cfg: Any, path: str) -> None:
     """Writes the config as YAML, atomically (local or gs://)."""
-    import tensorflow as tf
+    from hierseg import atomic_write
 
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_write.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

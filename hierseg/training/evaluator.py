@@ -26,6 +26,7 @@ from hierseg.config.experiment import ExperimentConfig
 from hierseg.detections import Detections, write_jsonl
 from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
 from hierseg.label_map import LabelMap
+from hierseg.layout import ModelDir
 from hierseg.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
@@ -201,16 +202,15 @@ def checkpoint_evaluator(config: ExperimentConfig, model_dir: str, *, show_progr
             from hierseg.training.loop import make_checkpoint
 
             make_checkpoint(state["model"]).read(path).expect_partial().assert_existing_objects_matched()
-        out_dir = os.path.join(model_dir, "eval")
         return evaluate(
             config,
             model=state["model"],
             step=step,
-            summary_dir=out_dir,
-            output_json=os.path.join(out_dir, f"metrics-{step}.json"),
+            summary_dir=ModelDir(model_dir).eval_dir,
+            output_json=ModelDir(model_dir).eval_metrics_json(step),
             show_progress=show_progress,
             predictions_jsonl=(
-                os.path.join(out_dir, f"predictions-{step}.jsonl") if config.eval.write_predictions else None
+                ModelDir(model_dir).eval_predictions_jsonl(step) if config.eval.write_predictions else None
             ),
         )
 

@@ -32,10 +32,11 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from hierseg import features
+from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import CheckpointInitConfig, TrainConfig
+from hierseg.layout import ModelDir
 from hierseg.models.factory import build_model, build_train_targets
 from hierseg.training.optimizer import MomentumSGD
 from hierseg.training.schedule import WarmupStepDecay
@@ -45,8 +46,8 @@ from hierseg.training.tf1_resnet_checkpoint import load_tf1_resnet
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "params.yaml"  # the effective config, written to model_dir
-CHECKPOINT_NAME = "ckpt"  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
+CONFIG_FILE = layout.PARAMS_NAME  # the effective config, written to model_dir
+CHECKPOINT_NAME = layout.CHECKPOINT_PREFIX  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
 
 
 # ------------------------------------------------------------------------------------- variables
@@ -351,7 +352,7 @@ def train(
     iterator = iter(dataset)
     train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
     writer = (
-        tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else tf.summary.create_noop_writer()
+        tf.summary.create_file_writer(ModelDir(model_dir).train_summaries) if chief else tf.summary.create_noop_writer()
     )
     bar = tqdm(
         total=train_cfg.total_steps,

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 
+from hierseg.layout import ModelDir
 from hierseg_cli.experiment_args import add_experiment_arguments, load_experiment, setup_logging
 
 
@@ -29,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     ckpt = checkpoint_path(args.checkpoint or args.model_dir)
     step = ckpt.rsplit("-", 1)[-1]
     out_json = args.output_json
-    summary_dir = os.path.join(args.model_dir, "eval") if args.model_dir else None
+    summary_dir = ModelDir(args.model_dir).eval_dir if args.model_dir else None
     if out_json is None and args.model_dir:
-        out_json = os.path.join(args.model_dir, "eval", f"metrics-{step}.json")
+        out_json = ModelDir(args.model_dir).eval_metrics_json(step)
     metrics = evaluate(
         config,
         ckpt,
