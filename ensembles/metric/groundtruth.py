@@ -180,19 +180,10 @@ class ExpandedGroundTruth:
 
 
 def ground_truth_as_detections(gt: ImageGroundTruth, score: float = 1.0, *, drop_classes: Iterable[str] = ()):
-    """The instances with masks of ``gt`` as :class:`~hierseg.detections.Detections` (label paths empty):
-    a perfect prediction, used by tests and benchmarks."""
-    from hierseg.detections import Detections
-
+    """The instances with masks of ``gt`` as :class:`~hierseg.detections.Detections` (label paths
+    empty, boxes the masks' tight boxes): a perfect prediction, used by tests and benchmarks."""
     drop = set(drop_classes)
-    keep = [k for k, (c, r) in enumerate(zip(gt.classes, gt.rles)) if r is not None and c not in drop]
-    rles = [gt.rles[k] for k in keep]
-    return Detections(
-        gt.image_id,
-        gt.height,
-        gt.width,
-        [gt.classes[k] for k in keep],
-        np.full(len(keep), score, np.float64),
-        rle_boxes(rles).astype(np.float32),
-        rles,
-    )
+    out = gt.instances[gt.has_mask & np.array([c not in drop for c in gt.classes], bool)]
+    out.scores = np.full(len(out), float(score))
+    out.boxes = rle_boxes(out.rles).astype(np.float32)
+    return out

@@ -72,6 +72,9 @@ def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return padded[rows[:, None], cols[None, :]]
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def decode_mask_png(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """PNG bytes -> [h, w] bool at the PNG's own resolution (see the module docstring for the threshold).
 
@@ -79,7 +82,8 @@ def decode_mask_png(data: bytes, source: str = "<bytes>") -> np.ndarray:
       OidFormatError: naming ``source`` if the bytes are not a readable PNG.
     """
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        # Open Images masks are PNGs: naming the format skips PIL's probing of every other plugin.
+        with Image.open(io.BytesIO(data), formats=["PNG"] if data[:8] == _PNG_SIGNATURE else None) as im:
             im.load()
             if im.mode == "1":
                 return np.array(im, dtype=bool)
