@@ -83,9 +83,16 @@ def _match_masks_to_boxes(masks, boxes, tolerance: float) -> tuple[np.ndarray, n
     return np.asarray(out_m, np.int64), np.asarray(out_b, np.int64)
 
 
+_READER: list = []  # the worker's MaskZipReader: sent once per process, so each opens every zip once
+
+
+def _set_reader(reader) -> None:
+    _READER[:] = [reader]
+
+
 def _encode_masks_of_image(task: tuple) -> tuple[str, list[dict]]:
-    reader, image_id, mask_paths, h, w = task
-    return image_id, [reader.read_resized_rle(p, h, w) for p in mask_paths]
+    image_id, mask_paths, h, w = task
+    return image_id, [_READER[0].read_resized_rle(p, h, w) for p in mask_paths]
 
 
 def _decode_masks(reader, tasks: list[tuple], num_workers: int, show_progress: bool) -> dict[str, list[dict]]:
@@ -94,17 +101,21 @@ def _decode_masks(reader, tasks: list[tuple], num_workers: int, show_progress: b
 
     rles_of: dict[str, list[dict]] = {}
     bar = tqdm(total=len(tasks), desc="ground-truth masks", unit="img", disable=not show_progress)
-    if num_workers > 1 and len(tasks) > 1:
-        with process_pool(num_workers) as pool:
-            for image_id, rles in pool.imap_unordered(_encode_masks_of_image, tasks, chunksize=16):
+    try:
+        if num_workers > 1 and len(tasks) > 1:
+            with process_pool(num_workers, _set_reader, (reader,)) as pool:
+                for image_id, rles in pool.imap_unordered(_encode_masks_of_image, tasks, chunksize=16):
+                    rles_of[image_id] = rles
+                    bar.update(1)
+        else:
+            _set_reader(reader)
+            for t in tasks:
+                image_id, rles = _encode_masks_of_image(t)
                 rles_of[image_id] = rles
                 bar.update(1)
-    else:
-        for t in tasks:
-            image_id, rles = _encode_masks_of_image(t)
-            rles_of[image_id] = rles
-            bar.update(1)
-    bar.close()
+    finally:
+        _READER.clear()
+        bar.close()
     return rles_of
 
 
@@ -209,7 +220,7 @@ def _load(oid_dir, split, hierarchy, image_sizes, image_sizes_csv, on_error, box
     mask_paths = masks["MaskPath"].to_numpy()
     reader = MaskZipReader.for_split(paths, split)
     tasks = [
-        (reader, i, list(mask_paths[m_order[m_start[k] : m_start[k + 1]]]), *image_sizes[i])
+        (i, list(mask_paths[m_order[m_start[k] : m_start[k + 1]]]), *image_sizes[i])
         for k, i in enumerate(image_ids)
         if m_start[k + 1] > m_start[k]
     ]
