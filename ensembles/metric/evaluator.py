@@ -26,6 +26,7 @@ from ensembles.metric.average_precision import average_precision, precision_reca
 from ensembles.metric.groundtruth import ExpandedGroundTruth, ImageGroundTruth
 from ensembles.metric.per_image import evaluate_image
 from ensembles.process_pool import process_pool, start_method
+from hierseg import atomic_write
 from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
 from hierseg.prediction_file import check_scores
@@ -293,9 +294,7 @@ def evaluate_submission(
 
 def write_metrics(metrics: dict, path: str) -> None:
     """Writes the metrics as JSON, atomically; NaN becomes null (JSON has no NaN)."""
-    import json
     import math
-    import os
 
     def clean(v):
         if isinstance(v, float) and math.isnan(v):
@@ -306,8 +305,4 @@ def write_metrics(metrics: dict, path: str) -> None:
             return [clean(x) for x in v]
         return v
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(clean(metrics), f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write.write_json(path, clean(metrics), indent=1)

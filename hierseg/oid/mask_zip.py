@@ -27,6 +27,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from hierseg import atomic_write
 from hierseg.oid.errors import OidFormatError
 from hierseg.oid.layout import ANNOTATED_SPLITS, MASK_ZIP_DIR_NAME, SHARDS, OidPaths, join, open_binary
 from hierseg.rle import encode_resampled
@@ -253,11 +254,8 @@ def safe_extract(zip_path: str, dest_dir: str) -> list[str]:
             if info.is_dir():
                 os.makedirs(target, exist_ok=True)
                 continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = f"{target}.tmp-{os.getpid()}"
-            with zf.open(info) as src, open(tmp, "wb") as dst:
+            with zf.open(info) as src, atomic_write.atomic_open(target, "wb") as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
-            os.replace(tmp, target)  # files appear atomically
             out.append(target)
     return out
