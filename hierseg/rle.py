@@ -193,6 +193,16 @@ def decode_counts(counts: bytes | str) -> np.ndarray:
     return decode_counts_many([counts])[0]
 
 
+def count_pixels_many(counts: Sequence[bytes | str]) -> np.ndarray:
+    """The pixels covered by each of many compressed counts strings (sum of its runs): [N] int64.
+
+    Raises:
+      RleError: as :func:`decode_counts_many`.
+    """
+    runs, string = decode_counts_many(counts)
+    return np.bincount(string, weights=runs, minlength=len(counts)).astype(np.int64)
+
+
 def check_counts_many(counts: Sequence[bytes | str], height: int, width: int) -> None:
     """Validates many compressed counts strings of masks of one size at once.
 
@@ -200,8 +210,7 @@ def check_counts_many(counts: Sequence[bytes | str], height: int, width: int) ->
       RleError: as :func:`decode_counts_many`, or when a string's runs do not add up to
         ``height * width``; ``index`` is the first bad string.
     """
-    runs, string = decode_counts_many(counts)
-    totals = np.bincount(string, weights=runs, minlength=len(counts)).astype(np.int64)
+    totals = count_pixels_many(counts)
     wrong = np.flatnonzero(totals != height * width)
     if len(wrong):
         i = int(wrong[0])
