@@ -103,8 +103,9 @@ class Hierarchy:
 
     # ----------------------------------------------------------------------------------- building
     @classmethod
-    def from_tree(cls, tree: Mapping, names: Mapping[str, str] | None = None, *,
-                  source: str = "<hierarchy>") -> Hierarchy:
+    def from_tree(
+        cls, tree: Mapping, names: Mapping[str, str] | None = None, *, source: str = "<hierarchy>"
+    ) -> Hierarchy:
         """Builds the hierarchy from the parsed JSON tree (root dict with ``LabelName``)."""
         order: list[str] = []
         seen: set[str] = set()
@@ -349,7 +350,9 @@ class Hierarchy:
         for c in self.classes:
             d = self.depth(c)
             if d not in where:
-                raise HierarchyError(f"{self.names[c]} ({c}) has depth {d}, in no group of {list(map(list, depth_groups))}")
+                raise HierarchyError(
+                    f"{self.names[c]} ({c}) has depth {d}, in no group of {list(map(list, depth_groups))}"
+                )
             out[where[d]].append(c)
         return [tuple(x) for x in out]
 
@@ -359,8 +362,7 @@ class Hierarchy:
                 return i
         raise KeyError(mid)
 
-    def ancestor_in(self, mid: str, targets: Iterable[str],
-                    overrides: Mapping[str, str] | None = None) -> str | None:
+    def ancestor_in(self, mid: str, targets: Iterable[str], overrides: Mapping[str, str] | None = None) -> str | None:
         """The class among ``targets`` that ``mid`` maps to: itself if it is a target, else its nearest
         target ancestor, or None when it has none.
 
@@ -399,9 +401,14 @@ class Hierarchy:
                     "depths": list(depth_groups[i]),
                     "num_classes": len(layer),
                     "classes": [
-                        {"id": j + 1, "mid": c, "name": self.names[c], "depths": list(self.depths(c)),
-                         "parents": [self.names[p] for p in self.parents(c)],
-                         "num_children": len(self.children(c))}
+                        {
+                            "id": j + 1,
+                            "mid": c,
+                            "name": self.names[c],
+                            "depths": list(self.depths(c)),
+                            "parents": [self.names[p] for p in self.parents(c)],
+                            "num_children": len(self.children(c)),
+                        }
                         for j, c in enumerate(layer)
                     ],
                 }

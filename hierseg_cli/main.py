@@ -32,8 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(name: str) -> argparse.ArgumentParser:
     module = importlib.import_module(f"hierseg_cli.commands.{COMMANDS[name][0]}")
     parser = argparse.ArgumentParser(
-        prog=f"hierseg {name}", description=module.__doc__ or COMMANDS[name][1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog=f"hierseg {name}",
+        description=module.__doc__ or COMMANDS[name][1],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     module.add_arguments(parser)
     parser.set_defaults(_run=module.run)
     return parser
