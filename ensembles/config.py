@@ -20,9 +20,7 @@ threshold and ``--layer_min_score`` are gone):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
-from hierseg.config.params import ConfigError
+from typing import ClassVar, Literal
 
 MaskSource = Literal["layer1", "layer0", "union", "intersection", "average"]
 ScoreSource = Literal["child", "parent", "product", "max", "mean"]
@@ -54,10 +52,8 @@ class EnsembleConfig:
     min_layer0_score: float = 0.0
     min_layer1_score: float = 0.0
 
-    def __post_init__(self) -> None:
-        _check_range(self, "iou_threshold", 0.0, float("inf"))  # > 1: nothing matches
-        _check_range(self, "min_layer0_score", 0.0, 1.0)
-        _check_range(self, "min_layer1_score", 0.0, 1.0)
+    # Checked at load (hierseg.config.params.check); an IoU threshold above 1 matches nothing.
+    RANGES: ClassVar[dict[str, str]] = {"iou_threshold": ">= 0", "min_layer0_score": "0..1", "min_layer1_score": "0..1"}
 
 
 @dataclass
@@ -71,9 +67,7 @@ class SubmissionConfig:
     # scorer timed out on very long prediction strings.
     max_per_image: int = 0
 
-    def __post_init__(self) -> None:
-        _check_range(self, "score_threshold", 0.0, 1.0)
-        _check_range(self, "max_per_image", 0, float("inf"))
+    RANGES: ClassVar[dict[str, str]] = {"score_threshold": "0..1", "max_per_image": ">= 0"}  # checked at load
 
 
 @dataclass
@@ -92,13 +86,4 @@ class PredictConfig:
     visualize: bool = False  # also write OUT/visualize/<ImageID>.png (predict)
     visualize_min_score: float = 0.3  # instances below this are not drawn (they stay in every output)
 
-    def __post_init__(self) -> None:
-        _check_range(self, "batch_size", 1, float("inf"))
-        _check_range(self, "chunk_size", 0, float("inf"))
-        _check_range(self, "visualize_min_score", 0.0, 1.0)
-
-
-def _check_range(cfg: object, name: str, low: float, high: float) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, (int, float)) and not (low <= value <= high):
-        raise ConfigError(f"{type(cfg).__name__}.{name}: {value!r} is outside [{low}, {high}]")
+    RANGES: ClassVar[dict[str, str]] = {"batch_size": ">= 1", "chunk_size": ">= 0", "visualize_min_score": "0..1"}

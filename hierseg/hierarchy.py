@@ -32,15 +32,15 @@ class HierarchyError(ValueError):
 
 
 def _read_text(path: str) -> str:
-    # tf.io.gfile reads local paths and gs:// alike; plain open() keeps the pure-Python path
-    # free of a TensorFlow import for local files.
-    if path.startswith("gs://"):
-        import tensorflow as tf
+    # The one text reader (local or gs://, a byte-order mark dropped), as for the annotation CSVs.
+    from hierseg.oid.layout import read_text
 
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        raise HierarchyError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise HierarchyError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
 def read_class_descriptions(path: str) -> dict[str, str]:
@@ -351,7 +351,8 @@ class Hierarchy:
             d = self.depth(c)
             if d not in where:
                 raise HierarchyError(
-                    f"{self.names[c]} ({c}) has depth {d}, in no group of {list(map(list, depth_groups))}"
+                    f"{self.names[c]} ({c}) has depth {d}, in no group of {list(map(list, depth_groups))}: "
+                    f"give depth groups covering depths 0..{self.max_depth} (--depth_groups or hierarchy.depth_groups)"
                 )
             out[where[d]].append(c)
         return [tuple(x) for x in out]

@@ -81,7 +81,6 @@ class LabelMap:
 
     @classmethod
     def load(cls, path: str) -> LabelMap:
-        import tensorflow as tf
+        from hierseg.oid.layout import read_text  # the one text reader (a byte-order mark dropped)
 
-        with tf.io.gfile.GFile(path, "r") as f:
-            return cls.from_pbtxt(f.read(), source=path)
+        return cls.from_pbtxt(read_text(path), source=path)

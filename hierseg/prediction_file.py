@@ -236,17 +236,15 @@ def parse_prediction_string(text: str, height: int, width: int) -> tuple[list[st
       ValueError: for a token count that is not a multiple of 3, a score that is not a number in
         [0, 1], or an undecodable mask (the triple is named, 1-based).
     """
-    from hierseg.oid.mask_codec import rle_from_oid_mask
+    from hierseg.oid.mask_codec import rles_from_oid_masks
 
-    classes, scores, rles = [], [], []
-    for t, (mid, score, encoded) in enumerate(split_prediction_string(text), start=1):
-        scores.append(check_score(score, f"triple {t} ({mid})"))
-        try:
-            rles.append(rle_from_oid_mask(encoded, height, width))
-        except RleError as e:
-            raise ValueError(f"triple {t} ({mid}): {e}") from None
-        classes.append(mid)
-    return classes, np.asarray(scores, np.float64), rles
+    triples = split_prediction_string(text)
+    scores = [check_score(score, f"triple {t} ({mid})") for t, (mid, score, _) in enumerate(triples, start=1)]
+    try:
+        rles = rles_from_oid_masks([encoded for _, _, encoded in triples], height, width)
+    except RleError as e:
+        raise ValueError(f"triple {e.index + 1} ({triples[e.index][0]}): {e}") from None
+    return [mid for mid, _, _ in triples], np.asarray(scores, np.float64), rles
 
 
 def format_prediction_string(triples: Iterable[tuple[str, float, str]]) -> str:

@@ -83,22 +83,26 @@ _FLAG_KEYS = {
 
 def load_predict_config(args: argparse.Namespace):
     """PredictConfig defaults <- --config_file <- each --params_override <- the flags given on the command
-    line (those of _FLAG_KEYS that are not None, --visualize, --no_exif)."""
+    line (those of _FLAG_KEYS that are not None, --visualize, --no_exif). A bad flag value is an error
+    naming the flag (``--max_per_image: -3 is out of range (must be >= 0)``)."""
     from ensembles.config import PredictConfig
-    from hierseg.config.params import ConfigError, load, merge
+    from hierseg.config.params import ConfigError, check, load, merge
 
     config = load(PredictConfig, args.config_file, args.params_override)
-    flags: dict = {}
     for dest, keys in _FLAG_KEYS.items():
         value = getattr(args, dest, None)
-        for key in keys if value is not None else ():
+        if value is None:
+            continue
+        flags: dict = {}
+        for key in keys:
             section, _, name = key.rpartition(".")
             (flags.setdefault(section, {}) if section else flags)[name] = value
+        try:
+            config = check(merge(config, flags))
+        except ConfigError as e:
+            raise ConfigError(f"--{dest}: {str(e).split(': ', 1)[-1]}") from None
     if getattr(args, "visualize", False):
-        flags["visualize"] = True
+        config = merge(config, {"visualize": True})
     if getattr(args, "no_exif", False):
-        flags["apply_exif"] = False
-    try:
-        return merge(config, flags)
-    except ConfigError as e:
-        raise ConfigError(f"command-line flags: {e}") from None
+        config = merge(config, {"apply_exif": False})
+    return config

@@ -30,14 +30,14 @@ COMMANDS = {
 )
 def test_every_command_refuses_a_bad_key_or_value_naming_it(command, override, named):
     with pytest.raises(ConfigError, match=named):
-        main([*COMMANDS[command], "--params_override", override])
+        main([*COMMANDS[command], "--params_override", override, "--debug"])  # --debug: raise, not exit 2
 
 
 def test_a_config_file_with_an_unknown_section_is_an_error_naming_file_and_key(tmp_path):
     path = tmp_path / "predict.yaml"
     path.write_text("ensemble:\n  iou_threshold: 0.6\nsubmision:\n  score_threshold: 0.99\n")
     with pytest.raises(ConfigError, match=r"predict\.yaml.*submision"):
-        main([*COMMANDS["submit"], "--config_file", str(path)])
+        main([*COMMANDS["submit"], "--config_file", str(path), "--debug"])
 
 
 def test_one_file_configures_all_three_commands(tmp_path):
@@ -74,5 +74,7 @@ def test_flags_override_the_file_and_the_overrides(tmp_path):
     assert (cfg.batch_size, cfg.submission.score_threshold, cfg.submission.max_per_image) == (2, 0.2, 7)
     assert cfg.ensemble.min_layer0_score == cfg.ensemble.min_layer1_score == 0.05
     assert (cfg.visualize, cfg.apply_exif, cfg.visualize_min_score) == (True, False, 0.9)
-    with pytest.raises(ConfigError, match="command-line flags.*batch_size"):
+    with pytest.raises(ConfigError, match=r"^--batch_size: 0 is out of range \(must be >= 1\)$"):
         load_predict_config(p.parse_args([*base, "--batch_size", "0"]))
+    with pytest.raises(ConfigError, match=r"^--layer_min_score: 2.0 is out of range"):
+        load_predict_config(p.parse_args([*base, "--layer_min_score", "2"]))

@@ -100,3 +100,27 @@ def test_nearest_indices_differ_from_exact_centres_where_pil_rounds():
             np.testing.assert_array_equal(nearest_indices(src, dst), pil)
             differs += not np.array_equal(pil, (2 * np.arange(dst) + 1) * src // (2 * dst))
     assert differs > 0  # the exact-centre formula used before is not PIL's
+
+
+def test_decode_counts_many_matches_one_by_one_and_names_the_bad_string():
+    from hierseg.rle import RleError, check_counts_many, decode_counts, decode_counts_many
+
+    rng = np.random.default_rng(3)
+    masks = [rng.random((int(rng.integers(1, 30)), 9)) < rng.random() for _ in range(50)]
+    counts = [encode_rle(m)["counts"] for m in masks] + [b""]
+    runs, string = decode_counts_many(counts)
+    for i, c in enumerate(counts):
+        np.testing.assert_array_equal(runs[string == i], decode_counts(c))
+        if i < len(masks):
+            assert runs[string == i].sum() == masks[i].size
+    same = [encode_rle(rng.random((7, 5)) < 0.5)["counts"] for _ in range(4)]
+    check_counts_many(same, 7, 5)
+    with pytest.raises(RleError, match="add up to 35 pixels, size \\[5, 5\\]") as e:
+        check_counts_many(same, 5, 5)
+    assert e.value.index == 0
+    with pytest.raises(RleError, match="outside the COCO alphabet") as e:
+        check_counts_many([*same[:2], b"3{", same[3]], 7, 5)
+    assert e.value.index == 2
+    with pytest.raises(RleError, match="ends inside a run") as e:
+        decode_counts_many([same[0], b"0P"])  # 'P' has the continuation bit set
+    assert e.value.index == 1

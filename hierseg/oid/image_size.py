@@ -138,7 +138,7 @@ class ImageSizeCache:
 
 def _read_cache(path: str) -> dict[str, tuple[int, int]]:
     with open_binary(path) as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != CACHE_HEADER:
             raise OidFormatError(

@@ -17,10 +17,11 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
-from hierseg.rle import RleError, checked_rle, decode_counts, decode_rle, encode_rle
+from hierseg.rle import RleError, check_counts_many, checked_rle, decode_counts, decode_rle, encode_rle
 
 __all__ = [
     "MaskCodecError",
@@ -31,6 +32,7 @@ __all__ = [
     "encode_rle",
     "oid_mask_from_rle",
     "rle_from_oid_mask",
+    "rles_from_oid_masks",
 ]
 
 MaskCodecError = RleError  # an RLE or EncodedMask that cannot be decoded (one error type for both)
@@ -51,6 +53,49 @@ def oid_mask_from_rle(rle: dict) -> str:
     return base64.b64encode(zlib.compress(counts, zlib.Z_BEST_COMPRESSION)).decode("ascii")
 
 
+def _preview(encoded: bytes) -> str:
+    return encoded[:24].decode("ascii", errors="replace") + ("..." if len(encoded) > 24 else "")
+
+
+def counts_from_oid_mask(encoded: str | bytes) -> bytes:
+    """Challenge EncodedMask -> the COCO counts string inside it (not yet checked against a size).
+
+    Raises:
+      MaskCodecError: if the string is not base64 or not a zlib stream.
+    """
+    if isinstance(encoded, str):
+        encoded = encoded.strip().encode("ascii", errors="replace")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise MaskCodecError(f"EncodedMask {_preview(encoded)!r} is not base64: {e}") from None
+    try:
+        return zlib.decompress(raw)
+    except zlib.error as e:
+        raise MaskCodecError(f"EncodedMask {_preview(encoded)!r} is not a zlib stream: {e}") from None
+
+
+def rles_from_oid_masks(encoded: Sequence[str | bytes], height: int, width: int) -> list[dict]:
+    """Many EncodedMasks of one image -> validated COCO RLEs, checked in one vectorized pass.
+
+    Raises:
+      MaskCodecError: as :func:`rle_from_oid_mask`, with ``index`` the first bad mask.
+    """
+    counts = []
+    for i, e in enumerate(encoded):
+        try:
+            counts.append(counts_from_oid_mask(e))
+        except MaskCodecError as err:
+            raise MaskCodecError(str(err), i) from None
+    try:
+        check_counts_many(counts, height, width)
+    except MaskCodecError as err:
+        e = encoded[err.index]
+        preview = _preview(e.encode("ascii", errors="replace") if isinstance(e, str) else e)
+        raise MaskCodecError(f"EncodedMask {preview!r} with size [{height}, {width}]: {err}", err.index) from None
+    return [{"size": [int(height), int(width)], "counts": c} for c in counts]
+
+
 def rle_from_oid_mask(encoded: str | bytes, height: int, width: int) -> dict:
     """Challenge EncodedMask + image size -> validated COCO RLE (no dense decode).
 
@@ -58,21 +103,10 @@ def rle_from_oid_mask(encoded: str | bytes, height: int, width: int) -> dict:
       MaskCodecError: if the string is not base64, not a zlib stream, or its runs do not cover
         exactly ``height * width`` pixels (e.g. it was decoded with the wrong image size).
     """
-    if isinstance(encoded, str):
-        encoded = encoded.strip().encode("ascii", errors="replace")
-    preview = encoded[:24].decode("ascii", errors="replace") + ("..." if len(encoded) > 24 else "")
     try:
-        raw = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise MaskCodecError(f"EncodedMask {preview!r} is not base64: {e}") from None
-    try:
-        counts = zlib.decompress(raw)
-    except zlib.error as e:
-        raise MaskCodecError(f"EncodedMask {preview!r} is not a zlib stream: {e}") from None
-    try:
-        return checked_rle({"size": [height, width], "counts": counts})
+        return rles_from_oid_masks([encoded], height, width)[0]
     except MaskCodecError as e:
-        raise MaskCodecError(f"EncodedMask {preview!r} with size [{height}, {width}]: {e}") from None
+        raise MaskCodecError(str(e)) from None
 
 
 def decode_oid_mask(encoded: str | bytes, height: int, width: int) -> np.ndarray:

@@ -103,9 +103,7 @@ def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: s
     never sees half an export; an existing ``export_dir`` is replaced. Returns ``export_dir``.
     """
     from hierseg.training.evaluator import checkpoint_path, restore_model
-    from hierseg.training.loop import resolve_num_classes
 
-    config = resolve_num_classes(config)
     ckpt = checkpoint_path(checkpoint_path_or_model_dir)
     model = restore_model(config, ckpt)
     module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)

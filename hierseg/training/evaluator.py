@@ -46,10 +46,11 @@ def checkpoint_path(checkpoint_or_dir: str) -> str:
 
 def restore_model(config: ExperimentConfig, checkpoint: str) -> keras.Model:
     """A float32 model of ``config`` with the weights of ``checkpoint`` (a prefix or a model_dir)."""
-    from hierseg.training.loop import build_model, make_checkpoint
+    from hierseg.models.factory import build_model
+    from hierseg.training.loop import make_checkpoint
 
     path = checkpoint_path(checkpoint)
-    model = build_model(config)
+    model = build_model(config.model, config.data.output_size)
     make_checkpoint(model).read(path).expect_partial().assert_existing_objects_matched()
     log.info("restored %s", path)
     return model
@@ -92,7 +93,6 @@ def predict_eval_set(
     dataset = build_dataset(
         config.data.eval_file_pattern,
         config.data,
-        config.model.anchor,
         is_training=False,
         batch_size=config.eval.batch_size,
     )
@@ -154,12 +154,9 @@ def evaluate(
     Returns:
       the :func:`evaluate_coco` dict (``box/AP``, ``mask/AP``, ...) plus ``step`` and ``checkpoint``.
     """
-    from hierseg.training.loop import resolve_num_classes
-
     for key in ("eval_file_pattern", "eval_json", "label_map"):
         if not getattr(config.data, key):
             raise ValueError(f"data.{key} is empty (set it, or pass --data_dir)")
-    config = resolve_num_classes(config)
     ckpt = None
     if model is None:
         if checkpoint is None:

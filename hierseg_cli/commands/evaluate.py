@@ -8,7 +8,7 @@ import json
 import os
 
 from hierseg.layout import ModelDir
-from hierseg_cli.experiment_args import add_experiment_arguments, load_experiment, setup_logging
+from hierseg_cli.experiment_args import add_experiment_arguments, check_model_dir, load_experiment, setup_logging
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,8 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging()
-    if not (args.model_dir or args.checkpoint):
-        raise SystemExit("give --model_dir or --checkpoint")
+    check_model_dir(args)
     config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
     from hierseg.training.evaluator import checkpoint_path, evaluate
 

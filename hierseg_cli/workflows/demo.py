@@ -73,7 +73,7 @@ class Stages:
 
 
 def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[str] | None):
-    from hierseg.config.experiment import ExperimentConfig
+    from hierseg.config.experiment import ExperimentConfig, resolve_num_classes
 
     layer = PreparedLayer(layer_dir)
     cfg = load(ExperimentConfig, config_file, overrides)
@@ -91,7 +91,7 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
             }
         },
     )
-    return merge(
+    cfg = merge(
         cfg,
         {
             "data": {
@@ -103,6 +103,7 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
             "train": {"total_steps": steps},
         },
     )
+    return resolve_num_classes(cfg)
 
 
 def _parents_only_submission(predict_dir: str, path: str, hierarchy, config) -> None:
