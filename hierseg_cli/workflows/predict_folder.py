@@ -155,6 +155,57 @@ def _names(hierarchy: Hierarchy, predictors: Sequence[LayerPredictor]) -> dict[s
     return names
 
 
+class _Run:
+    """One run's per-batch work: both layers, the merge, the part records, the pictures."""
+
+    def __init__(self, out_dir: str, config: PredictConfig, hierarchy: Hierarchy, predictors, names, timer: Timer):
+        self.out_dir, self.config, self.hierarchy = out_dir, config, hierarchy
+        self.predictors, self.names, self.timer = predictors, names, timer
+        self.buffer: list[str] = []  # part records not yet written
+
+    def flush(self) -> None:
+        """Writes the buffered records as one part file (atomically), named after its first image."""
+        if self.buffer:
+            t = time.perf_counter()
+            first = json.loads(self.buffer[0].split("\t", 1)[0])["path"]
+            atomic_write.write_text(
+                os.path.join(self.out_dir, PARTS_DIR, _part_name(first)), "\n".join(self.buffer) + "\n"
+            )
+            self.buffer.clear()
+            self.timer.add("encoding", t)
+
+    def add_unreadable(self, path: str, error: str) -> None:
+        self.buffer.append(_record_line(path, image_io.image_id_of(path), error=error))
+
+    def process(self, batch: list[dict]) -> None:
+        """Predicts a batch of decoded images with both layers, merges and buffers each image's record."""
+        bids = [image_io.image_id_of(e["path"]) for e in batch]
+        outs = []
+        for key, pred in zip(("layer0", "layer1"), self.predictors):
+            t = time.perf_counter()
+            s = pred.output_size
+            images = np.stack([e[f"image_{s}"] for e in batch])
+            outs.append(pred.predict(images, np.stack([e[f"image_info_{s}"] for e in batch]), bids))
+            self.timer.add(key, t)
+        for e, image_id, d0, d1 in zip(batch, bids, *outs):
+            t = time.perf_counter()
+            merged = ensemble_image(d0, d1, self.hierarchy, self.config.ensemble)
+            t = self.timer.add("ensembling", t)
+            self.buffer.append(_record_line(e["path"], image_id, layers=(d0, d1, merged)))  # LAYER_KEYS order
+            t = self.timer.add("encoding", t)
+            if self.config.visualize:
+                self._draw(e[image_io.ORIGINAL], merged, os.path.join(self.out_dir, VISUALIZE_DIR, f"{image_id}.png"))
+                self.timer.add("visualize", t)
+
+    def _draw(self, image: np.ndarray, merged: Detections, png: str) -> None:
+        from hierseg.serving.visualize import draw_detections, save_png
+
+        names = self.names
+        save_png(
+            draw_detections(image, merged, lambda m: names.get(m, m), min_score=self.config.visualize_min_score), png
+        )
+
+
 def predict_folder(
     layer0_export: str,
     layer1_export: str,
@@ -197,9 +248,8 @@ def predict_folder(
     batch_size, visualize = config.batch_size, config.visualize
     chunk_size = config.chunk_size or max(batch_size, 32)
     os.makedirs(os.path.join(out_dir, PARTS_DIR), exist_ok=True)
-    vis_dir = os.path.join(out_dir, VISUALIZE_DIR)
     if visualize:
-        os.makedirs(vis_dir, exist_ok=True)
+        os.makedirs(os.path.join(out_dir, VISUALIZE_DIR), exist_ok=True)
 
     index = PartIndex(os.path.join(out_dir, PARTS_DIR))
     pending = [p for p, i in zip(paths, ids) if i not in index]
@@ -211,45 +261,7 @@ def predict_folder(
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 
-    buffer: list[str] = []
-
-    def flush() -> None:
-        if buffer:
-            t = time.perf_counter()
-            first = json.loads(buffer[0].split("\t", 1)[0])["path"]
-            atomic_write.write_text(os.path.join(out_dir, PARTS_DIR, _part_name(first)), "\n".join(buffer) + "\n")
-            buffer.clear()
-            timer.add("encoding", t)
-
-    def process(batch: list[dict]) -> None:
-        bids = [image_io.image_id_of(e["path"]) for e in batch]
-        outs = []
-        for key, pred in (("layer0", l0), ("layer1", l1)):
-            t = time.perf_counter()
-            s = pred.output_size
-            outs.append(
-                pred.predict(
-                    np.stack([e[f"image_{s}"] for e in batch]), np.stack([e[f"image_info_{s}"] for e in batch]), bids
-                )
-            )
-            timer.add(key, t)
-        for e, image_id, d0, d1 in zip(batch, bids, *outs):
-            t = time.perf_counter()
-            merged = ensemble_image(d0, d1, hierarchy, config.ensemble)
-            t = timer.add("ensembling", t)
-            buffer.append(_record_line(e["path"], image_id, layers=(d0, d1, merged)))  # LAYER_KEYS order
-            t = timer.add("encoding", t)
-            if visualize:
-                from hierseg.serving.visualize import draw_detections, save_png
-
-                save_png(
-                    draw_detections(
-                        e[image_io.ORIGINAL], merged, lambda m: names.get(m, m), min_score=config.visualize_min_score
-                    ),
-                    os.path.join(vis_dir, f"{image_id}.png"),
-                )
-                timer.add("visualize", t)
-
+    run = _Run(out_dir, config, hierarchy, (l0, l1), names, timer)
     num_unreadable_now = 0
     bar = tqdm(
         total=len(paths),
@@ -271,27 +283,21 @@ def predict_folder(
             element["path"] = element[image_io.PATH].decode("utf-8")
             if not element[image_io.OK]:
                 num_unreadable_now += 1
-                buffer.append(
-                    _record_line(
-                        element["path"],
-                        image_io.image_id_of(element["path"]),
-                        error=element[image_io.ERROR].decode("utf-8", "replace"),
-                    )
-                )
+                run.add_unreadable(element["path"], element[image_io.ERROR].decode("utf-8", "replace"))
                 bar.update(1)
             else:
                 batch.append(element)
             if len(batch) == batch_size:
-                process(batch)
+                run.process(batch)
                 bar.update(len(batch))
                 batch = []
-            if len(buffer) >= chunk_size:
-                flush()
+            if len(run.buffer) >= chunk_size:
+                run.flush()
             t = time.perf_counter()
         if batch:
-            process(batch)
+            run.process(batch)
             bar.update(len(batch))
-        flush()
+        run.flush()
     bar.close()
     elapsed = time.perf_counter() - start
 
