@@ -50,6 +50,7 @@ def run_case(name: str, steps: int) -> dict:
     from hierseg.config import load, merge
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
+    from hierseg.layout import PreparedLayer
     from hierseg.models.factory import build_model, build_train_targets
     from hierseg.training.loop import make_train_loop, trainable_variables
     from hierseg.training.optimizer import MomentumSGD
@@ -64,7 +65,7 @@ def run_case(name: str, steps: int) -> dict:
         )
         cfg = merge(cfg, {"data": {"max_instances": 8}, "model": {"num_classes": cfg.model.num_classes or 3}})
         ds = build_dataset(
-            str(layer / "train-*"),
+            PreparedLayer(layer).shard_pattern("train"),
             cfg.data,
             is_training=True,
             batch_size=batch,

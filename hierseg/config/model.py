@@ -40,7 +40,6 @@ class BackboneConfig:
 @dataclass
 class FPNConfig:
     num_filters: int = 256  # channels of every pyramid level P2..P6 (levels come from `anchor`)
-    use_norm: bool = False  # batch norm after FPN convs (needs norm != "frozen"); off in the paper
 
 
 @dataclass

@@ -90,11 +90,9 @@ class EvalConfig:
     mask_threshold: float = 0.5  # pasted mask probabilities >= this are foreground
     min_score: float = 0.0  # detections below this score are not reported
     write_predictions: bool = False  # also write predictions.jsonl (hierseg.detections) next to the metrics
-    timeout_seconds: int = 0  # train_and_eval: stop waiting for a new checkpoint after this long (0 = never)
     RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
         "batch_size": ">= 1",
         "max_images": ">= 0",
         "mask_threshold": "0..1",
         "min_score": "0..1",
-        "timeout_seconds": ">= 0",
     }
