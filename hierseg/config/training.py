@@ -93,6 +93,6 @@ class EvalConfig:
     RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
         "batch_size": ">= 1",
         "max_images": ">= 0",
-        "mask_threshold": "0..1",
+        "mask_threshold": "> 0, <= 1",
         "min_score": "0..1",
     }

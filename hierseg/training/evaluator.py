@@ -98,7 +98,7 @@ def _subset_json(coco_json: str, source_ids: set[str], directory: str) -> str:
     """The COCO JSON restricted to ``source_ids`` (so ``eval.max_images`` does not count the rest as misses)."""
     with tf.io.gfile.GFile(coco_json, "r") as f:
         data = json.load(f)
-    images = [im for im in data["images"] if im["source_id"] in source_ids]
+    images = [im for im in data["images"] if im["file_name"].rsplit(".", 1)[0] in source_ids]  # ImageID.jpg
     ids = {im["id"] for im in images}
     data["images"] = images
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
