@@ -50,13 +50,24 @@ def write_priors(priors: np.ndarray, path: str) -> None:
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
-def copy_priors(path: str, directory: str, name: str = "shape_priors.npy") -> str:
-    """Copies a priors file into ``directory`` (model dir or export) and returns the copy's path."""
+PRIORS_FILE = "shape_priors.npy"  # the copy of a ShapeMask's priors in its model directory and export
 
-    target = f"{directory.rstrip('/')}/{name}"
+
+def stage_shape_priors(config, directory: str):
+    """A ShapeMask experiment's priors copied to ``directory/shape_priors.npy`` (model dir or export), and
+    the config pointing at that copy (returned); other configs are returned unchanged.
+
+    So a model directory or an export holds everything its config names, even when the original file moves.
+    """
+    from hierseg.config import merge
+
+    path = config.model.shapemask.shape_prior_path
+    if config.model.type != "shapemask" or not path:
+        return config
+    target = f"{directory.rstrip('/')}/{PRIORS_FILE}"
     if path != target:
         write_priors(read_priors(path), target)
-    return target
+    return merge(config, {"model": {"shapemask": {"shape_prior_path": target}}})
 
 
 def class_priors(masks: np.ndarray, k: int, seed: int, n_init: int = 3) -> np.ndarray:

@@ -10,13 +10,16 @@ labelling is :func:`hierseg.input.anchor_targets.label_anchors` (shared with the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 from hierseg import features as F
-from hierseg.config.model import RPNConfig
+from hierseg.config.model import ModelConfig, RPNConfig
 from hierseg.config.retinanet import RetinaNetConfig
 from hierseg.input.anchor_targets import POSITIVE, label_anchors
 from hierseg.input.preprocess import boxes_to_input_pixels
+from hierseg.ops.anchors import generate_anchors
 from hierseg.ops.box_coding import encode_boxes
 
 
@@ -56,3 +59,13 @@ def add_anchor_targets(features: dict, anchors: tf.Tensor, config: RetinaNetConf
     classes.set_shape([num_anchors])
     boxes.set_shape([num_anchors, 4])
     return {**features, F.ANCHOR_CLASS_TARGETS: classes, F.ANCHOR_BOX_TARGETS: boxes}
+
+
+def retinanet_targets_map(model_config: ModelConfig, image_size: int) -> Callable[[dict], dict]:
+    """The per-example training-targets map of ``model.type: retinanet`` (see hierseg.models.factory)."""
+    anchors = generate_anchors(model_config.anchor, image_size)
+
+    def add_targets(example: dict) -> dict:
+        return add_anchor_targets(example, anchors, model_config.retinanet)
+
+    return add_targets

@@ -9,9 +9,12 @@ mimic detections (:func:`jitter_boxes`), the outer boxes (``outer_box_scale`` ab
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 from hierseg import features as F
+from hierseg.config.model import ModelConfig
 from hierseg.config.shapemask import ShapeMaskConfig
 from hierseg.input.preprocess import boxes_to_input_pixels
 from hierseg.ops.box_coding import clip_boxes
@@ -84,3 +87,16 @@ def add_mask_targets(features: dict, config: ShapeMaskConfig, seed: tf.Tensor | 
         F.FINE_MASK_TARGETS: tf.cast((fine >= 0.5) & valid[:, None, None], tf.float32),
         F.MASK_VALID: valid,
     }
+
+
+def shapemask_targets_map(model_config: ModelConfig, image_size: int) -> Callable[[dict], dict]:
+    """The per-example training-targets map of ``model.type: shapemask``: RetinaNet anchor targets plus the
+    mask-branch targets, seeded by the example's TARGETS_SEED (see hierseg.models.factory)."""
+    from hierseg.models.retinanet_targets import retinanet_targets_map
+
+    anchor_targets = retinanet_targets_map(model_config, image_size)
+
+    def add_targets(example: dict) -> dict:
+        return add_mask_targets(anchor_targets(example), model_config.shapemask, seed=example.get(F.TARGETS_SEED))
+
+    return add_targets
