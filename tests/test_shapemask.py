@@ -218,3 +218,30 @@ def test_train_step_compiles_with_xla(tiny_batch):
     assert all(np.isfinite(float(v)) for v in losses.values())
     assert float(losses["shapemask_prior_loss"]) == pytest.approx(0.5)  # all-zero priors: 0.5 sum(t^2) / sum(t)
     assert float(losses["shapemask_fine_loss"]) > 0 and all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("tpu", ["v3-8", "v3-32", "v3-128", "v3-256"])
+@pytest.mark.parametrize("layer", [0, 1])
+def test_layer_configs_take_the_seed_tpu_schedules(layer, tpu):
+    from pathlib import Path
+
+    from hierseg.config import load
+    from hierseg.config.experiment import ExperimentConfig
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    schedule = str(configs / "tpu" / f"{tpu}.yaml")
+    shapemask = load(ExperimentConfig, str(configs / f"layer{layer}_shapemask_r101_fpn.yaml"), schedule)
+    maskrcnn = load(ExperimentConfig, str(configs / f"layer{layer}_maskrcnn_r101_fpn.yaml"), schedule)
+    retinanet = load(ExperimentConfig, str(configs / f"layer{layer}_retinanet_r50_fpn.yaml"), schedule)
+    for cfg in (shapemask, retinanet):
+        assert (cfg.train.global_batch_size, cfg.train.total_steps) == (
+            maskrcnn.train.global_batch_size,
+            maskrcnn.train.total_steps,
+        )
+        assert cfg.train.learning_rate == maskrcnn.train.learning_rate and cfg.data.output_size == 1024
+    assert shapemask.model.type == "shapemask" and shapemask.model.backbone.depth == 101
+    assert retinanet.model.type == "retinanet" and retinanet.model.backbone.depth == 50
+    assert shapemask.model.shapemask.shape_prior_path.endswith(f"layer{layer}/shape_priors.npy")
+    assert (shapemask.model.retinanet.focal_alpha, shapemask.model.retinanet.huber_delta) == (0.4, 0.15)
+    if tpu == "v3-8":  # the files themselves hold the v3-8 schedule
+        assert shapemask == load(ExperimentConfig, str(configs / f"layer{layer}_shapemask_r101_fpn.yaml"))

@@ -188,8 +188,12 @@ def read_yaml(path: str) -> dict:
     return dict(loaded)
 
 
-def load(cls: type[T], config_file: str | None = None, params_override: str | list[str] | None = None,
-         section: str | None = None) -> T:
+def load(
+    cls: type[T],
+    config_file: str | None = None,
+    params_override: str | list[str] | None = None,
+    section: str | None = None,
+) -> T:
     """Defaults of ``cls`` <- ``config_file`` <- each override, in order.
 
     Args:

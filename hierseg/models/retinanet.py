@@ -27,7 +27,6 @@ from hierseg import features as F
 from hierseg.config.model import ModelConfig
 from hierseg.config.retinanet import RetinaNetConfig
 from hierseg.models.fpn import BACKBONE_MAX_LEVEL, FPN
-from hierseg.models.postprocess import boxes_to_original
 from hierseg.models.resnet import ResNet, track_for_checkpoint
 from hierseg.models.retinanet_losses import focal_class_loss, huber_box_loss
 from hierseg.ops.anchors import anchors_per_location, generate_anchors, level_shapes
@@ -247,7 +246,7 @@ class RetinaNet(keras.Model):
 
     @staticmethod
     def _box_outputs(det: dict, image_info: tf.Tensor) -> dict:
-        boxes = boxes_to_original(det["boxes"], image_info) * tf.cast(det["valid"][..., None], tf.float32)
+        boxes = F.input_pixels_to_original(det["boxes"], image_info) * tf.cast(det["valid"][..., None], tf.float32)
         return {
             F.DET_BOXES: boxes,
             F.DET_CLASSES: det["classes"],
@@ -262,5 +261,5 @@ class RetinaNet(keras.Model):
             out["total_loss"] = self._weighted_detector_loss(out)
             return {key: out[key] for key in LOSS_KEYS}
         image_info = tf.cast(features[F.IMAGE_INFO], tf.float32)
-        det = self._detect(class_logits, box_deltas, image_info[:, 1, :])
+        det = self._detect(class_logits, box_deltas, F.scaled_hw(image_info))
         return self._box_outputs(det, image_info)

@@ -18,7 +18,6 @@ from hierseg import features as F
 from hierseg.config.model import ModelConfig, RPNConfig
 from hierseg.config.retinanet import RetinaNetConfig
 from hierseg.input.anchor_targets import POSITIVE, label_anchors
-from hierseg.input.preprocess import boxes_to_input_pixels
 from hierseg.ops.anchors import generate_anchors
 from hierseg.ops.box_coding import encode_boxes
 
@@ -52,7 +51,7 @@ def assign_anchor_targets(
 def add_anchor_targets(features: dict, anchors: tf.Tensor, config: RetinaNetConfig) -> dict:
     """Returns ``features`` (one example, :mod:`hierseg.features` keys) plus ANCHOR_CLASS_TARGETS ``[A]``
     and ANCHOR_BOX_TARGETS ``[A, 4]``, computed from GT_BOXES, GT_CLASSES, GT_VALID, GT_IS_CROWD, IMAGE_INFO."""
-    pixels = boxes_to_input_pixels(features[F.GT_BOXES], features[F.IMAGE_INFO])
+    pixels = F.boxes_to_input_pixels(features[F.GT_BOXES], features[F.IMAGE_INFO])
     usable = tf.cast(features[F.GT_VALID], tf.bool) & ~tf.cast(features[F.GT_IS_CROWD], tf.bool)
     classes, boxes = assign_anchor_targets(anchors, pixels, features[F.GT_CLASSES], usable, config)
     num_anchors = anchors.shape[0]

@@ -111,7 +111,7 @@ class ShapeMask(RetinaNet):
             )
             return {key: out[key] for key in LOSS_KEYS}
         image_info = tf.cast(features[F.IMAGE_INFO], tf.float32)
-        image_hw = image_info[:, 1, :]
+        image_hw = F.scaled_hw(image_info)
         det = self._detect(class_logits, box_deltas, image_hw)
         outer = outer_boxes(det["boxes"], cfg.outer_box_scale, image_hw)
         _, _, fine = self._masks(pyramid, det["boxes"], outer, det["classes"], False)

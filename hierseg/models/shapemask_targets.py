@@ -16,7 +16,6 @@ import tensorflow as tf
 from hierseg import features as F
 from hierseg.config.model import ModelConfig
 from hierseg.config.shapemask import ShapeMaskConfig
-from hierseg.input.preprocess import boxes_to_input_pixels
 from hierseg.ops.box_coding import clip_boxes
 from hierseg.ops.mask_resample import resample_box_masks
 
@@ -64,8 +63,8 @@ def add_mask_targets(features: dict, config: ShapeMaskConfig, seed: tf.Tensor | 
     """
     s, crop = config.num_sampled_masks, config.mask_crop_size
     info = tf.cast(features[F.IMAGE_INFO], tf.float32)
-    image_hw = info[1]
-    gt_boxes = boxes_to_input_pixels(features[F.GT_BOXES], info)  # [N, 4]
+    image_hw = F.scaled_hw(info)
+    gt_boxes = F.boxes_to_input_pixels(features[F.GT_BOXES], info)  # [N, 4]
     usable = tf.cast(features[F.GT_VALID], tf.bool) & ~tf.cast(features[F.GT_IS_CROWD], tf.bool)
     seeds = [None, None] if seed is None else tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     index, valid = sample_instances(usable, s, seeds[0])
