@@ -28,6 +28,15 @@ def _paste_and_threshold(masks, boxes, height, width, threshold):
     return paste_masks(masks, boxes, height, width) >= threshold
 
 
+def _filled_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """bool ``[D, height, width]``: the pixels whose centres lie inside each normalized box."""
+    ys = (np.arange(height) + 0.5) / height
+    xs = (np.arange(width) + 0.5) / width
+    inside_y = (ys[None, :] >= boxes[:, 0:1]) & (ys[None, :] < boxes[:, 2:3])
+    inside_x = (xs[None, :] >= boxes[:, 1:2]) & (xs[None, :] < boxes[:, 3:4])
+    return inside_y[:, :, None] & inside_x[:, None, :]
+
+
 def image_detections(
     outputs: dict[str, np.ndarray],
     b: int,
@@ -53,13 +62,16 @@ def image_detections(
     if not len(keep):
         return Detections(image_id, height, width)
     boxes = np.clip(outputs[features.DET_BOXES][b, keep].astype(np.float32), 0.0, 1.0)
-    masks = _paste_and_threshold(
-        tf.constant(outputs[features.DET_MASKS][b, keep], tf.float32),
-        tf.constant(boxes),
-        tf.constant(height, tf.int32),
-        tf.constant(width, tf.int32),
-        tf.constant(mask_threshold, tf.float32),
-    ).numpy()
+    if features.DET_MASKS in outputs:
+        masks = _paste_and_threshold(
+            tf.constant(outputs[features.DET_MASKS][b, keep], tf.float32),
+            tf.constant(boxes),
+            tf.constant(height, tf.int32),
+            tf.constant(width, tf.int32),
+            tf.constant(mask_threshold, tf.float32),
+        ).numpy()
+    else:  # a box-only model (output_kind "boxes"): each mask is its box, filled; predict refuses these
+        masks = _filled_boxes(boxes, height, width)
     if drop_empty_masks:
         nonempty = masks.reshape(len(keep), -1).any(axis=1)
         keep, boxes, masks = keep[nonempty], boxes[nonempty], masks[nonempty]
