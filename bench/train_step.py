@@ -37,6 +37,27 @@ CASES = {
         },
         "ResNet-50-FPN (213 classes), 512x512, batch 2",
     ),
+    # One-stage models (hierseg.models.retinanet / shapemask): the tiny CPU configs and ResNet-50 at 512 px.
+    "retinanet_tiny": ("configs/tiny_cpu_retinanet.yaml", {}, "RetinaNet tiny (R18 x0.25, P3-P7), 128x128, batch 4"),
+    "shapemask_tiny": ("configs/tiny_cpu_shapemask.yaml", {}, "ShapeMask tiny (R18 x0.25, P3-P7), 128x128, batch 4"),
+    "retinanet_r50_512": (
+        "configs/layer0_retinanet_r50_fpn.yaml",
+        {
+            "data": {"output_size": 512},
+            "model": {"num_classes": 213},
+            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+        },
+        "RetinaNet ResNet-50-FPN (213 classes), 512x512, batch 2",
+    ),
+    "shapemask_r50_512": (
+        "configs/layer0_shapemask_r101_fpn.yaml",
+        {
+            "data": {"output_size": 512},
+            "model": {"num_classes": 213, "backbone": {"depth": 50}, "shapemask": {"shape_prior_path": ""}},
+            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+        },
+        "ShapeMask ResNet-50-FPN (213 classes), 512x512, batch 2",
+    ),
 }
 
 

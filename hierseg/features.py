@@ -89,6 +89,18 @@ NUM_DETECTIONS = "num_detections"  # int32 [B]
 IMAGE_MEAN = (123.675, 116.28, 103.53)
 IMAGE_STD = (58.395, 57.12, 57.375)
 
+# Training targets of the one-stage detectors (RetinaNet, ShapeMask), added per example by
+# hierseg.models.retinanet_targets / shapemask_targets. Anchors in the order described above.
+ANCHOR_CLASS_TARGETS = "anchor_class_targets"  # int32 [A]: 1..K positive class, 0 negative, -1 ignored
+ANCHOR_BOX_TARGETS = "anchor_box_targets"  # float32 [A, 4]: encoded deltas at positives, 0 elsewhere
+# ShapeMask: S = num_sampled_masks instances per image (repeated when fewer), boxes in input pixels.
+MASK_BOXES = "mask_boxes"  # float32 [S, 4]: jittered gt boxes, clipped to the input
+MASK_OUTER_BOXES = "mask_outer_boxes"  # float32 [S, 4]: those boxes scaled by outer_box_scale, clipped
+MASK_CLASSES = "mask_classes"  # int32 [S]: 1..K (0 when the image has no instance)
+MASK_TARGETS = "mask_targets"  # float32 [S, C, C] 0/1: gt mask in the outer box, C = mask_crop_size
+FINE_MASK_TARGETS = "fine_mask_targets"  # float32 [S, F, F] 0/1, F = C * upsample_factor
+MASK_VALID = "mask_valid"  # bool [S]: False for every row of an image without instances
+
 
 # ---------------------------------------------------------------------------------------------
 # image_info and the box frames. Functions take numpy arrays or tensors with any leading dimensions;

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hierseg.config.retinanet import RetinaNetConfig
+from hierseg.config.shapemask import ShapeMaskConfig
+
 # The model types of hierseg.models.factory (each new model type adds its own config section below).
 MODEL_TYPES = ("mask_rcnn", "retinanet", "shapemask", "deeplab_v3plus")
 ModelType = Literal["mask_rcnn", "retinanet", "shapemask", "deeplab_v3plus"]
@@ -119,6 +122,8 @@ class ModelConfig:
     focal_alpha: float = 0.25  # focal-loss alpha (sigmoid_loss = "focal")
     focal_gamma: float = 2.0  # focal-loss gamma (sigmoid_loss = "focal")
     box_coding_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # Fast R-CNN deltas
+    retinanet: RetinaNetConfig = field(default_factory=RetinaNetConfig)  # type retinanet/shapemask: dense detector
+    shapemask: ShapeMaskConfig = field(default_factory=ShapeMaskConfig)  # type shapemask: prior/coarse/fine heads
 
     @classmethod
     def tiny(cls, num_classes: int = 0) -> ModelConfig:

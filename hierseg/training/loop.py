@@ -38,6 +38,7 @@ from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import TrainConfig
 from hierseg.layout import ModelDir
 from hierseg.models.factory import build_model, build_train_targets
+from hierseg.priors import stage_shape_priors
 from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint
 from hierseg.training.optimizer import MomentumSGD
 from hierseg.training.schedule import WarmupStepDecay
@@ -203,7 +204,7 @@ def train(
         )
     tf.io.gfile.makedirs(model_dir)
     if chief:
-        save_config(config, os.path.join(model_dir, CONFIG_FILE))
+        save_config(stage_shape_priors(config, model_dir), os.path.join(model_dir, CONFIG_FILE))  # + ShapeMask priors
     keras.utils.set_random_seed(train_cfg.seed)
 
     previous_policy = keras.mixed_precision.global_policy()

@@ -258,6 +258,12 @@ def predict_folder(
         LayerPredictor(layer0_export, min_score=config.ensemble.min_layer0_score),
         LayerPredictor(layer1_export, min_score=config.ensemble.min_layer1_score),
     )
+    for layer, predictor in (("layer0", l0), ("layer1", l1)):
+        if not getattr(predictor, "has_masks", True):
+            raise ValueError(
+                f"--{layer} {predictor.export_dir}: a box-only model (no detection_masks, e.g. model.type "
+                "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
+            )
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 
