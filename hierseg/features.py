@@ -43,6 +43,8 @@ OBJECT_CLASS_TEXT = "image/object/class/text"  # bytes list: the MIDs
 OBJECT_IS_CROWD = "image/object/is_crowd"  # int64 list: IsGroupOf
 OBJECT_MASK = "image/object/mask"  # bytes list: one PNG per instance at image resolution
 EXAMPLE_WEIGHT = "image/weight"  # float: repeat-factor weight (1.0 when balancing is in the shards)
+SEMANTIC_ENCODED = "image/segmentation/class/encoded"  # bytes: PNG of class ids 0..K, 255 ignore (DeepLab key)
+SEMANTIC_FORMAT = "image/segmentation/class/format"  # bytes: b"png"
 
 # ---------------------------------------------------------------------------------------------
 # Keys of the feature dict the input pipeline produces and the model consumes.
@@ -60,6 +62,7 @@ RPN_SCORE_TARGETS = "rpn_score_targets"  # int32 [A]: 1 pos, 0 neg, -1 ignore
 RPN_BOX_TARGETS = "rpn_box_targets"  # float32 [A, 4]
 WEIGHT = "example_weight"  # float32 []: per-example loss weight (repeat factor), 1.0 by default
 NUM_DROPPED = "num_instances_dropped"  # int32 []: instances over max_instances, logged
+GT_SEMANTIC = "gt_semantic"  # int32 [S, S]: class id 0..K per input pixel, ignore label on padding/unknown
 
 # Keys of the model's inference output (a dict of batched tensors).
 DET_BOXES = "detection_boxes"  # float32 [B, D, 4] normalized to the original image
@@ -67,6 +70,8 @@ DET_CLASSES = "detection_classes"  # int32 [B, D], 1..K, 0 for padding
 DET_SCORES = "detection_scores"  # float32 [B, D] in [0, 1], 0 for padding
 DET_MASKS = "detection_masks"  # float32 [B, D, M, M]: mask probabilities inside each box
 NUM_DETECTIONS = "num_detections"  # int32 [B]
+SEMANTIC_LABELS = "semantic_labels"  # int32 [B, S, S]: argmax class 0..K per input pixel (crop to image_info[1])
+SEMANTIC_SCORES = "semantic_scores"  # float32 [B, S, S]: softmax probability of that class
 
 # ImageNet statistics on 0..255 RGB (what ResNet backbones are trained with).
 IMAGE_MEAN = (123.675, 116.28, 103.53)
