@@ -62,7 +62,8 @@ RPN_SCORE_TARGETS = "rpn_score_targets"  # int32 [A]: 1 pos, 0 neg, -1 ignore
 RPN_BOX_TARGETS = "rpn_box_targets"  # float32 [A, 4]
 WEIGHT = "example_weight"  # float32 []: per-example loss weight (repeat factor), 1.0 by default
 NUM_DROPPED = "num_instances_dropped"  # int32 []: instances over max_instances, logged
-GT_SEMANTIC = "gt_semantic"  # int32 [S, S]: class id 0..K per input pixel, ignore label on padding/unknown
+GT_SEMANTIC = "gt_semantic"  # int32 [S, S]: class id 0..K per input pixel, SEMANTIC_IGNORE where unknown
+SEMANTIC_IGNORE = 255  # GT_SEMANTIC / label-map PNG value without loss or metric (VOC boundaries, padding)
 
 # Keys of the model's inference output (a dict of batched tensors).
 DET_BOXES = "detection_boxes"  # float32 [B, D, 4] normalized to the original image

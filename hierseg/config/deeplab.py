@@ -25,6 +25,17 @@ VALID_OUTPUT_STRIDES = (8, 16, 32)
 
 
 @dataclass
+class SemanticTargetConfig:
+    """``data.semantic``: whether and how the input pipeline emits GT_SEMANTIC (DeepLab)."""
+
+    enabled: bool = False  # emit GT_SEMANTIC [S, S] int32 (needed by model.type deeplab_v3plus)
+    gray_value: int = 128  # gray level data_prep paints (prepare config gray_value); -1 = no gray rule
+    gray_tolerance: int = 10  # max |channel - gray_value| of a gray-filled pixel after JPEG coding
+    gray_min_side: int = 4  # gray blocks smaller than this (pixels) are natural gray, not fill
+    ignore_boxes_without_mask: bool = True  # ignore inside boxes whose mask is empty
+
+
+@dataclass
 class ASPPConfig:
     rates: list[int] = field(default_factory=lambda: [6, 12, 18])  # atrous rates at output stride 16
     num_filters: int = 256  # filters of every ASPP branch and of the 1x1 projection after the concat
