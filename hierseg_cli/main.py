@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "write the built-in synthetic Open Images dataset (challenge 2019 layout)"),
     "hierarchy": ("hierarchy", "print the layer table of an Open Images hierarchy"),
     "prepare": ("prepare", "build class-balanced Layer0/Layer1 TFRecord training sets"),
+    "prepare-voc": ("prepare_voc", "convert PASCAL VOC 2012 segmentation into TFRecords for DeepLab"),
     "train": ("train", "train one layer's instance segmenter (TPU, GPUs, workers or CPU)"),
     "evaluate": ("evaluate", "COCO box and mask mAP of a checkpoint on the prepared validation set"),
     "export": ("export", "export a trained model as a SavedModel taking encoded image bytes"),
