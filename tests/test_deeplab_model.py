@@ -195,3 +195,14 @@ def test_mirrored_two_cpus_equal_one_device():
     assert r["loss1"] == pytest.approx(r["loss2"], rel=1e-4, abs=1e-6), r
     assert r["replica_diff"] == 0.0, r
     assert r["grad_diff"] <= 1e-4 * r["grad_scale"] + 1e-6, r
+
+
+def test_poly_learning_rate_after_warmup():
+    from hierseg.training.schedule import WarmupStepDecay
+
+    s = WarmupStepDecay(0.01, 10, 0.001, [], policy="poly", poly_steps=100, poly_power=0.9)
+    assert float(s(0)) == pytest.approx(0.001)
+    assert float(s(50)) == pytest.approx(0.01 * 0.5**0.9, rel=1e-5)
+    assert float(s(100)) == 0.0 and float(s(150)) == 0.0
+    with pytest.raises(ValueError, match="poly_steps"):
+        WarmupStepDecay(0.01, 0, 0.0, [], policy="poly")

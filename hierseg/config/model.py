@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hierseg.config.deeplab import DeepLabConfig
+
 
 @dataclass
 class AnchorConfig:
@@ -114,6 +116,7 @@ class ModelConfig:
     focal_alpha: float = 0.25  # focal-loss alpha (sigmoid_loss = "focal")
     focal_gamma: float = 2.0  # focal-loss gamma (sigmoid_loss = "focal")
     box_coding_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # Fast R-CNN deltas
+    deeplab: DeepLabConfig = field(default_factory=DeepLabConfig)  # DeepLab v3+ head (type deeplab_v3plus)
 
     @classmethod
     def tiny(cls, num_classes: int = 0) -> ModelConfig:
