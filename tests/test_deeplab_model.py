@@ -206,3 +206,11 @@ def test_poly_learning_rate_after_warmup():
     assert float(s(100)) == 0.0 and float(s(150)) == 0.0
     with pytest.raises(ValueError, match="poly_steps"):
         WarmupStepDecay(0.01, 0, 0.0, [], policy="poly")
+
+
+def test_checkpoint_paths_are_unique_whatever_stride_builds_first():
+    model = tiny(64)
+    model({F.IMAGE: batch(64)[F.IMAGE]}, training=False)  # built at output stride 8 (atrous units first)
+    paths = loop.variables_by_path(model)  # raises on a duplicate path
+    assert "aspp/atrous_2/conv/kernel" in paths and "backbone/stage5_1/conv2/kernel" in paths
+    assert len(paths) == len(model.variables)

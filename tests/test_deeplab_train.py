@@ -27,7 +27,10 @@ pytestmark = pytest.mark.slow
 def trained(tmp_path_factory):
     layer = write_tiny_layer(tmp_path_factory.mktemp("tiny_layer"), num_images=6)
     cfg = merge(load(ExperimentConfig, str(TINY)), data_dir_overrides(str(layer)))
-    cfg = merge(cfg, {"data": {"aug": {"scale_min": 1.0, "scale_max": 1.0}}, "train": {"jit_compile": True}})
+    # 120 steps of batch 4 (80 epochs), XLA-compiled, no scale jitter (flips stay on); mIoU ~0.9 when tried.
+    train = {"jit_compile": True, "total_steps": 120, "steps_per_loop": 40, "checkpoint_every": 120}
+    train["learning_rate"] = {"poly_steps": 120}
+    cfg = merge(cfg, {"data": {"aug": {"scale_min": 1.0, "scale_max": 1.0}}, "train": train})
     model_dir = tmp_path_factory.mktemp("model")
     result = loop.train(cfg, str(model_dir), make_strategy("cpu"), show_progress=False)
     return cfg, model_dir, result

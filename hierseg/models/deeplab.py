@@ -56,6 +56,13 @@ class ConvBNReLU(keras.layers.Layer):
         )
         self.bn = keras.layers.BatchNormalization(name="bn", **norm)
 
+    def build(self, input_shape):
+        # Also built directly by ASPP (its atrous convs run through keras.ops.conv); building here keeps
+        # the variable paths under this layer's name.
+        self.conv.build(input_shape)
+        self.bn.build((*input_shape[:-1], self.conv.filters))
+        self.built = True
+
     def call(self, x, training=None):
         return keras.ops.relu(self.bn(self.conv(x), training=training))
 
@@ -82,8 +89,7 @@ class ASPP(keras.layers.Layer):
     def build(self, input_shape):
         # The atrous convs run through keras.ops.conv (their rate depends on the stride): build them here.
         for layer in self.atrous:
-            layer.conv.build(input_shape)
-            layer.bn.build((*input_shape[:-1], self.config.aspp.num_filters))
+            layer.build(input_shape)
         self.built = True
 
     def call(self, x, training=None, output_stride=16):
