@@ -22,6 +22,7 @@ from hierseg.config.training import TrainConfig
 from hierseg.models.deeplab import DeepLabV3Plus
 from hierseg.models.deeplab_loss import semantic_loss
 from hierseg.training import loop
+from hierseg.training.checkpoints import variables_by_path
 
 REPO = Path(__file__).resolve().parents[1]
 K = 3  # foreground classes
@@ -211,6 +212,6 @@ def test_poly_learning_rate_after_warmup():
 def test_checkpoint_paths_are_unique_whatever_stride_builds_first():
     model = tiny(64)
     model({F.IMAGE: batch(64)[F.IMAGE]}, training=False)  # built at output stride 8 (atrous units first)
-    paths = loop.variables_by_path(model)  # raises on a duplicate path
+    paths = variables_by_path(model)  # raises on a duplicate path
     assert "aspp/atrous_2/conv/kernel" in paths and "backbone/stage5_1/conv2/kernel" in paths
     assert len(paths) == len(model.variables)

@@ -111,13 +111,12 @@ def test_pipeline_gt_semantic_follows_the_flipped_image(tmp_path):
 
     from hierseg.config.data import DataConfig
     from hierseg.config.deeplab import SemanticTargetConfig
-    from hierseg.config.model import AnchorConfig
     from hierseg.input.pipeline import build_dataset
 
     layer = write_tiny_layer(tmp_path / "layer", num_images=2)
     data = DataConfig(output_size=128, max_instances=8, gt_mask_size=28, semantic=SemanticTargetConfig(enabled=True))
     data.aug.flip_prob, data.aug.scale_min, data.aug.scale_max = 1.0, 1.0, 1.0
-    ds = build_dataset(str(layer / "train-*"), data, AnchorConfig(max_level=5), is_training=True, batch_size=2, seed=1)
+    ds = build_dataset(str(layer / "train-*"), data, is_training=True, batch_size=2, seed=1)
     batch = next(iter(ds))
     labels = batch[F.GT_SEMANTIC].numpy()
     assert labels.shape == (2, 128, 128) and labels.dtype == np.int32

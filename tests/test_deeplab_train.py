@@ -13,7 +13,7 @@ from hierseg.config import load, merge
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.evaluation.semantic_eval import evaluate_semantic
 from hierseg.training import loop
-from hierseg.training.evaluator import restore_model
+from hierseg.training.checkpoints import restore_model
 from hierseg.training.strategy import make_strategy
 from hierseg.training.summaries import read_scalars
 from hierseg_cli.experiment_args import data_dir_overrides

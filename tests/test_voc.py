@@ -91,15 +91,12 @@ def test_prepare_voc_writes_splits_labels_and_label_map(tmp_path):
 def test_voc_records_through_the_pipeline_give_gt_semantic(tmp_path):
     from hierseg.config.data import DataConfig
     from hierseg.config.deeplab import SemanticTargetConfig
-    from hierseg.config.model import AnchorConfig
     from hierseg.input.pipeline import build_dataset
 
     labels = write_voc(tmp_path / "VOC2012", with_aug=False)
     prepare_voc(str(tmp_path / "VOC2012"), str(tmp_path / "out"), show_progress=False)
     data = DataConfig(output_size=64, semantic=SemanticTargetConfig(enabled=True))
-    ds = build_dataset(
-        str(tmp_path / "out/validation-*"), data, AnchorConfig(max_level=5), is_training=False, batch_size=1
-    )
+    ds = build_dataset(str(tmp_path / "out/validation-*"), data, is_training=False, batch_size=1)
     batch = next(iter(ds))
     got = batch[F.GT_SEMANTIC].numpy()[0]
     lab = labels[VAL[0]]  # 48 x 48 -> scaled 64 x 64 (longer side), nearest

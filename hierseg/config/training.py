@@ -31,17 +31,22 @@ class LearningRateConfig:
 
 @dataclass
 class CheckpointInitConfig:
-    """A pretrained backbone to start from when model_dir holds no checkpoint (seed: ``checkpoint: {path, prefix}``).
+    """A pretrained start when model_dir holds no checkpoint (seed: ``checkpoint: {path, prefix}``).
+
+    ``scope: backbone`` (default) initialises ``model.backbone`` only, as below; ``scope: model`` every
+    variable of a hierseg checkpoint whose path and shape match (another hierseg detector; heads of a
+    different class count keep their init). Both in :mod:`hierseg.training.checkpoints`.
 
     With ``prefix`` set the checkpoint is read by variable NAME (TF1 / name-based checkpoints such as the
     TPU ResNet ones): backbone variable ``<backbone path>/a/b`` is looked up as ``<prefix>a/b``; when no
     name matches and the checkpoint holds TF1 ``conv2d_k``/``batch_normalization_k`` layers under the
-    prefix, they are mapped by TF1 creation order (``hierseg.training.tf1_resnet_checkpoint``). With an
+    prefix, they are mapped by TF1 creation order (``hierseg.training.checkpoints``). With an
     empty prefix it is read as a TF2 object-based checkpoint written by hierseg (``model.backbone``).
     """
 
     path: str = ""  # checkpoint prefix or directory, local or gs:// ("" = random init)
-    prefix: str = ""  # variable-name prefix inside the checkpoint, e.g. "resnet50/"
+    prefix: str = ""  # variable-name prefix inside the checkpoint, e.g. "resnet50/" (scope backbone only)
+    scope: Literal["backbone", "model"] = "backbone"  # what path initialises: the backbone, or the whole model
 
 
 @dataclass

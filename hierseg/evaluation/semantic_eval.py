@@ -43,9 +43,7 @@ def semantic_confusion(
     from hierseg.input.pipeline import build_dataset
 
     data = dataclasses.replace(config.data, semantic=dataclasses.replace(config.data.semantic, enabled=True))
-    dataset = build_dataset(
-        data.eval_file_pattern, data, config.model.anchor, is_training=False, batch_size=config.eval.batch_size
-    )
+    dataset = build_dataset(data.eval_file_pattern, data, is_training=False, batch_size=config.eval.batch_size)
 
     @tf.function
     def predict(image: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:

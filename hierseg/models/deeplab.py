@@ -29,6 +29,15 @@ from hierseg.models.deeplab_loss import semantic_loss
 from hierseg.models.resnet import ResNet, track_for_checkpoint
 
 LOSS_KEYS = ("total_loss", "semantic_loss")
+# What a DeepLab training step reads; the instance keys are dropped so they never reach the device.
+TRAIN_KEYS = (F.IMAGE, F.IMAGE_INFO, F.GT_SEMANTIC, F.WEIGHT, F.NUM_DROPPED)
+
+
+def semantic_train_targets(example: dict) -> dict:
+    """The factory's per-example training-targets map: keeps :data:`TRAIN_KEYS` (GT_SEMANTIC required)."""
+    if F.GT_SEMANTIC not in example:
+        raise ValueError("model.type deeplab_v3plus needs GT_SEMANTIC: set data.semantic.enabled: true")
+    return {k: v for k, v in example.items() if k in TRAIN_KEYS or k == F.TARGETS_SEED}
 
 
 def resize_bilinear(x: tf.Tensor, size: tuple[int, int], align_corners: bool) -> tf.Tensor:
