@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hierseg.config.deeplab import DeepLabConfig
 from hierseg.config.retinanet import RetinaNetConfig
 from hierseg.config.shapemask import ShapeMaskConfig
 
@@ -124,6 +125,7 @@ class ModelConfig:
     box_coding_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # Fast R-CNN deltas
     retinanet: RetinaNetConfig = field(default_factory=RetinaNetConfig)  # type retinanet/shapemask: dense detector
     shapemask: ShapeMaskConfig = field(default_factory=ShapeMaskConfig)  # type shapemask: prior/coarse/fine heads
+    deeplab: DeepLabConfig = field(default_factory=DeepLabConfig)  # DeepLab v3+ head (type deeplab_v3plus)
 
     @classmethod
     def tiny(cls, num_classes: int = 0) -> ModelConfig:

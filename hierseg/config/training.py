@@ -24,12 +24,17 @@ class LearningRateConfig:
     warmup_lr: float = 0.0067  # learning rate at step 0
     decay_steps: list[int] = field(default_factory=lambda: [30000, 40000])  # steps where lr *= decay_factor
     decay_factor: float = 0.1  # multiplier applied at each of decay_steps
+    policy: Literal["step", "poly"] = "step"  # after warmup: step decay, or DeepLab's poly decay below
+    poly_steps: int = 0  # poly: lr = init_lr * (1 - step / poly_steps) ** poly_power (= train.total_steps)
+    poly_power: float = 0.9  # poly: exponent (DeepLab learning_power)
     RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
         "init_lr": "> 0",
         "warmup_steps": ">= 0",
         "warmup_lr": ">= 0",
         "decay_steps": ">= 0",
         "decay_factor": "> 0",
+        "poly_steps": ">= 0",
+        "poly_power": "> 0",
     }
 
 

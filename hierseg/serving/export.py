@@ -111,7 +111,12 @@ def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: s
 
     ckpt = checkpoint_path(checkpoint_path_or_model_dir)
     model = restore_model(config, ckpt)
-    module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)
+    if model.output_kind == "semantic":
+        from hierseg.serving.semantic_module import SemanticModule
+
+        module = SemanticModule(model, config.data.output_size)
+    else:
+        module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)
     export_dir = export_dir.rstrip("/")
     local = "://" not in export_dir
     tmp = f"{export_dir}.tmp-{os.getpid()}" if local else export_dir

@@ -131,7 +131,7 @@ def evaluate(
     Returns:
       the :func:`evaluate_coco` dict (``box/AP``, ``mask/AP``, ...) plus ``step`` and ``checkpoint``.
     """
-    for key in ("eval_file_pattern", "eval_json", "label_map"):
+    for key in ("eval_file_pattern", "label_map"):
         if not getattr(config.data, key):
             raise ValueError(f"data.{key} is empty (set it, or pass --data_dir)")
     ckpt = None
@@ -142,6 +142,20 @@ def evaluate(
         model = restore_model(config, ckpt)
         if step is None:
             step = checkpoint_step(ckpt)
+    if model.output_kind == "semantic":  # mIoU instead of COCO AP (hierseg.evaluation.semantic_eval)
+        from hierseg.evaluation.semantic_eval import evaluate_semantic
+
+        return evaluate_semantic(
+            model,
+            config,
+            step=int(step or 0),
+            checkpoint=ckpt or "",
+            output_json=output_json,
+            summary_dir=summary_dir,
+            show_progress=show_progress,
+        )
+    if not config.data.eval_json:
+        raise ValueError("data.eval_json is empty (set it, or pass --data_dir)")
     detections = list(predict_eval_set(model, config, show_progress=show_progress))
     label_map = LabelMap.load(config.data.label_map)
     with tempfile.TemporaryDirectory() as tmp:
