@@ -42,17 +42,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hierarchy", help="hierarchy JSON (default: the one in --oid_dir)")
     p.add_argument("--classes", help="class-description CSV to go with --hierarchy")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--top", type=int, help="print only the N worst classes of the per-class table")
 
 
 def run(args: argparse.Namespace) -> int:
     from ensembles.metric.evaluator import evaluate_submission, write_metrics
+    from hierseg.evaluation.tables import oid_table
     from hierseg_cli.ensemble_args import load_hierarchy
 
+    hierarchy = load_hierarchy(args)
     metrics = evaluate_submission(
         args.oid_dir,
         args.split,
         args.submission,
-        hierarchy=load_hierarchy(args),
+        hierarchy=hierarchy,
         group_of_weight=args.group_of_weight,
         num_workers=args.num_workers,
         on_error=args.on_error,
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         f"predicted ({metrics['num_images_without_ground_truth']} without ground truth, ignored); "
         f"{len(metrics['per_class'])} classes with ground truth; {skipped} ground-truth rows skipped"
     )
+    print(oid_table(metrics, hierarchy, top=args.top))
     print(f"OpenImagesInstanceSegmentationChallenge mAP@0.5IOU: {metrics['mAP']:.4f}")
     if args.output_metrics:
         write_metrics(metrics, args.output_metrics)
