@@ -63,10 +63,10 @@ def coco_per_class(ev: Any) -> dict[int, dict[str, float]]:
     return out
 
 
-def _cell(v: float | None) -> str:
+def _cell(v: float | None, percent: bool = True) -> str:
     if v is None or not np.isfinite(v) or v < 0:
         return MISSING
-    return f"{100 * v:.1f}"
+    return f"{100 * v:.1f}" if percent else f"{v:g}"
 
 
 def _sort_value(row: ClassRow, key: str) -> float:
@@ -75,14 +75,23 @@ def _sort_value(row: ClassRow, key: str) -> float:
 
 
 def format_table(
-    rows: Sequence[ClassRow], columns: Sequence[str], *, sort_by: str, top: int | None = None, title: str = ""
+    rows: Sequence[ClassRow],
+    columns: Sequence[str],
+    *,
+    sort_by: str,
+    top: int | None = None,
+    title: str = "",
+    counts: Sequence[str] = (),
 ) -> str:
     """The rows sorted by ``sort_by`` ascending (worst first; unmeasured last), ``top`` of them, as an
-    aligned text table; values print as percentages with one decimal."""
+    aligned text table; values print as percentages with one decimal, ``counts`` columns as numbers."""
     ordered = sorted(rows, key=lambda r: (_sort_value(r, sort_by), r.name))
     shown = ordered[:top] if top else ordered
     header = ["class", "label path", "GT", *columns]
-    body = [[r.name, r.label_path, f"{r.num_gt:g}", *(_cell(r.values.get(c)) for c in columns)] for r in shown]
+    body = [
+        [r.name, r.label_path, f"{r.num_gt:g}", *(_cell(r.values.get(c), c not in counts) for c in columns)]
+        for r in shown
+    ]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
 
     def line(cells: Sequence[str]) -> str:
