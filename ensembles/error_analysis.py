@@ -20,9 +20,9 @@ region, box IoU for a box without a mask):
 expansion adds, so it is never a false positive; it shows among the misses below.)
 
 Each expanded ground-truth instance the metric counts that no true positive took is a miss, with the best
-detection found on it (overlap >= 0.5): ``missed_too_coarse`` (a detection of an ancestor class),
-``missed_too_fine`` (a descendant), ``missed_sibling``, ``missed_other_class``; ``missed_localization`` (its
-own class at 0.1–0.5); else ``missed_no_detection``.
+detection found on it (overlap >= 0.5), in this order: ``missed_sibling``, ``missed_too_fine`` (a
+descendant class), ``missed_too_coarse`` (an ancestor class only), ``missed_other_class``;
+``missed_localization`` (its own class at 0.1–0.5); else ``missed_no_detection``.
 
 The mAP gained per kind (as TIDE reports) is the metric rerun with that error fixed: false positives of
 the kind removed; a miss with a related detection fixed by adding that detection relabeled to the missed
@@ -142,12 +142,14 @@ def _fp_kind(hierarchy: Hierarchy, cls: str, overlap: np.ndarray, gt_classes: li
     return "class_and_loc" if max(best.values(), default=0.0) >= NEAR else "background"
 
 
-_MISS_RANK = {"missed_too_coarse": 4, "missed_too_fine": 3, "missed_sibling": 2, "missed_other_class": 1}
+_MISS_RANK = {"missed_sibling": 4, "missed_too_fine": 3, "missed_too_coarse": 2, "missed_other_class": 1}
 
 
 def _miss_kind(hierarchy: Hierarchy, cls: str, overlap: np.ndarray, det: Detections) -> tuple[str, int]:
     """The kind of a missed instance of (expanded) class ``cls`` and the detection that would fix it
-    (the closest relation wins: a coarser, then a finer, a sibling, an unrelated detection)."""
+    (the most telling relation wins: a sibling, then a finer, a coarser, an unrelated detection; a
+    hierarchical submission repeats each detection at its ancestors, so a coarser one is nearly always
+    there)."""
     best_kind, best_k = "missed_no_detection", -1
     for k in np.argsort(-overlap, kind="stable"):
         c, o = det.classes[k], overlap[k]

@@ -120,3 +120,47 @@ def test_counts_and_map_gains():
     assert g["missed_too_coarse"] > 0 and g["missed_too_fine"] > 0
     assert all(v >= -1e-12 for k, v in g.items() if not k.startswith("missed")), g
     assert g["background"] == pytest.approx(0.0)  # the Woman background FP ranks below Woman's nothing
+
+
+def test_analyze_command_on_the_synthetic_dataset(synth_dir, tmp_path, capsys):
+    """Every Man, Boy and Girl relabeled Woman in an otherwise perfect submission: each is a miss with a
+    sibling detection on it, no other false-positive kind appears, and fixing it recovers mAP."""
+    import json
+
+    from PIL import Image
+
+    from ensembles.metric.groundtruth import ground_truth_as_detections, load_ground_truth
+    from ensembles.submission import write_submission
+    from hierseg.oid.layout import OidPaths
+    from hierseg_cli.main import main
+
+    hierarchy = OidPaths.from_dir(str(synth_dir)).load_hierarchy()
+    gts = load_ground_truth(str(synth_dir), "validation", hierarchy)[0]
+    woman = hierarchy.mid_of("Woman")
+    renamed = {hierarchy.mid_of(n) for n in ("Man", "Boy", "Girl")}
+    dets = []
+    for g in gts.values():
+        d = ground_truth_as_detections(g)
+        d.classes = [woman if c in renamed else c for c in d.classes]
+        dets.append(d)
+    num_man = sum(
+        1 for g in gts.values() for c, r, grp in zip(g.classes, g.rles, g.is_group_of) if c in renamed and r is not None
+    )
+    assert num_man >= 3
+    sub = tmp_path / "sub.csv"
+    write_submission(dets, str(sub), hierarchy)
+    out = tmp_path / "out"
+    argv = ["analyze", "--oid_dir", str(synth_dir), "--submission", str(sub), "--out", str(out), "--num_workers", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "missed_sibling" in printed and "per class" in printed
+    result = json.loads((out / "error_analysis.json").read_text())
+    c = result["counts"]
+    assert c["missed_sibling"] == num_man == sum(result["per_class"][m]["missed_sibling"] for m in renamed)
+    assert c["sibling"] > 0
+    for kind in ("duplicate", "too_fine", "other_class", "localization", "class_and_loc", "background"):
+        assert c[kind] == 0, kind
+    assert result["map_gain"]["missed_sibling"] > 0 and result["mAP"] < 1.0
+    image = np.asarray(Image.open(out / "error_summary.png").convert("RGB"))
+    assert image.shape[0] > 300 and (image != 255).any()
+    assert (out / "per_class_errors.csv").read_text().splitlines()[0].startswith("mid,name,label_path,num_gt,AP50")

@@ -82,12 +82,14 @@ def format_table(
     top: int | None = None,
     title: str = "",
     counts: Sequence[str] = (),
+    headers: Mapping[str, str] | None = None,
 ) -> str:
     """The rows sorted by ``sort_by`` ascending (worst first; unmeasured last), ``top`` of them, as an
-    aligned text table; values print as percentages with one decimal, ``counts`` columns as numbers."""
+    aligned text table; values print as percentages with one decimal, ``counts`` columns as numbers;
+    ``headers`` renames columns in the header line."""
     ordered = sorted(rows, key=lambda r: (_sort_value(r, sort_by), r.name))
     shown = ordered[:top] if top else ordered
-    header = ["class", "label path", "GT", *columns]
+    header = ["class", "label path", "GT", *((headers or {}).get(c, c) for c in columns)]
     body = [
         [r.name, r.label_path, f"{r.num_gt:g}", *(_cell(r.values.get(c), c not in counts) for c in columns)]
         for r in shown
