@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("submit", "write an Open Images challenge submission CSV from ensembled predictions"),
     "validate-submission": ("validate_submission", "check a submission CSV and report every problem"),
     "oid-eval": ("oid_eval", "the Open Images Challenge 2019 instance segmentation metric"),
+    "model-info": ("model_info", "parameters per module and FLOPs per image of a configured model"),
     "plot": ("plot", "training curves (losses, learning rate, eval metrics) from TensorBoard events as a PNG"),
     "analyze": ("analyze", "hierarchical error analysis of a submission: FP causes, related-class misses"),
     "demo": ("demo", "the whole pipeline end to end on the synthetic dataset"),
