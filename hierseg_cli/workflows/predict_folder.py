@@ -270,13 +270,12 @@ def predict_folder(
             buffer.append(_record_line(e["path"], image_id, layers=(d0, d1, merged)))
             t = timer.add("encoding", t)
             if visualize:
-                from hierseg.serving.visualize import draw_detections, save_png
+                from hierseg_cli.ground_truth_view import write_prediction_png
 
-                save_png(
-                    draw_detections(
-                        e[image_io.ORIGINAL], merged, lambda m: names.get(m, m), min_score=visualize_min_score
-                    ),
-                    os.path.join(vis_dir, f"{image_id}.png"),
+                png = os.path.join(vis_dir, f"{image_id}.png")
+                name = lambda m: names.get(m, m)  # noqa: E731
+                write_prediction_png(
+                    e[image_io.ORIGINAL], merged, name, png, image_path=e["path"], min_score=visualize_min_score
                 )
                 timer.add("visualize", t)
 
@@ -404,7 +403,7 @@ def finalize(
     _atomic_write_text(files["report.json"], json.dumps(report, indent=1) + "\n")
     timer.add("encoding", t)
     if visualize:
-        from hierseg.serving.visualize import draw_detections, save_png
+        from hierseg_cli.ground_truth_view import write_prediction_png
 
         t = time.perf_counter()
         path_of = dict(zip(ids, paths))
@@ -413,15 +412,9 @@ def finalize(
             if not os.path.exists(png):  # done by an earlier run without --visualize
                 image, err = image_io.read_image(path_of[i], apply_exif)
                 if not err:
-                    save_png(
-                        draw_detections(
-                            image,
-                            index.detections(i, "merged"),
-                            lambda m: (names or {}).get(m, m),
-                            min_score=visualize_min_score,
-                        ),
-                        png,
-                    )
+                    name = lambda m: (names or {}).get(m, m)  # noqa: E731
+                    det = index.detections(i, "merged")
+                    write_prediction_png(image, det, name, png, image_path=path_of[i], min_score=visualize_min_score)
         files["visualize"] = os.path.join(out_dir, VISUALIZE_DIR)
         timer.add("visualize", t)
     index.close()
