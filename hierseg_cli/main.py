@@ -16,6 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "write the built-in synthetic Open Images dataset (challenge 2019 layout)"),
     "hierarchy": ("hierarchy", "print the layer table of an Open Images hierarchy"),
+    "browse": ("browse", "ground truth drawn on images, from the dataset folder or the prepared TFRecords"),
     "prepare": ("prepare", "build class-balanced Layer0/Layer1 TFRecord training sets"),
     "train": ("train", "train one layer's instance segmenter (TPU, GPUs, workers or CPU)"),
     "evaluate": ("evaluate", "COCO box and mask mAP of a checkpoint on the prepared validation set"),
