@@ -7,7 +7,7 @@ loads each with ``section=...`` so one file can configure several tools.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 MaskSource = Literal["layer1", "layer0", "union", "intersection", "average"]
 ScoreSource = Literal["child", "parent", "product", "max", "mean"]
@@ -38,6 +38,7 @@ class EnsembleConfig:
     # output); 0 keeps everything.
     min_layer0_score: float = 0.0
     min_layer1_score: float = 0.0
+    RANGES: ClassVar[dict[str, str]] = {"iou_threshold": "0..1", "min_layer0_score": "0..1", "min_layer1_score": "0..1"}
 
 
 @dataclass
@@ -50,3 +51,4 @@ class SubmissionConfig:
     # every instance was copied to all classes of its label path and their ancestors; 0 = no cap. Kaggle's
     # scorer timed out on very long prediction strings.
     max_per_image: int = 0
+    RANGES: ClassVar[dict[str, str]] = {"score_threshold": "0..1", "max_per_image": ">= 0"}  # checked at load

@@ -30,12 +30,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from pycocotools import mask as coco_mask
 
 from ensembles.config import EnsembleConfig
-from ensembles.mask_iou import pairwise_mask_iou, rle_boxes
 from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
+from hierseg.rle import merge_rles, pairwise_iou, rle_boxes
 
 
 def _check_classes(dets: Detections, hierarchy: Hierarchy, which: str) -> None:
@@ -56,7 +55,7 @@ def match_layers(
     """The (layer1 index, layer0 index) matches of one image, by the rule in the module docstring."""
     if not len(layer0) or not len(layer1):
         return []
-    iou = pairwise_mask_iou(layer1.rles, layer0.rles)  # [N1, N0]
+    iou = pairwise_iou(layer1.rles, layer0.rles)  # [N1, N0]
     ancestors = {c: hierarchy.ancestors(c) for c in set(layer1.classes)}
     allowed = np.array([[c0 in ancestors[c1] for c0 in layer0.classes] for c1 in layer1.classes], dtype=bool).reshape(
         iou.shape
@@ -81,16 +80,16 @@ def _merged_mask(r0: dict, r1: dict, s0: float, s1: float, source: str) -> dict:
     if source == "layer0":
         return r0
     if source == "union":
-        return coco_mask.merge([r0, r1], intersect=False)
+        return merge_rles([r0, r1])
     if source == "intersection":
-        return coco_mask.merge([r0, r1], intersect=True)
+        return merge_rles([r0, r1], intersect=True)
     if source == "average":
         # Score-weighted mean of two binary masks >= 0.5: inside both -> 1; inside one -> its weight.
         if s1 > s0:
             return r1
         if s0 > s1:
             return r0
-        return coco_mask.merge([r0, r1], intersect=False)
+        return merge_rles([r0, r1])
     raise ValueError(f"unknown mask_source {source!r}")
 
 

@@ -19,6 +19,7 @@ from hierseg import features as F
 from hierseg.config import load, merge
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import CheckpointInitConfig
+from hierseg.models.factory import build_model, build_train_targets
 from hierseg.training import loop
 from hierseg.training.strategy import make_strategy
 from hierseg.training.summaries import read_scalars
@@ -81,12 +82,13 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
     from hierseg.input.pipeline import build_dataset
 
     cfg = tiny_config(layer)
-    model = loop.build_model(cfg)
+    model = build_model(cfg.model, cfg.data.output_size)
     variables = loop.trainable_variables(model, "")
+    targets = build_train_targets(cfg.model, cfg.data.output_size)
     batch = next(
         iter(
             build_dataset(
-                cfg.data.train_file_pattern, cfg.data, cfg.model.anchor, is_training=True, batch_size=2, seed=0
+                cfg.data.train_file_pattern, cfg.data, is_training=True, batch_size=2, seed=0, train_targets=targets
             )
         )
     )
@@ -105,9 +107,9 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
 
 def test_backbone_init_object_based_and_by_name(trained, layer, tmp_path):
     cfg, model_dir, _ = trained
-    source = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
+    source = build_model(merge(cfg, {"model": {"num_classes": 3}}).model, cfg.data.output_size)
     loop.make_checkpoint(source).read(str(model_dir / "ckpt-150")).expect_partial().assert_existing_objects_matched()
-    fresh = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
+    fresh = build_model(merge(cfg, {"model": {"num_classes": 3}}).model, cfg.data.output_size)
     n = loop.init_backbone(fresh, CheckpointInitConfig(path=str(model_dir)))
     assert n == len(fresh.backbone.variables)
     for a, b in zip(source.backbone.variables, fresh.backbone.variables):
@@ -121,7 +123,7 @@ def test_backbone_init_object_based_and_by_name(trained, layer, tmp_path):
         shape_and_slices=[""] * len(names),
         tensors=[v.numpy() for v in source.backbone.variables],
     )
-    other = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
+    other = build_model(merge(cfg, {"model": {"num_classes": 3}}).model, cfg.data.output_size)
     assert loop.init_backbone(other, CheckpointInitConfig(path=prefix, prefix="resnet18/")) == len(names)
     for a, b in zip(source.backbone.variables, other.backbone.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -23,6 +23,7 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from hierseg import atomic_write
 from hierseg.detections import Detections
 from hierseg.evaluation.tables import coco_per_class
 from hierseg.label_map import LabelMap
@@ -197,7 +198,6 @@ def evaluate_coco(
 
 def write_metrics_json(metrics: Mapping[str, Any], path: str) -> None:
     """Writes metrics as pretty JSON, atomically (temp file renamed into place; local or gs://)."""
-    import tensorflow as tf
 
     def plain(v: Any) -> Any:
         if isinstance(v, (np.floating, float)):
@@ -212,10 +212,4 @@ def write_metrics_json(metrics: Mapping[str, Any], path: str) -> None:
         return v
 
     text = json.dumps(plain(metrics), indent=2, sort_keys=True)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_write.write_text(path, text + "\n")

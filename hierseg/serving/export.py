@@ -28,7 +28,7 @@ import types
 
 import tensorflow as tf
 
-from hierseg import features
+from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.input.preprocess import decode_image, resize_and_pad
@@ -36,8 +36,8 @@ from hierseg.label_map import LabelMap
 
 log = logging.getLogger(__name__)
 
-LABEL_MAP_FILE = "label_map.pbtxt"
-CONFIG_FILE = "export_config.yaml"
+LABEL_MAP_FILE = layout.EXPORT_LABEL_MAP_NAME
+CONFIG_FILE = layout.EXPORT_CONFIG_NAME
 
 
 class DetectionModule(tf.Module):
@@ -103,9 +103,7 @@ def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: s
     never sees half an export; an existing ``export_dir`` is replaced. Returns ``export_dir``.
     """
     from hierseg.training.evaluator import checkpoint_path, restore_model
-    from hierseg.training.loop import resolve_num_classes
 
-    config = resolve_num_classes(config)
     ckpt = checkpoint_path(checkpoint_path_or_model_dir)
     model = restore_model(config, ckpt)
     module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)

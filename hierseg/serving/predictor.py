@@ -26,6 +26,7 @@ import tensorflow as tf
 from hierseg.config.params import read_yaml
 from hierseg.detections import Detections
 from hierseg.label_map import LabelMap
+from hierseg.layout import ExportDir
 from hierseg.serving.export import CONFIG_FILE as EXPORT_CONFIG_FILE
 from hierseg.serving.export import LABEL_MAP_FILE
 from hierseg.serving.model_outputs import image_detections
@@ -58,9 +59,9 @@ class LayerPredictor:
         self.export_dir = export_dir
         self.min_score = float(min_score)
         self.mask_threshold = float(mask_threshold)
-        for name in (LABEL_MAP_FILE, EXPORT_CONFIG_FILE, "saved_model.pb"):
-            if not tf.io.gfile.exists(_join(export_dir, name)):
-                raise FileNotFoundError(f"{export_dir}: not an export directory ({name} is missing)")
+        for path in ExportDir(export_dir).required_files():
+            if not tf.io.gfile.exists(path):
+                raise FileNotFoundError(f"{export_dir}: not an export directory ({path.rsplit('/', 1)[-1]} is missing)")
         self.label_map = LabelMap.load(_join(export_dir, LABEL_MAP_FILE))
         self.config = read_yaml(_join(export_dir, EXPORT_CONFIG_FILE))
         try:

@@ -26,6 +26,7 @@ from hierseg.config.experiment import ExperimentConfig
 from hierseg.detections import Detections, write_jsonl
 from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
 from hierseg.label_map import LabelMap
+from hierseg.layout import ModelDir
 from hierseg.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,11 @@ def checkpoint_path(checkpoint_or_dir: str) -> str:
 
 def restore_model(config: ExperimentConfig, checkpoint: str) -> keras.Model:
     """A float32 model of ``config`` with the weights of ``checkpoint`` (a prefix or a model_dir)."""
-    from hierseg.training.loop import build_model, make_checkpoint
+    from hierseg.models.factory import build_model
+    from hierseg.training.loop import make_checkpoint
 
     path = checkpoint_path(checkpoint)
-    model = build_model(config)
+    model = build_model(config.model, config.data.output_size)
     make_checkpoint(model).read(path).expect_partial().assert_existing_objects_matched()
     log.info("restored %s", path)
     return model
@@ -91,7 +93,6 @@ def predict_eval_set(
     dataset = build_dataset(
         config.data.eval_file_pattern,
         config.data,
-        config.model.anchor,
         is_training=False,
         batch_size=config.eval.batch_size,
     )
@@ -153,12 +154,9 @@ def evaluate(
     Returns:
       the :func:`evaluate_coco` dict (``box/AP``, ``mask/AP``, ...) plus ``step`` and ``checkpoint``.
     """
-    from hierseg.training.loop import resolve_num_classes
-
     for key in ("eval_file_pattern", "eval_json", "label_map"):
         if not getattr(config.data, key):
             raise ValueError(f"data.{key} is empty (set it, or pass --data_dir)")
-    config = resolve_num_classes(config)
     ckpt = None
     if model is None:
         if checkpoint is None:
@@ -204,16 +202,15 @@ def checkpoint_evaluator(config: ExperimentConfig, model_dir: str, *, show_progr
             from hierseg.training.loop import make_checkpoint
 
             make_checkpoint(state["model"]).read(path).expect_partial().assert_existing_objects_matched()
-        out_dir = os.path.join(model_dir, "eval")
         return evaluate(
             config,
             model=state["model"],
             step=step,
-            summary_dir=out_dir,
-            output_json=os.path.join(out_dir, f"metrics-{step}.json"),
+            summary_dir=ModelDir(model_dir).eval_dir,
+            output_json=ModelDir(model_dir).eval_metrics_json(step),
             show_progress=show_progress,
             predictions_jsonl=(
-                os.path.join(out_dir, f"predictions-{step}.jsonl") if config.eval.write_predictions else None
+                ModelDir(model_dir).eval_predictions_jsonl(step) if config.eval.write_predictions else None
             ),
         )
 

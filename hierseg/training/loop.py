@@ -1,10 +1,11 @@
-"""The training loop: Mask R-CNN under any tf.distribute strategy (Cloud TPU, GPUs, workers, CPU).
+"""The training loop: any model of the factory under any tf.distribute strategy (Cloud TPU, GPUs, workers, CPU).
 
 One call of :func:`train` does, in order:
 
 1. write the effective config to ``model_dir/params.yaml`` (chief only);
 2. build the input with ``strategy.distribute_datasets_from_function`` (per-replica batch =
-   ``global_batch_size / num_replicas``), and under ``strategy.scope()`` the model, the momentum
+   ``global_batch_size / num_replicas``, with the model's ``build_train_targets`` map), and under
+   ``strategy.scope()`` the model (``hierseg.models.factory.build_model``), the momentum
    optimizer and a step counter;
 3. restore the latest checkpoint of ``model_dir`` (a preempted job just restarts) or else initialise
    the backbone from ``train.checkpoint``;
@@ -31,12 +32,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from hierseg import features
-from hierseg.config import merge
+from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import CheckpointInitConfig, TrainConfig
-from hierseg.label_map import LabelMap
+from hierseg.layout import ModelDir
+from hierseg.models.factory import build_model, build_train_targets
 from hierseg.training.optimizer import MomentumSGD
 from hierseg.training.schedule import WarmupStepDecay
 from hierseg.training.strategy import is_chief, task_id
@@ -45,37 +46,11 @@ from hierseg.training.tf1_resnet_checkpoint import load_tf1_resnet
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "params.yaml"  # the effective config, written to model_dir
-CHECKPOINT_NAME = "ckpt"  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
+CONFIG_FILE = layout.PARAMS_NAME  # the effective config, written to model_dir
+CHECKPOINT_NAME = layout.CHECKPOINT_PREFIX  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
 
 
-# ------------------------------------------------------------------------------------------ model
-def resolve_num_classes(config: ExperimentConfig) -> ExperimentConfig:
-    """``model.num_classes == 0`` means "as many as the label map has": fill it in."""
-    if config.model.num_classes > 0:
-        return config
-    if not config.data.label_map:
-        raise ValueError("model.num_classes is 0 and data.label_map is empty: set one of them")
-    k = LabelMap.load(config.data.label_map).num_classes
-    return merge(config, {"model": {"num_classes": k}})
-
-
-def build_model(config: ExperimentConfig) -> keras.Model:
-    """The Mask R-CNN of ``config`` with all variables created (one inference call on zeros).
-
-    Variables must exist before checkpoint restore and before the optimizer's slots are made, and they
-    must be created in cross-replica context (not inside ``strategy.run``), hence the eager call.
-    """
-    from hierseg.models.mask_rcnn import MaskRCNN
-
-    size = config.data.output_size
-    model = MaskRCNN(config.model, num_classes=config.model.num_classes, image_size=size)
-    image = tf.zeros([1, size, size, 3], tf.float32)
-    info = tf.constant([[[size, size], [size, size], [1.0, 1.0], [0.0, 0.0]]], tf.float32)
-    model({features.IMAGE: image, features.IMAGE_INFO: info}, training=False)
-    return model
-
-
+# ------------------------------------------------------------------------------------- variables
 def trainable_variables(model: keras.Model, frozen_regex: str) -> list:
     """The variables the optimizer updates: trainable ones not matching ``train.frozen_variables``."""
     variables = list(model.trainable_variables)
@@ -304,7 +279,6 @@ def train(
       ``{"start_step", "step", "checkpoint", "metrics" (last loop's), "images_per_second",
       "variables_fingerprint"}``.
     """
-    config = resolve_num_classes(config)
     train_cfg = config.train
     if not config.data.train_file_pattern:
         raise ValueError("data.train_file_pattern is empty (set it, or pass --data_dir)")
@@ -324,7 +298,7 @@ def train(
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         with strategy.scope():
-            model = build_model(config)
+            model = build_model(config.model, config.data.output_size)
             variables = trainable_variables(model, train_cfg.frozen_variables)
             optimizer = MomentumSGD(variables, momentum=train_cfg.momentum)
             step = tf.Variable(
@@ -361,23 +335,24 @@ def train(
 
     from hierseg.input.pipeline import build_dataset
 
+    train_targets = build_train_targets(config.model, config.data.output_size)
+
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         return build_dataset(
             config.data.train_file_pattern,
             config.data,
-            config.model.anchor,
             is_training=True,
             batch_size=train_cfg.global_batch_size,
             input_context=ctx,
             seed=train_cfg.seed + start_step,  # a resumed run does not replay the first examples
-            rpn=config.model.rpn,  # RPN targets must match what the RPN head decodes
+            train_targets=train_targets,  # the model's own targets (RPN targets for Mask R-CNN)
         )
 
     dataset = strategy.distribute_datasets_from_function(dataset_fn)
     iterator = iter(dataset)
     train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
     writer = (
-        tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else tf.summary.create_noop_writer()
+        tf.summary.create_file_writer(ModelDir(model_dir).train_summaries) if chief else tf.summary.create_noop_writer()
     )
     bar = tqdm(
         total=train_cfg.total_steps,

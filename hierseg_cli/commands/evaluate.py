@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from hierseg_cli.experiment_args import add_experiment_arguments, load_experiment, setup_logging
+from hierseg.layout import ModelDir
+from hierseg_cli.experiment_args import add_experiment_arguments, check_model_dir, load_experiment, setup_logging
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,17 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging()
-    if not (args.model_dir or args.checkpoint):
-        raise SystemExit("give --model_dir or --checkpoint")
+    check_model_dir(args)
     config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
     from hierseg.training.evaluator import checkpoint_path, evaluate
 
     ckpt = checkpoint_path(args.checkpoint or args.model_dir)
     step = ckpt.rsplit("-", 1)[-1]
     out_json = args.output_json
-    summary_dir = os.path.join(args.model_dir, "eval") if args.model_dir else None
+    summary_dir = ModelDir(args.model_dir).eval_dir if args.model_dir else None
     if out_json is None and args.model_dir:
-        out_json = os.path.join(args.model_dir, "eval", f"metrics-{step}.json")
+        out_json = ModelDir(args.model_dir).eval_metrics_json(step)
     metrics = evaluate(
         config,
         ckpt,

@@ -49,13 +49,17 @@ def run(args: argparse.Namespace) -> int:
     from ensembles.config import SubmissionConfig
     from ensembles.prediction_io import read_predictions
     from ensembles.submission import write_submission
-    from hierseg.config.params import load
+    from hierseg.config.params import ConfigError, check, load
 
     config = load(SubmissionConfig, args.config_file, args.params_override, section="submission")
     if args.score_threshold is not None:
         config = dataclasses.replace(config, score_threshold=args.score_threshold)
     if args.max_per_image is not None:
         config = dataclasses.replace(config, max_per_image=args.max_per_image)
+    try:
+        check(config)
+    except ConfigError as e:  # the flags' values: name the flag
+        raise ConfigError(f"--{e}") from None
     hierarchy = load_hierarchy(args)
     stats = write_submission(
         read_predictions(args.predictions),

@@ -25,7 +25,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from hierseg import atomic_write
 from hierseg.config.params import load, merge
+from hierseg.layout import ModelDir, PreparedLayer
+from hierseg.oid.layout import OidPaths
 
 STAGES_DIR = "stages"
 DEFAULT_CONFIG = "tiny_cpu.yaml"
@@ -61,10 +64,7 @@ class Stages:
             start = time.perf_counter()
             result = fn()
             rec = {"seconds": round(time.perf_counter() - start, 2), "result": result}
-            tmp = f"{path}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(rec, f, indent=1, default=str)
-            os.replace(tmp, path)
+            atomic_write.write_json(path, rec, indent=1, default=str)
             rec["skipped"] = False
             self.log(f"[demo] {name}: {rec['seconds']:.1f} s")
         self.results[name] = rec
@@ -72,8 +72,9 @@ class Stages:
 
 
 def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[str] | None):
-    from hierseg.config.experiment import ExperimentConfig
+    from hierseg.config.experiment import ExperimentConfig, resolve_num_classes
 
+    layer = PreparedLayer(layer_dir)
     cfg = load(ExperimentConfig, config_file, overrides)
     # The schedule of the file is for its own total_steps: stretch it to ``steps``.
     ratio = steps / max(1, cfg.train.total_steps)
@@ -89,18 +90,19 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
             }
         },
     )
-    return merge(
+    cfg = merge(
         cfg,
         {
             "data": {
-                "train_file_pattern": os.path.join(layer_dir, "train-*.tfrecord"),
-                "eval_file_pattern": os.path.join(layer_dir, "validation-*.tfrecord"),
-                "eval_json": os.path.join(layer_dir, "validation_coco.json"),
-                "label_map": os.path.join(layer_dir, "label_map.pbtxt"),
+                "train_file_pattern": layer.shard_pattern("train"),
+                "eval_file_pattern": layer.shard_pattern("validation"),
+                "eval_json": layer.validation_coco_json,
+                "label_map": layer.label_map,
             },
             "train": {"total_steps": steps},
         },
     )
+    return resolve_num_classes(cfg)
 
 
 def _parents_only_submission(predict_dir: str, path: str, hierarchy, ensemble_config) -> None:
@@ -138,8 +140,6 @@ def run_demo(
     """Runs every stage (see the module docstring) and returns the summary (also in OUT/summary.json)."""
     import tensorflow as tf
 
-    from hierseg.hierarchy import Hierarchy
-
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     config_file = config_file or find_config()
@@ -165,13 +165,10 @@ def run_demo(
 
     stages.run("prepare", prepare)
 
-    hierarchy = Hierarchy.from_files(
-        os.path.join(data_dir, "challenge-2019-label300-segmentable-hierarchy.json"),
-        os.path.join(data_dir, "challenge-2019-classes-description-segmentable.csv"),
-    )
+    hierarchy = OidPaths.from_dir(data_dir).load_hierarchy()
     exports, coco = [], {}
     for layer in (0, 1):
-        layer_dir = os.path.join(prepared, f"layer{layer}")
+        layer_dir = PreparedLayer.of(prepared, layer).root
         model_dir = os.path.join(out_dir, "models", f"layer{layer}")
         export_dir = os.path.join(out_dir, "exports", f"layer{layer}")
         cfg = _experiment(config_file, layer_dir, steps, params_override)
@@ -194,7 +191,7 @@ def run_demo(
             from hierseg.training.evaluator import evaluate as run_eval
 
             m = run_eval(
-                cfg, model_dir, output_json=os.path.join(model_dir, "eval_metrics.json"), show_progress=show_progress
+                cfg, model_dir, output_json=ModelDir(model_dir).eval_metrics_json(steps), show_progress=show_progress
             )
             return {
                 "mask/AP": m["mask/AP"],
@@ -284,8 +281,8 @@ def run_demo(
         from hierseg.serving.render import tile
 
         submission = os.path.join(out_dir, "submission.csv")
-        shutil.copyfile(pred_test["files"]["submission.csv"], submission + ".tmp")
-        os.replace(submission + ".tmp", submission)
+        with atomic_write.atomic_path(submission) as tmp:
+            shutil.copyfile(pred_test["files"]["submission.csv"], tmp)
         problems = validate_submission(
             submission,
             expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
@@ -326,10 +323,7 @@ def run_demo(
             "summary": os.path.join(out_dir, "summary.json"),
         },
     }
-    tmp = os.path.join(out_dir, "summary.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    atomic_write.write_json(os.path.join(out_dir, "summary.json"), summary, indent=1)
     return summary
 
 

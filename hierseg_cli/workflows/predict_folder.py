@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from hierseg import atomic_write
 from hierseg.detections import Detections, write_jsonl
 from hierseg.hierarchy import Hierarchy
 from hierseg.serving import image_io
@@ -58,13 +59,6 @@ class Timer:
         now = time.perf_counter()
         self.seconds[key] = self.seconds.get(key, 0.0) + now - since
         return now
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------- part files
@@ -247,7 +241,7 @@ def predict_folder(
         if buffer:
             t = time.perf_counter()
             first = json.loads(buffer[0])["path"]
-            _atomic_write_text(os.path.join(out_dir, PARTS_DIR, _part_name(first)), "\n".join(buffer) + "\n")
+            atomic_write.write_text(os.path.join(out_dir, PARTS_DIR, _part_name(first)), "\n".join(buffer) + "\n")
             buffer.clear()
             timer.add("encoding", t)
 
@@ -345,7 +339,7 @@ def predict_folder(
             "elapsed_seconds": round(elapsed, 3),
         }
     )
-    _atomic_write_text(
+    atomic_write.write_text(
         os.path.join(out_dir, "timing.json"),
         json.dumps(
             {k: result[k] for k in ("timing", "elapsed_seconds", "images_per_second", "num_resumed", "num_predicted")},
@@ -400,7 +394,7 @@ def finalize(
     }
     report["num_instances"] = sum(len(index.detections(i, "merged")) for i in ok_ids)
     files["report.json"] = os.path.join(out_dir, "report.json")
-    _atomic_write_text(files["report.json"], json.dumps(report, indent=1) + "\n")
+    atomic_write.write_text(files["report.json"], json.dumps(report, indent=1) + "\n")
     timer.add("encoding", t)
     if visualize:
         from hierseg_cli.ground_truth_view import write_prediction_png
