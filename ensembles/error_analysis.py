@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ensembles.mask_iou import mask_areas, pairwise_intersections
 from ensembles.metric.evaluator import OidChallengeEvaluator
 from ensembles.metric.groundtruth import ExpandedGroundTruth, ImageGroundTruth
 from ensembles.metric.per_image import box_areas, box_intersections, evaluate_image
 from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
+from hierseg.rle import pairwise_intersections, rle_areas
 
 FP_KINDS = ("duplicate", "too_fine", "sibling", "other_class", "localization", "class_and_loc", "background")
 MISS_KINDS = (
@@ -115,8 +115,8 @@ def _overlaps(gt: ImageGroundTruth, det: Detections) -> np.ndarray:
     if has_mask.any():
         masked = np.flatnonzero(has_mask)
         inter = pairwise_intersections(det.rles, [gt.rles[j] for j in masked]).astype(np.float64)
-        a_det = mask_areas(det.rles).astype(np.float64)[:, None]
-        a_gt = mask_areas([gt.rles[j] for j in masked]).astype(np.float64)[None, :]
+        a_det = rle_areas(det.rles).astype(np.float64)[:, None]
+        a_gt = rle_areas([gt.rles[j] for j in masked]).astype(np.float64)[None, :]
         iou = inter / np.maximum(a_det + a_gt - inter, 1e-7)
         ioa = inter / (a_det + 1e-7)
         out[:, masked] = np.where(gt.is_group_of[masked][None, :], ioa, iou)

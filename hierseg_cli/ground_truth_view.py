@@ -28,7 +28,7 @@ def instances_of(gt, name: Callable[[str], str]) -> list[Instance]:
     """One image's :class:`ensembles.metric.groundtruth.ImageGroundTruth` (as annotated, not expanded)
     -> instances: masks, group-of regions (hatched) and boxes without a mask (dashed), masks first;
     ``name`` captions a class (a name or a label path)."""
-    from hierseg.oid.mask_codec import decode_rle
+    from hierseg.rle import decode_rle
 
     masks = [None if r is None else decode_rle(r) > 0 for r in gt.rles]
     return styled_instances(gt.classes, gt.boxes, masks, gt.is_group_of, name)
@@ -61,7 +61,7 @@ def oid_split_of(images_dir: str) -> tuple[str, str] | None:
 
 def load_ground_truth_instances(oid_dir: str, split: str, hierarchy) -> dict[str, list[Instance]]:
     """{ImageID: instances} of every annotated image of the split."""
-    from ensembles.metric.groundtruth import load_ground_truth
+    from ensembles.metric.groundtruth_files import load_ground_truth
 
     gts, _ = load_ground_truth(oid_dir, split, hierarchy)
     return {i: instances_of(g, hierarchy.name) for i, g in gts.items()}
@@ -73,7 +73,7 @@ def _ground_truth_of_dir(images_dir: str) -> dict:
     found = oid_split_of(images_dir)
     if found is None:
         return {}
-    from ensembles.metric.groundtruth import load_ground_truth
+    from ensembles.metric.groundtruth_files import load_ground_truth
     from hierseg.oid.layout import OidPaths
 
     oid_dir, split = found
@@ -97,7 +97,7 @@ def write_prediction_png(
 def oid_examples(oid_dir: str, split: str, hierarchy, wanted: set[str] | None, limit: int):
     """``(ImageID, image uint8 [H, W, 3], instances)`` of up to ``limit`` annotated images of the split
     (those with an instance of a ``wanted`` class when given), in ImageID order."""
-    from ensembles.metric.groundtruth import load_ground_truth
+    from ensembles.metric.groundtruth_files import load_ground_truth
     from hierseg.oid.layout import OidPaths
     from hierseg.serving import image_io
 

@@ -41,7 +41,7 @@ DETS = [
 
 
 def _gt() -> ImageGroundTruth:
-    return ImageGroundTruth(
+    return ImageGroundTruth.from_annotations(
         "img",
         SIZE,
         SIZE,
@@ -129,7 +129,8 @@ def test_analyze_command_on_the_synthetic_dataset(synth_dir, tmp_path, capsys):
 
     from PIL import Image
 
-    from ensembles.metric.groundtruth import ground_truth_as_detections, load_ground_truth
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.metric.groundtruth_files import load_ground_truth
     from ensembles.submission import write_submission
     from hierseg.oid.layout import OidPaths
     from hierseg_cli.main import main

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ensembles.error_analysis import analyze
     from ensembles.error_plots import class_table, plot_summary, summary_text, write_class_csv
-    from ensembles.metric.groundtruth import load_ground_truth
+    from ensembles.metric.groundtruth_files import load_ground_truth
     from ensembles.prediction_io import read_predictions
     from hierseg_cli.ensemble_args import load_hierarchy
 
