@@ -81,10 +81,13 @@ def model_info(config: ExperimentConfig) -> dict:
     """{"type", "image_size", "num_classes", "modules": [ModuleInfo...], "total_params", "total_flops"}.
 
     Raises:
-      ValueError: ``model.num_classes`` is 0 (resolve it from the label map first) or the factory refuses.
+      UsageError: ``model.num_classes`` is 0 (resolve it from the label map first).
+      ValueError: the factory refuses the config.
     """
+    from hierseg.errors import UsageError
+
     if config.model.num_classes < 1:
-        raise ValueError("model.num_classes is 0: give --data_dir (its label map) or --num_classes")
+        raise UsageError("model.num_classes is 0: give --data_dir (its label map) or --num_classes")
     model, inputs = build_inference_model(config)
     flops = inference_flops(model, inputs)
     modules = []

@@ -16,15 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from hierseg.config.params import merge
     from hierseg.models.model_info import format_info, model_info
 
-    config = load_experiment(args)
-    if args.num_classes:
-        config = merge(config, {"model": {"num_classes": args.num_classes}})
-    elif config.model.num_classes < 1 and config.data.label_map:
-        from hierseg.training.loop import resolve_num_classes
-
-        config = resolve_num_classes(config)
-    print(format_info(model_info(config)))
+    if args.num_classes:  # before loading: a config with num_classes 0 and no label map is refused
+        args.params_override = [*args.params_override, f"model.num_classes={args.num_classes}"]
+    print(format_info(model_info(load_experiment(args))))
     return 0
