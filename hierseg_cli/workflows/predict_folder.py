@@ -194,15 +194,22 @@ class _Run:
             self.buffer.append(_record_line(e["path"], image_id, layers=(d0, d1, merged)))  # LAYER_KEYS order
             t = self.timer.add("encoding", t)
             if self.config.visualize:
-                self._draw(e[image_io.ORIGINAL], merged, os.path.join(self.out_dir, VISUALIZE_DIR, f"{image_id}.png"))
+                png = os.path.join(self.out_dir, VISUALIZE_DIR, f"{image_id}.png")
+                self._draw(e[image_io.ORIGINAL], merged, png, e["path"])
                 self.timer.add("visualize", t)
 
-    def _draw(self, image: np.ndarray, merged: Detections, png: str) -> None:
-        from hierseg.serving.visualize import draw_detections, save_png
+    def _draw(self, image: np.ndarray, merged: Detections, png: str, image_path: str) -> None:
+        """The merged detections drawn on the image, beside its ground truth when the folder has it."""
+        from hierseg_cli.ground_truth_view import write_prediction_png
 
         names = self.names
-        save_png(
-            draw_detections(image, merged, lambda m: names.get(m, m), min_score=self.config.visualize_min_score), png
+        write_prediction_png(
+            image,
+            merged,
+            lambda m: names.get(m, m),
+            png,
+            image_path=image_path,
+            min_score=self.config.visualize_min_score,
         )
 
 
@@ -382,7 +389,7 @@ def finalize(
     atomic_write.write_json(files["report.json"], report, indent=1)
     timer.add("encoding", t)
     if config.visualize:
-        from hierseg.serving.visualize import draw_detections, save_png
+        from hierseg_cli.ground_truth_view import write_prediction_png
 
         t = time.perf_counter()
         path_of = dict(zip(ids, paths))
@@ -391,14 +398,10 @@ def finalize(
             if not os.path.exists(png):  # done by an earlier run without --visualize
                 image, err = image_io.read_image(path_of[i], config.apply_exif)
                 if not err:
-                    save_png(
-                        draw_detections(
-                            image,
-                            index.detections(i, "merged"),
-                            lambda m: (names or {}).get(m, m),
-                            min_score=config.visualize_min_score,
-                        ),
-                        png,
+                    name = lambda m: (names or {}).get(m, m)  # noqa: E731
+                    det = index.detections(i, "merged")
+                    write_prediction_png(
+                        image, det, name, png, image_path=path_of[i], min_score=config.visualize_min_score
                     )
         files["visualize"] = os.path.join(out_dir, VISUALIZE_DIR)
         timer.add("visualize", t)
