@@ -31,11 +31,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from hierseg import features
+from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import TrainConfig
+from hierseg.layout import ModelDir
 from hierseg.models.factory import build_model, build_train_targets
+from hierseg.priors import stage_shape_priors
 from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint, variables_fingerprint
 from hierseg.training.optimizer import MomentumSGD, trainable_variables, weight_decay_loss
 from hierseg.training.schedule import WarmupStepDecay
@@ -44,7 +46,7 @@ from hierseg.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "params.yaml"  # the effective config, written to model_dir
+CONFIG_FILE = layout.PARAMS_NAME  # the effective config, written to model_dir
 
 
 # ------------------------------------------------------------------------------------- one step
@@ -247,7 +249,7 @@ def train(
         )
     tf.io.gfile.makedirs(model_dir)
     if chief:
-        save_config(config, os.path.join(model_dir, CONFIG_FILE))
+        save_config(stage_shape_priors(config, model_dir), os.path.join(model_dir, CONFIG_FILE))  # + ShapeMask priors
     keras.utils.set_random_seed(train_cfg.seed)
     model, variables, optimizer, step = _build(config, strategy)
     checkpoint = make_checkpoint(model, optimizer=optimizer, step=step)
@@ -269,7 +271,7 @@ def train(
     schedule = WarmupStepDecay.from_config_section(train_cfg.learning_rate)
     train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
     writer = (
-        tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else tf.summary.create_noop_writer()
+        tf.summary.create_file_writer(ModelDir(model_dir).train_summaries) if chief else tf.summary.create_noop_writer()
     )
     bar = tqdm(
         total=train_cfg.total_steps,
