@@ -41,7 +41,7 @@ from hierseg.priors import stage_shape_priors
 from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint, variables_fingerprint
 from hierseg.training.optimizer import MomentumSGD, trainable_variables, weight_decay_loss
 from hierseg.training.schedule import WarmupStepDecay
-from hierseg.training.strategy import is_chief, task_id
+from hierseg.training.strategy import effective_precision, is_chief, task_id
 from hierseg.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,9 @@ def _build(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> tuple:
     """Under ``strategy.scope()``: the factory's model, the variables it trains, the optimizer, the step."""
     train_cfg = config.train
     previous_policy = keras.mixed_precision.global_policy()
-    if train_cfg.precision == "bfloat16":
+    precision = effective_precision(train_cfg.precision, isinstance(strategy, tf.distribute.TPUStrategy))
+    log.info("precision %s (train.precision=%s on %s)", precision, train_cfg.precision, type(strategy).__name__)
+    if precision == "bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         with strategy.scope():
