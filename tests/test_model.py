@@ -118,6 +118,27 @@ def test_training_losses_are_finite_scalars(tiny):
     assert float(losses["mask_loss"]) == pytest.approx(np.log(2.0), abs=0.05)
 
 
+def test_mask_head_runs_on_a_capped_set_of_foreground_rois(tiny):
+    """mask_head.max_rois: the loss stays the mean over real foreground ROIs, so a cap above the foreground
+    count changes nothing; a tight cap still gives a finite mean over its subset."""
+    import dataclasses
+
+    model, config = tiny
+    batch = synthetic_batch(3, 2, config)
+    slots = int(config.roi_sampling.num_samples * config.roi_sampling.fg_fraction)
+    results = {}
+    try:
+        for cap in (0, slots - 1, 2):
+            model.config = dataclasses.replace(config, mask_head=dataclasses.replace(config.mask_head, max_rois=cap))
+            tf.keras.utils.set_random_seed(5)  # the same ROI sample for every cap
+            results[cap] = {k: float(v) for k, v in model(batch, training=True).items()}
+    finally:
+        model.config = config
+    assert results[0]["frcnn_class_loss"] == results[2]["frcnn_class_loss"]  # same ROI sample
+    assert np.isfinite(results[2]["mask_loss"]) and results[2]["mask_loss"] > 0
+    assert results[slots - 1]["mask_loss"] == pytest.approx(results[0]["mask_loss"], rel=1e-5)
+
+
 def test_example_weights_scale_losses(tiny):
     model, config = tiny
     batch = synthetic_batch(1, 2, config)
