@@ -20,11 +20,11 @@ image need not be adjacent; every writer writes a temporary file and renames it 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from hierseg import atomic_write
 from hierseg.detections import Detections
 from hierseg.prediction_file import (
     INSTANCE_CSV_HEADER,
@@ -129,36 +129,29 @@ def write_parquet(path: str, detections: Iterable[Detections]) -> None:
     import pyarrow.parquet as pq
 
     schema = _parquet_schema()
-    tmp = f"{path}.tmp-{os.getpid()}"
     rows: list[dict] = []
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
+    with atomic_write.atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
 
-            def flush() -> None:
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-                rows.clear()
+        def flush() -> None:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            rows.clear()
 
-            for d in detections:
-                rows.append(
-                    {
-                        "image_id": d.image_id,
-                        "height": d.height,
-                        "width": d.width,
-                        "classes": list(d.classes),
-                        "scores": d.scores.tolist(),
-                        "boxes": d.boxes.tolist(),
-                        "masks": [
-                            r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"]
-                            for r in d.rles
-                        ],
-                        "label_paths": [list(p) for p in d.label_paths],
-                    }
-                )
-                if len(rows) >= _PARQUET_BATCH:
-                    flush()
-            if rows:
+        for d in detections:
+            rows.append(
+                {
+                    "image_id": d.image_id,
+                    "height": d.height,
+                    "width": d.width,
+                    "classes": list(d.classes),
+                    "scores": d.scores.tolist(),
+                    "boxes": d.boxes.tolist(),
+                    "masks": [
+                        r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"] for r in d.rles
+                    ],
+                    "label_paths": [list(p) for p in d.label_paths],
+                }
+            )
+            if len(rows) >= _PARQUET_BATCH:
                 flush()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if rows:
+            flush()

@@ -30,13 +30,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from hierseg import atomic_write
 from hierseg.detections import Detections
 from hierseg.rle import RleError, rle_boxes
 
@@ -128,24 +128,13 @@ def detections_from_json(line: str) -> Detections:
         raise ValueError(f"bad detections line: {type(e).__name__}: {e}") from None
 
 
-def _atomic_text_writer(path: str):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    return tmp, open(tmp, "w", newline="", encoding="utf-8")
-
-
 def write_jsonl(path: str, detections: Iterable[Detections]) -> int:
-    """Writes detections as JSON lines, atomically; returns the number of images written."""
-    tmp, f = _atomic_text_writer(path)
+    """Writes detections as JSON lines, atomically (:mod:`hierseg.atomic_write`); returns the number of images."""
     count = 0
-    try:
-        with f:
-            for d in detections:
-                f.write(detections_to_json(d) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write.atomic_open(path, "w", newline="") as f:
+        for d in detections:
+            f.write(detections_to_json(d) + "\n")
+            count += 1
     return count
 
 
@@ -381,8 +370,8 @@ class SubmissionCsvWriter:
 
     def __init__(self, path: str):
         self.path = path
-        self._tmp, self._file = _atomic_text_writer(path)
-        self._writer = csv.writer(self._file, lineterminator="\n")
+        self._opened = atomic_write.atomic_open(path, "w", newline="")
+        self._writer = csv.writer(self._opened.__enter__(), lineterminator="\n")
         self._writer.writerow(SUBMISSION_HEADER)
 
     def write_row(self, image_id: str, height: int, width: int, triples: Iterable[tuple[str, float, str]]) -> None:
@@ -393,8 +382,4 @@ class SubmissionCsvWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._file.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        elif os.path.exists(self._tmp):
-            os.remove(self._tmp)
+        self._opened.__exit__(exc_type, exc, tb)  # renames into place, or removes the temporary file
