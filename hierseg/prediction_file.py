@@ -38,14 +38,16 @@ import numpy as np
 
 from hierseg import atomic_write
 from hierseg.detections import Detections
+from hierseg.errors import UsageError
 from hierseg.rle import RleError, rle_boxes
 
 SUBMISSION_HEADER = ("ImageID", "ImageWidth", "ImageHeight", "PredictionString")
 INSTANCE_CSV_HEADER = ("ImageID", "ImageWidth", "ImageHeight", "LabelName", "Score", "Mask")
 
 
-class PredictionFileError(ValueError):
-    """A prediction file that cannot be read, with the file and line named."""
+class PredictionFileError(UsageError):
+    """A prediction file that cannot be read, with the file and line named (a ValueError; the `hierseg`
+    command prints it as one line, see :mod:`hierseg.errors`)."""
 
 
 # ---------------------------------------------------------------------------------------- scores

@@ -381,9 +381,10 @@ def test_oid_eval_command_bad_score_unknown_class_and_cache(synth, ground_truth,
     tokens[1] = "nan"
     lines[k] = ",".join([*row[:3], " ".join(tokens)])
     sub.write_text("\n".join(lines) + "\n")
-    assert main(args) == 1
+    assert main(args) == 2  # a wrong input named on the command line (hierseg.errors.UsageError)
     err = capsys.readouterr().err
-    assert f"{sub}:{k + 1}: image {row[0]}: triple 1" in err and "score 'nan' is not a number in [0, 1]" in err
+    assert err.startswith(f"hierseg oid-eval: error: {sub}:{k + 1}: image {row[0]}: triple 1")
+    assert "score 'nan' is not a number in [0, 1]" in err and len(err.strip().splitlines()) == 1
 
 
 def test_validate_submission_command_reports_a_non_utf8_byte(synth, tmp_path, capsys):
