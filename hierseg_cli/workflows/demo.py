@@ -8,9 +8,9 @@ skips the stages already done, so an interrupted demo picks up where it stopped)
     train0/1   hierseg.training.loop.train (tiny_cpu)   -> OUT/models/layer{0,1}
     eval0/1    COCO mask mAP of each layer on its prepared validation split
     export0/1  hierseg.serving.export.export_saved_model -> OUT/exports/layer{0,1}
-    predict    predict_folder over the test images (with PNGs) and over the validation images
+    predict    predict_folder over the test images and over the validation images (PNGs, ground truth beside)
     oid_eval   the challenge metric on the validation images: the ensemble, and Layer0 alone
-    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png
+    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png (validation images)
 
 The summary (each stage's time, each mAP, where the files are) is printed and written to
 ``OUT/summary.json``.
@@ -18,6 +18,7 @@ The summary (each stage's time, each mAP, where the files are) is printed and wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -105,17 +106,18 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
     return resolve_num_classes(cfg)
 
 
-def _parents_only_submission(predict_dir: str, path: str, hierarchy, ensemble_config) -> None:
+def _parents_only_submission(predict_dir: str, path: str, hierarchy, config) -> None:
     """A submission from Layer0's predictions alone (Layer1 left out), ensembled the same way."""
     from ensembles.merge import ensemble_image
+    from ensembles.submission import write_submission
     from hierseg.detections import Detections, read_jsonl
-    from hierseg_cli.workflows.predict_folder import _write_submission
+    from hierseg_cli.workflows.predict_folder import FINAL_JSONL
 
     merged = (
-        ensemble_image(d, Detections(d.image_id, d.height, d.width), hierarchy, ensemble_config)
-        for d in read_jsonl(os.path.join(predict_dir, "layer0.jsonl"))
+        ensemble_image(d, Detections(d.image_id, d.height, d.width), hierarchy, config.ensemble)
+        for d in read_jsonl(os.path.join(predict_dir, FINAL_JSONL["layer0"]))
     )
-    _write_submission(path, merged, score_threshold=0.0, max_per_image=None, hierarchy=hierarchy)
+    write_submission(merged, path, hierarchy, config=config.submission)
 
 
 def _oid_eval(data_dir: str, submission: str, output: str, hierarchy) -> dict:
@@ -211,10 +213,11 @@ def run_demo(
         stages.run(f"export{layer}", export)
         exports.append(export_dir)
 
-    from hierseg_cli.commands.predict import load_ensemble_config
+    from ensembles.config import PredictConfig
     from hierseg_cli.workflows.predict_folder import predict_folder
 
-    ens_cfg = load_ensemble_config(None, None)
+    # A challenge submission: masks on the stored pixels, as the ground truth (no EXIF rotation).
+    predict_cfg = PredictConfig(apply_exif=False)
     predictors = None
 
     def predictors_once():
@@ -231,13 +234,10 @@ def run_demo(
                 *exports,
                 os.path.join(data_dir, split),
                 os.path.join(out_dir, f"predict_{split}"),
-                batch_size=4,
-                ensemble_config=ens_cfg,
+                dataclasses.replace(predict_cfg, visualize=visualize),
                 hierarchy=hierarchy,
-                visualize=visualize,
                 show_progress=show_progress,
                 predictors=predictors_once(),
-                apply_exif=False,  # a challenge submission: masks on the stored pixels, as the ground truth
             )
             return {
                 k: res[k]
@@ -255,12 +255,12 @@ def run_demo(
         return fn
 
     pred_test = stages.run("predict_test", predict("test", True))
-    stages.run("predict_validation", predict("validation", False))
+    stages.run("predict_validation", predict("validation", True))  # pictures with the ground truth beside
 
     def oid_eval() -> dict:
         val_dir = os.path.join(out_dir, "predict_validation")
         parents = os.path.join(val_dir, "submission_parents_only.csv")
-        _parents_only_submission(val_dir, parents, hierarchy, ens_cfg)
+        _parents_only_submission(val_dir, parents, hierarchy, predict_cfg)
         return {
             "ensemble": _oid_eval(
                 data_dir,
@@ -278,7 +278,7 @@ def run_demo(
     def submit() -> dict:
         from ensembles.image_set import image_sizes_from_dir
         from ensembles.validate_submission import validate_submission
-        from hierseg.serving.visualize import make_grid
+        from hierseg.serving.render import tile
 
         submission = os.path.join(out_dir, "submission.csv")
         with atomic_write.atomic_path(submission) as tmp:
@@ -288,9 +288,9 @@ def run_demo(
             expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
             valid_mids=hierarchy.classes,
         )
-        pngs = sorted(tf.io.gfile.glob(os.path.join(out_dir, "predict_test", "visualize", "*.png")))[:16]
+        pngs = sorted(tf.io.gfile.glob(os.path.join(out_dir, "predict_validation", "visualize", "*.png")))[:6]
         grid = os.path.join(out_dir, "predictions_grid.png")
-        make_grid(pngs, grid)
+        tile(pngs, grid, columns=2)
         return {
             "submission": submission,
             "valid": not problems,
