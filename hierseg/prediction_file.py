@@ -21,7 +21,8 @@ API: :func:`check_score`, :func:`check_scores`, :func:`detections_to_json`, :fun
 :func:`write_jsonl`, :func:`read_jsonl`, :func:`csv_rows`, :func:`split_prediction_string`,
 :func:`parse_prediction_string`, :func:`format_prediction_string`, :func:`parse_image_size`,
 :func:`read_submission_csv` (or :func:`submission_rows` and :meth:`SubmissionRow.detections` to
-parse elsewhere), :func:`read_instance_csv`, :class:`SubmissionCsvWriter`.
+parse elsewhere, :func:`parse_submission_rows` for a batch), :func:`read_instance_csv`,
+:class:`SubmissionCsvWriter`.
 """
 
 from __future__ import annotations
@@ -283,6 +284,40 @@ class SubmissionRow:
         except ValueError as e:
             raise PredictionFileError(f"{self.path}:{self.line}: image {self.image_id}: {e}") from None
         return _detections(self.image_id, h, w, classes, scores, rles)
+
+
+def parse_submission_rows(rows: Sequence[SubmissionRow]) -> list[Detections]:
+    """:meth:`SubmissionRow.detections` of many rows, their masks checked in one vectorized pass
+    (much faster for a batch of small rows); a bad row raises exactly as alone.
+
+    Raises:
+      PredictionFileError: as :meth:`SubmissionRow.detections`, for the first bad row.
+    """
+    from hierseg.oid.mask_codec import counts_from_oid_masks_unchecked
+    from hierseg.rle import count_pixels_many
+
+    try:
+        sizes = [parse_image_size(r.width, r.height) for r in rows]
+        triples = [split_prediction_string(r.prediction_string) for r in rows]
+        scores = [
+            [check_score(score, f"triple {t} ({mid})") for t, (mid, score, _) in enumerate(tr, start=1)]
+            for tr in triples
+        ]
+        counts = counts_from_oid_masks_unchecked([e for tr in triples for _, _, e in tr])
+        ok = (
+            counts is not None
+            and (count_pixels_many(counts) == np.repeat([h * w for h, w in sizes], [len(tr) for tr in triples])).all()
+        )
+    except ValueError:  # a bad row: parse them one by one for its exact message
+        ok = False
+    if not ok:
+        return [r.detections() for r in rows]
+    out, k = [], 0
+    for r, (h, w), tr, sc in zip(rows, sizes, triples, scores):
+        rles = [{"size": [h, w], "counts": c} for c in counts[k : k + len(tr)]]
+        out.append(_detections(r.image_id, h, w, [mid for mid, _, _ in tr], np.asarray(sc, np.float64), rles))
+        k += len(tr)
+    return out
 
 
 def submission_rows(path: str) -> Iterator[SubmissionRow]:

@@ -404,6 +404,7 @@ def test_reads_prepared_layer_and_matches_its_coco_json(prepared_dir):
         detections.append(
             Detections.from_dense(d["source_id"].numpy().decode(), mids, np.ones(len(mids), np.float32), masks)
         )
-    assert {det.image_id for det in detections} == {img["source_id"] for img in coco["images"]}
+    # The decoder's source_id is the ImageID (image/filename's stem), the JSON's file_name "<ImageID>.jpg".
+    assert {det.image_id for det in detections} == {img["file_name"][: -len(".jpg")] for img in coco["images"]}
     metrics = evaluate_coco(detections, layer.validation_coco_json, label_map)
     assert metrics["mask/AP"] > 0.99, metrics

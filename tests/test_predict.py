@@ -26,6 +26,7 @@ from hierseg.detections import Detections
 from hierseg.label_map import LabelMap
 from hierseg.layout import ExportDir
 from hierseg.serving import image_io
+from hierseg.serving.render import display_size
 from hierseg.serving.visualize import caption, class_color, draw_detections, make_grid, save_png, text_color
 
 PERSON, MAN, WOMAN, TOY, TEDDY = "/m/01g317", "/m/04yx4", "/m/03bt1vf", "/m/0138tl", "/m/0kmg4"
@@ -344,7 +345,11 @@ def test_predict_skips_unreadable_and_resumes_to_identical_files(tmp_path, expor
     for n in names:
         with Image.open(tmp_path / "full" / "visualize" / f"{n}.png") as png:
             d = next(d for d in preds if d.image_id == n)
-            assert png.size == (d.width, d.height)
+            # Drawn at the display size (long side 512, the original's aspect), the colour legend below.
+            assert (
+                png.size[0] == display_size(d.height, d.width, 512)[1]
+                and png.size[1] > display_size(d.height, d.width, 512)[0]
+            )
 
     # A run that dies after its second model call, leaving a half-written temporary behind...
     calls = {"n": 0}

@@ -91,6 +91,8 @@ class LayerPredictor:
         spec = self._serve.structured_input_signature[1]["images"]
         # A signature traced with a fixed batch needs every batch padded to that size.
         self._static_batch = spec.shape[0] if spec.shape.rank and spec.shape[0] is not None else None
+        # Box-only exports (model.type retinanet) have no masks: no segmentation-track submission from them.
+        self.has_masks = "detection_masks" in self._serve.structured_outputs
 
     @property
     def mids(self) -> tuple[str, ...]:

@@ -56,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hierarchy", help="hierarchy JSON (default: the one in --oid_dir)")
     p.add_argument("--classes", help="class-description CSV to go with --hierarchy")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--top", type=int, help="print only the N worst classes of the per-class table")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"hierseg oid-eval: {e}", file=sys.stderr)
         return 1
     _report(metrics)
+    from hierseg.evaluation.tables import oid_table
+    from hierseg_cli.ensemble_args import load_hierarchy
+
+    print(oid_table(metrics, load_hierarchy(args), top=args.top))
     if args.output_metrics:
         write_metrics(metrics, args.output_metrics)
         print(f"wrote {args.output_metrics}")

@@ -8,9 +8,9 @@ skips the stages already done, so an interrupted demo picks up where it stopped)
     train0/1   hierseg.training.loop.train (tiny_cpu)   -> OUT/models/layer{0,1}
     eval0/1    COCO mask mAP of each layer on its prepared validation split
     export0/1  hierseg.serving.export.export_saved_model -> OUT/exports/layer{0,1}
-    predict    predict_folder over the test images (with PNGs) and over the validation images
+    predict    predict_folder over the test images and over the validation images (PNGs, ground truth beside)
     oid_eval   the challenge metric on the validation images: the ensemble, and Layer0 alone
-    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png
+    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png (validation images)
 
 The summary (each stage's time, each mAP, where the files are) is printed and written to
 ``OUT/summary.json``.
@@ -255,7 +255,7 @@ def run_demo(
         return fn
 
     pred_test = stages.run("predict_test", predict("test", True))
-    stages.run("predict_validation", predict("validation", False))
+    stages.run("predict_validation", predict("validation", True))  # pictures with the ground truth beside
 
     def oid_eval() -> dict:
         val_dir = os.path.join(out_dir, "predict_validation")
@@ -278,7 +278,7 @@ def run_demo(
     def submit() -> dict:
         from ensembles.image_set import image_sizes_from_dir
         from ensembles.validate_submission import validate_submission
-        from hierseg.serving.visualize import make_grid
+        from hierseg.serving.render import tile
 
         submission = os.path.join(out_dir, "submission.csv")
         with atomic_write.atomic_path(submission) as tmp:
@@ -288,9 +288,9 @@ def run_demo(
             expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
             valid_mids=hierarchy.classes,
         )
-        pngs = sorted(tf.io.gfile.glob(os.path.join(out_dir, "predict_test", "visualize", "*.png")))[:16]
+        pngs = sorted(tf.io.gfile.glob(os.path.join(out_dir, "predict_validation", "visualize", "*.png")))[:6]
         grid = os.path.join(out_dir, "predictions_grid.png")
-        make_grid(pngs, grid)
+        tile(pngs, grid, columns=2)
         return {
             "submission": submission,
             "valid": not problems,

@@ -194,15 +194,22 @@ class _Run:
             self.buffer.append(_record_line(e["path"], image_id, layers=(d0, d1, merged)))  # LAYER_KEYS order
             t = self.timer.add("encoding", t)
             if self.config.visualize:
-                self._draw(e[image_io.ORIGINAL], merged, os.path.join(self.out_dir, VISUALIZE_DIR, f"{image_id}.png"))
+                png = os.path.join(self.out_dir, VISUALIZE_DIR, f"{image_id}.png")
+                self._draw(e[image_io.ORIGINAL], merged, png, e["path"])
                 self.timer.add("visualize", t)
 
-    def _draw(self, image: np.ndarray, merged: Detections, png: str) -> None:
-        from hierseg.serving.visualize import draw_detections, save_png
+    def _draw(self, image: np.ndarray, merged: Detections, png: str, image_path: str) -> None:
+        """The merged detections drawn on the image, beside its ground truth when the folder has it."""
+        from hierseg_cli.ground_truth_view import write_prediction_png
 
         names = self.names
-        save_png(
-            draw_detections(image, merged, lambda m: names.get(m, m), min_score=self.config.visualize_min_score), png
+        write_prediction_png(
+            image,
+            merged,
+            lambda m: names.get(m, m),
+            png,
+            image_path=image_path,
+            min_score=self.config.visualize_min_score,
         )
 
 
@@ -258,6 +265,12 @@ def predict_folder(
         LayerPredictor(layer0_export, min_score=config.ensemble.min_layer0_score),
         LayerPredictor(layer1_export, min_score=config.ensemble.min_layer1_score),
     )
+    for layer, predictor in (("layer0", l0), ("layer1", l1)):
+        if not getattr(predictor, "has_masks", True):
+            raise ValueError(
+                f"--{layer} {predictor.export_dir}: a box-only model (no detection_masks, e.g. model.type "
+                "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
+            )
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 
@@ -376,7 +389,7 @@ def finalize(
     atomic_write.write_json(files["report.json"], report, indent=1)
     timer.add("encoding", t)
     if config.visualize:
-        from hierseg.serving.visualize import draw_detections, save_png
+        from hierseg_cli.ground_truth_view import write_prediction_png
 
         t = time.perf_counter()
         path_of = dict(zip(ids, paths))
@@ -385,14 +398,10 @@ def finalize(
             if not os.path.exists(png):  # done by an earlier run without --visualize
                 image, err = image_io.read_image(path_of[i], config.apply_exif)
                 if not err:
-                    save_png(
-                        draw_detections(
-                            image,
-                            index.detections(i, "merged"),
-                            lambda m: (names or {}).get(m, m),
-                            min_score=config.visualize_min_score,
-                        ),
-                        png,
+                    name = lambda m: (names or {}).get(m, m)  # noqa: E731
+                    det = index.detections(i, "merged")
+                    write_prediction_png(
+                        image, det, name, png, image_path=path_of[i], min_score=config.visualize_min_score
                     )
         files["visualize"] = os.path.join(out_dir, VISUALIZE_DIR)
         timer.add("visualize", t)
