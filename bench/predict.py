@@ -2,7 +2,7 @@
 Layer1, ensembling and encoding, for the tiny CPU config and for Mask R-CNN ResNet-50-FPN at 1024.
 
 Models have random weights (speed does not depend on them, except through the number of detections,
-which is capped by ``model.detection.max_detections`` and by the per-layer ``--layer_min_score``);
+which is capped by ``model.detection.max_detections`` and by the per-layer ``ensemble.min_layer{0,1}_score``);
 they are exported with the exporter's DetectionModule and run through the real workflow
 (:func:`hierseg_cli.workflows.predict_folder.predict_folder`), over JPEGs of Open Images size
 (1024 px on the longer side). Label maps are the real Layer0/Layer1 class sets of the 300-class
@@ -52,8 +52,8 @@ def random_export(config_file: str, layer: int, work: str, overrides: list[str])
     from hierseg.config.params import save as save_config
     from hierseg.hierarchy import Hierarchy
     from hierseg.label_map import LabelMap
+    from hierseg.models.factory import build_model
     from hierseg.serving.export import CONFIG_FILE, LABEL_MAP_FILE, DetectionModule
-    from hierseg.training.loop import build_model
 
     os.makedirs(work, exist_ok=True)
     h = Hierarchy.builtin()
@@ -63,7 +63,9 @@ def random_export(config_file: str, layer: int, work: str, overrides: list[str])
     cfg = load(ExperimentConfig, config_file, overrides)
     cfg = merge(cfg, {"data": {"label_map": label_map}, "model": {"num_classes": len(mids)}})
     # Random weights: the export's DetectionModule wraps a freshly built model (no checkpoint needed).
-    module = DetectionModule(build_model(cfg), cfg.data.output_size, cfg.eval.mask_threshold)
+    module = DetectionModule(
+        build_model(cfg.model, cfg.data.output_size), cfg.data.output_size, cfg.eval.mask_threshold
+    )
     export_dir = os.path.join(work, f"export{layer}")
     tf.saved_model.save(
         module, export_dir, signatures={"serving_default": module.serve_bytes, "serve_images": module.serve_images}
@@ -76,6 +78,7 @@ def random_export(config_file: str, layer: int, work: str, overrides: list[str])
 def bench(
     name: str, config_file: str, images_dir: str, n: int, batch_size: int, work: str, overrides: list[str]
 ) -> dict:
+    from ensembles.config import PredictConfig
     from hierseg.hierarchy import Hierarchy
     from hierseg.serving.predictor import LayerPredictor
     from hierseg_cli.workflows.predict_folder import predict_folder
@@ -90,7 +93,7 @@ def bench(
         *exports,
         paths[:1],
         os.path.join(work, name, "warmup"),
-        batch_size=1,
+        PredictConfig(batch_size=1),
         hierarchy=Hierarchy.builtin(),
         show_progress=False,
         predictors=predictors,
@@ -99,7 +102,7 @@ def bench(
         *exports,
         paths,
         os.path.join(work, name, "out"),
-        batch_size=batch_size,
+        PredictConfig(batch_size=batch_size),
         hierarchy=Hierarchy.builtin(),
         show_progress=False,
         predictors=predictors,

@@ -75,12 +75,9 @@ class LabelMap:
         return cls(tuple(items[i][0] for i in sorted(items)), tuple(items[i][1] for i in sorted(items)))
 
     def save(self, path: str) -> None:
-        import tensorflow as tf
+        from hierseg import atomic_write
 
-        tmp = f"{path}.tmp"
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            f.write(self.to_pbtxt())
-        tf.io.gfile.rename(tmp, path, overwrite=True)
+        atomic_write.write_text(path, self.to_pbtxt())
 
     @classmethod
     def load(cls, path: str) -> LabelMap:

@@ -7,10 +7,9 @@ import logging
 import os
 
 from hierseg.config import check, load, merge
-from hierseg.config.experiment import ExperimentConfig
+from hierseg.config.experiment import ExperimentConfig, resolve_num_classes
 from hierseg.label_map import LabelMap
-
-EFFECTIVE_CONFIG = "params.yaml"  # what `hierseg train` writes into --model_dir
+from hierseg.layout import ModelDir, PreparedLayer
 
 
 def add_experiment_arguments(
@@ -54,31 +53,32 @@ def data_dir_overrides(data_dir: str) -> dict:
 
     from hierseg.errors import UsageError
 
-    label_map = os.path.join(data_dir, "label_map.pbtxt")
+    layer = PreparedLayer(data_dir)
     if not tf.io.gfile.isdir(data_dir):
         raise UsageError(f"--data_dir {data_dir}: no such folder (give a prepared layer folder, e.g. OUT/layer0)")
-    if not tf.io.gfile.exists(label_map):
+    if not tf.io.gfile.exists(layer.label_map):
         raise UsageError(
             f"--data_dir {data_dir}: no label_map.pbtxt: not a layer folder written by `hierseg prepare` "
             "(give OUT/layer0 or OUT/layer1)"
         )
     return {
         "data": {
-            "train_file_pattern": os.path.join(data_dir, "train-*.tfrecord"),
-            "eval_file_pattern": os.path.join(data_dir, "validation-*.tfrecord"),
-            "eval_json": os.path.join(data_dir, "validation_coco.json"),
-            "label_map": label_map,
+            "train_file_pattern": layer.shard_pattern("train"),
+            "eval_file_pattern": layer.shard_pattern("validation"),
+            "eval_json": layer.validation_coco_json,
+            "label_map": layer.label_map,
         },
-        "model": {"num_classes": LabelMap.load(label_map).num_classes},
+        "model": {"num_classes": LabelMap.load(layer.label_map).num_classes},
     }
 
 
 def load_experiment(args: argparse.Namespace, model_dir: str | None = None) -> ExperimentConfig:
     """Defaults <- --config_file (or model_dir/params.yaml) <- --data_dir <- each --params_override,
-    range-checked (hierseg.config.params.check)."""
+    range-checked (hierseg.config.params.check); then ``model.num_classes`` resolved from ``data.label_map``
+    when 0 (the one place it is resolved)."""
     config_file = args.config_file
     if not config_file and model_dir:
-        candidate = os.path.join(model_dir, EFFECTIVE_CONFIG)
+        candidate = ModelDir(model_dir).params_yaml
         import tensorflow as tf
 
         if tf.io.gfile.exists(candidate):
@@ -87,7 +87,7 @@ def load_experiment(args: argparse.Namespace, model_dir: str | None = None) -> E
     config = load(ExperimentConfig, config_file)
     if args.data_dir:
         config = merge(config, data_dir_overrides(args.data_dir))
-    return check(load_overrides(config, args.params_override))
+    return resolve_num_classes(check(load_overrides(config, args.params_override)))
 
 
 def load_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:

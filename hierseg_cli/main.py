@@ -23,15 +23,22 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "write the built-in synthetic Open Images dataset (challenge 2019 layout)"),
     "hierarchy": ("hierarchy", "print the layer table of an Open Images hierarchy"),
+    "browse": ("browse", "ground truth drawn on images, from the dataset folder or the prepared TFRecords"),
     "prepare": ("prepare", "build class-balanced Layer0/Layer1 TFRecord training sets"),
+    "priors": ("priors", "ShapeMask shape priors: per-class k-means of a prepared layer's training masks"),
+    "prepare-voc": ("prepare_voc", "convert PASCAL VOC 2012 segmentation into TFRecords for DeepLab"),
     "train": ("train", "train one layer's instance segmenter (TPU, GPUs, workers or CPU)"),
     "evaluate": ("evaluate", "COCO box and mask mAP of a checkpoint on the prepared validation set"),
     "export": ("export", "export a trained model as a SavedModel taking encoded image bytes"),
     "predict": ("predict", "run both layers' exports over an image folder and ensemble them"),
+    "predict-semantic": ("predict_semantic", "fuse Layer0/Layer1 DeepLab exports into per-pixel label paths"),
     "ensemble": ("ensemble", "merge Layer0 and Layer1 predictions into parent-child labeled masks"),
     "submit": ("submit", "write an Open Images challenge submission CSV from ensembled predictions"),
     "validate-submission": ("validate_submission", "check a submission CSV and report every problem"),
     "oid-eval": ("oid_eval", "the Open Images Challenge 2019 instance segmentation metric"),
+    "model-info": ("model_info", "parameters per module and FLOPs per image of a configured model"),
+    "plot": ("plot", "training curves (losses, learning rate, eval metrics) from TensorBoard events as a PNG"),
+    "analyze": ("analyze", "hierarchical error analysis of a submission: FP causes, related-class misses"),
     "demo": ("demo", "the whole pipeline end to end on the synthetic dataset"),
 }
 

@@ -10,8 +10,8 @@ import pytest
 
 from hierseg import features as F
 from hierseg.label_map import LabelMap
-from hierseg.oid.mask_codec import encode_rle, encode_rle_window
 from hierseg.ops.mask_paste import paste_masks_numpy
+from hierseg.rle import encode_rle, encode_rle_window
 from hierseg.serving.model_outputs import image_detections, paste_one
 
 

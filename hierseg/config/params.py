@@ -300,10 +300,6 @@ def check(cfg: T, path: str = "") -> T:
 
 def save(cfg: Any, path: str) -> None:
     """Writes the config as YAML, atomically (local or gs://)."""
-    import tensorflow as tf
+    from hierseg import atomic_write
 
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_write.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

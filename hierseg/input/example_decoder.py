@@ -21,6 +21,7 @@ CLASSES = "classes"  # int32 [n], 1..K
 IS_CROWD = "is_crowd"  # bool [n]
 MASKS = "masks"  # uint8 [n, H, W], 0/1
 WEIGHT = "weight"  # float32 []
+SEMANTIC_PNG = "semantic_png"  # string []: label-map PNG (VOC records), "" when absent
 
 
 def _feature_spec() -> dict:
@@ -40,6 +41,7 @@ def _feature_spec() -> dict:
         features.OBJECT_IS_CROWD: tf.io.VarLenFeature(tf.int64),
         features.OBJECT_MASK: tf.io.VarLenFeature(tf.string),
         features.EXAMPLE_WEIGHT: tf.io.FixedLenFeature([], tf.float32, default_value=1.0),
+        features.SEMANTIC_ENCODED: tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
 
 
@@ -127,6 +129,7 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
         CLASSES: classes,
         IS_CROWD: crowd > 0,
         WEIGHT: dense[features.EXAMPLE_WEIGHT],
+        SEMANTIC_PNG: dense[features.SEMANTIC_ENCODED],
     }
     with tf.control_dependencies(checks):
         out[BOXES] = tf.identity(boxes)

@@ -17,7 +17,7 @@ import numpy as np
 from hierseg import features
 from hierseg.detections import Detections
 from hierseg.label_map import LabelMap
-from hierseg.oid.mask_codec import encode_rle_window
+from hierseg.rle import encode_rle_window
 
 ROW_BLOCK = 1024  # output rows pasted per matrix product: bounds the float32 scratch to ROW_BLOCK x box width
 
@@ -60,6 +60,16 @@ def paste_one(
     return top, left, window
 
 
+def filled_box(box: np.ndarray, height: int, width: int) -> tuple[int, int, np.ndarray]:
+    """``(top, left, window)``: the pixels whose centres lie inside one normalized box, as a bool window
+    (the mask of a box-only detection); memory is the box's, like :func:`paste_one`."""
+    rows = np.nonzero(((np.arange(height) + 0.5) / height >= box[0]) & ((np.arange(height) + 0.5) / height < box[2]))[0]
+    cols = np.nonzero(((np.arange(width) + 0.5) / width >= box[1]) & ((np.arange(width) + 0.5) / width < box[3]))[0]
+    if not len(rows) or not len(cols):
+        return 0, 0, np.zeros((0, 0), bool)
+    return int(rows[0]), int(cols[0]), np.ones((len(rows), len(cols)), bool)
+
+
 def image_detections(
     outputs: dict[str, np.ndarray],
     b: int,
@@ -85,10 +95,13 @@ def image_detections(
     if not len(keep):
         return Detections(image_id, height, width)
     boxes = np.clip(outputs[features.DET_BOXES][b, keep].astype(np.float32), 0.0, 1.0)
-    box_masks = outputs[features.DET_MASKS][b]
+    box_masks = outputs.get(features.DET_MASKS)
     rles, nonempty = [], np.ones(len(keep), bool)
     for i, k in enumerate(keep):  # one detection at a time, inside its box: memory is one box's
-        top, left, window = paste_one(box_masks[k], boxes[i], height, width, mask_threshold)
+        if box_masks is not None:
+            top, left, window = paste_one(box_masks[b, k], boxes[i], height, width, mask_threshold)
+        else:  # a box-only model (output_kind "boxes"): each mask is its box, filled; predict refuses these
+            top, left, window = filled_box(boxes[i], height, width)
         nonempty[i] = window.any()
         rles.append(encode_rle_window(window, top, left, height, width))
     if drop_empty_masks:
