@@ -85,7 +85,7 @@ class MaskZipReader:
     @classmethod
     def for_split(cls, paths: OidPaths, split: str) -> MaskZipReader:
         """The reader of a split's shards in the dataset layout (``paths.mask_zip(split, shard)``)."""
-        return cls(paths.mask_zip_dir(split), MASK_ZIP_DIR_NAME.format(split=split))
+        return cls(paths.mask_zip_dir(split), paths.mask_zip_prefix(split))
 
     def zip_path(self, shard: str) -> str:
         return join(self.zip_dir, f"{self.split_prefix}-{shard}.zip")
@@ -120,7 +120,18 @@ class MaskZipReader:
                     raise OidFormatError(f"{path}: cannot open mask zip shard: {e}") from None
                 except zipfile.BadZipFile as e:
                     raise OidFormatError(f"{path}: not a zip file: {e}") from None
-                names = {n.rsplit("/", 1)[-1]: n for n in zf.namelist() if not n.endswith("/")}
+                names: dict[str, str] = {}
+                for n in zf.namelist():
+                    if n.endswith("/"):
+                        continue
+                    base = n.rsplit("/", 1)[-1]
+                    if base in names:  # which one is the mask? refuse rather than pick one silently
+                        zf.close()
+                        raise OidFormatError(
+                            f"{path}:{n}: a second entry named {base} (first: {names[base]}); a MaskPath must "
+                            "name one entry"
+                        )
+                    names[base] = n
                 self._zips[shard] = (zf, names)
             return self._zips[shard]
 
