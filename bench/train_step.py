@@ -1,6 +1,6 @@
-"""Training-step throughput and peak memory on this machine's CPU: the tiny config and ResNet-50-FPN.
+"""Training-step throughput and peak memory on this machine's CPU: the tiny configs, ResNet-50-FPN and DeepLab v3+ R101.
 
-    python bench/train_step.py [--steps 5] [--cases tiny,r50_512]
+    python bench/train_step.py [--steps 5] [--cases tiny,r50_512,deeplab_tiny,deeplab_r101_513]
 
 Each case runs in its own subprocess (so its peak resident memory, ``ru_maxrss``, is its own): the
 real model, optimizer and train loop (``hierseg.training.loop.make_train_loop``) on synthetic images
@@ -58,6 +58,16 @@ CASES = {
         },
         "ShapeMask ResNet-50-FPN (213 classes), 512x512, batch 2",
     ),
+    "deeplab_tiny": (
+        "configs/tiny_cpu_deeplab.yaml",
+        {"data": {"output_size": 128}, "train": {"global_batch_size": 4}},
+        "DeepLab v3+ tiny (R18 x0.25), 128x128, batch 4",
+    ),
+    "deeplab_r101_513": (
+        "configs/voc_deeplab_v3plus_r101.yaml",
+        {"train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}}},
+        "DeepLab v3+ R101 (VOC, OS 16), 513x513, batch 2",
+    ),
 }
 
 
@@ -71,9 +81,10 @@ def run_case(name: str, steps: int) -> dict:
     from hierseg.config import load, merge
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
+    from hierseg.layout import PreparedLayer
     from hierseg.models.factory import build_model, build_train_targets
-    from hierseg.training.loop import make_train_loop, trainable_variables
-    from hierseg.training.optimizer import MomentumSGD
+    from hierseg.training.loop import make_train_loop
+    from hierseg.training.optimizer import MomentumSGD, trainable_variables
     from hierseg.training.schedule import WarmupStepDecay
 
     config_file, overrides, _ = CASES[name]
@@ -85,7 +96,7 @@ def run_case(name: str, steps: int) -> dict:
         )
         cfg = merge(cfg, {"data": {"max_instances": 8}, "model": {"num_classes": cfg.model.num_classes or 3}})
         ds = build_dataset(
-            str(layer / "train-*"),
+            PreparedLayer(layer).shard_pattern("train"),
             cfg.data,
             is_training=True,
             batch_size=batch,

@@ -31,6 +31,7 @@ from hierseg import features
 from hierseg.config.data import DataConfig
 from hierseg.input import example_decoder as ex
 from hierseg.input.preprocess import resize_and_pad
+from hierseg.input.semantic_targets import labels_to_input_frame, source_class_map
 from hierseg.input.transforms import (
     clip_boxes_to_window,
     crop_masks_to_boxes,
@@ -82,9 +83,14 @@ class _ExampleParser:
         def keep(mask, *tensors):
             return [tf.boolean_mask(t, mask) for t in tensors]
 
+        labels = None  # GT_SEMANTIC in the source frame, from every instance (crowds included) or a PNG
+        if data.semantic.enabled:
+            labels = source_class_map(image, masks, classes, boxes, d[ex.SEMANTIC_PNG], data.semantic)
         if self.is_training and data.skip_crowd_during_training:
             boxes, classes, crowd, masks = keep(~crowd, boxes, classes, crowd, masks)
         if self.is_training:
+            if labels is not None:  # same seed: flipped exactly when the image is
+                labels = random_flip(image, boxes, labels[None], data.aug.flip_prob, seeds[0])[2][0]
             image, boxes, masks = random_flip(image, boxes, masks, data.aug.flip_prob, seeds[0])
             image, info = random_scale_and_crop(image, size, data.aug.scale_min, data.aug.scale_max, seeds[1])
         else:
@@ -131,6 +137,8 @@ class _ExampleParser:
             features.WEIGHT: tf.reshape(tf.cast(weight, tf.float32), []),
             features.NUM_DROPPED: tf.cast(num_dropped, tf.int32),
         }
+        if labels is not None:
+            out[features.GT_SEMANTIC] = labels_to_input_frame(labels, info, size)
         if self.is_training:
             if self.train_targets is not None:
                 out = self.train_targets(dict(out, **{features.TARGETS_SEED: seeds[3]}))
@@ -203,7 +211,10 @@ def build_dataset(
         ds = ds.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.enumerate()
     parser = _ExampleParser(data, is_training, base_seed, train_targets)
-    ds = ds.map(parser, num_parallel_calls=tf.data.AUTOTUNE, deterministic=data.deterministic or not is_training)
+    # The parser is plain TF ops (tf.cond where it branches on tensors): no AutoGraph conversion, which
+    # took most of the tracing time of every pipeline built.
+    parser_fn = tf.autograph.experimental.do_not_convert(parser)
+    ds = ds.map(parser_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=data.deterministic or not is_training)
     ds = ds.batch(per_replica, drop_remainder=is_training)
     ds = ds.prefetch(tf.data.AUTOTUNE if data.prefetch < 0 else data.prefetch)
     options = tf.data.Options()

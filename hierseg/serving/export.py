@@ -28,7 +28,7 @@ import types
 
 import tensorflow as tf
 
-from hierseg import features
+from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.input.preprocess import decode_image, resize_and_pad
@@ -37,8 +37,8 @@ from hierseg.priors import stage_shape_priors
 
 log = logging.getLogger(__name__)
 
-LABEL_MAP_FILE = "label_map.pbtxt"
-CONFIG_FILE = "export_config.yaml"
+LABEL_MAP_FILE = layout.EXPORT_LABEL_MAP_NAME
+CONFIG_FILE = layout.EXPORT_CONFIG_NAME
 
 
 class DetectionModule(tf.Module):
@@ -111,7 +111,12 @@ def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: s
 
     ckpt = checkpoint_path(checkpoint_path_or_model_dir)
     model = restore_model(config, ckpt)
-    module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)
+    if model.output_kind == "semantic":
+        from hierseg.serving.semantic_module import SemanticModule
+
+        module = SemanticModule(model, config.data.output_size)
+    else:
+        module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)
     export_dir = export_dir.rstrip("/")
     local = "://" not in export_dir
     tmp = f"{export_dir}.tmp-{os.getpid()}" if local else export_dir

@@ -41,11 +41,12 @@ import tensorflow as tf
 
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import CheckpointInitConfig
+from hierseg.layout import CHECKPOINT_PREFIX
 from hierseg.models.resnet import ResNet
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "ckpt"  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
+CHECKPOINT_NAME = CHECKPOINT_PREFIX  # checkpoint files: model_dir/ckpt-<step>.{index,data-*} (hierseg.layout)
 
 
 # ------------------------------------------------------------------------------ format and paths
@@ -102,6 +103,14 @@ def latest_step(model_dir: str) -> int | None:
     """The step of the latest checkpoint in ``model_dir`` (None when there is none)."""
     path = tf.train.latest_checkpoint(model_dir)
     return checkpoint_step(path) if path else None
+
+
+def variables_fingerprint(variables: list) -> float:
+    """A float summarising the variables' values (sum of |v| * position weight) to compare copies."""
+    total = 0.0
+    for i, v in enumerate(variables):
+        total += float(np.sum(np.abs(np.asarray(v, np.float64)))) * (1.0 + 1e-3 * i)
+    return total
 
 
 # ------------------------------------------------------------------------------------- restoring
