@@ -181,8 +181,8 @@ def test_train_step_compiles_with_xla(tiny_batch):
 def test_box_only_outputs_become_detections_with_filled_box_masks():
     from pycocotools import mask as coco_mask
 
+    from hierseg.evaluation.model_outputs import image_detections
     from hierseg.label_map import LabelMap
-    from hierseg.serving.model_outputs import image_detections
 
     outputs = {
         F.DET_BOXES: np.array([[[0.0, 0.0, 0.5, 0.25], [0.5, 0.5, 1.0, 1.0], [0, 0, 0, 0]]], np.float32),
