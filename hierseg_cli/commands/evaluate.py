@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         predictions_jsonl=args.predictions_jsonl,
         show_progress=not args.no_progress,
     )
-    print(json.dumps({k: v for k, v in metrics.items() if k.startswith(("box/AP", "mask/AP"))}, indent=1))
+    print(json.dumps({k: v for k, v in metrics.items() if k.startswith(("box/AP", "mask/AP", "semantic/m"))}, indent=1))
     if out_json:
         print(f"wrote {out_json}")
     return 0
