@@ -38,6 +38,7 @@ setup(
         "tqdm>=4.65",
         "pyyaml>=6",
         "matplotlib>=3.7",
+        "tensorboard>=2.16",
     ],
     extras_require={
         "beam": ["apache-beam>=2.55"],

@@ -1,13 +1,8 @@
 """`hierseg prepare`: Open Images challenge files -> one class-balanced TFRecord training set per layer.
 
-Writes, per layer i of the hierarchy's depth grouping, ``OUT/layer{i}/``:
-
-* ``{train,validation}-NNNNN-of-MMMMM.tfrecord`` (tf.train.Example, keys in :mod:`hierseg.features`);
-* ``label_map.pbtxt`` (ids 1..K in the layer's class order of the dataset's hierarchy);
-* ``validation_coco.json`` (COCO, RLE masks at original image size);
-* ``manifest.parquet`` (one row per kept instance per written copy);
-* ``balance_{split}.csv`` / ``balance_{split}.png`` (per-class counts before/after balancing);
-* ``prepare.json`` (config, input files, counts, skips per reason).
+Writes, per layer i of the hierarchy's depth grouping, one :class:`hierseg.layout.PreparedLayer`
+``OUT/layer{i}/`` (its file list is there): tf.Example shards, label map, COCO validation ground
+truth, manifest, balance reports and ``prepare.json``.
 
 Stages: the annotation stage (:mod:`data_prep.plan`, vectorized, no pixels) decides every example and
 its shard; the pixel stage (:mod:`data_prep.pixels`) runs locally (:mod:`data_prep.local_runner`) or on
@@ -34,6 +29,7 @@ from data_prep.plan import LayerPlan, SplitPlan, load_tables, manifest, plan_lay
 from data_prep.report import write_report
 from data_prep.shards import is_complete, read_stats, remove_stale, shard_name
 from hierseg.config.params import to_dict
+from hierseg.layout import PreparedLayer
 from hierseg.oid.layout import OidPaths
 
 log = logging.getLogger(__name__)
@@ -71,7 +67,7 @@ def _localize_inputs(paths: OidPaths, cache_dir: str) -> OidPaths:
 
 def _jobs(out_dir: str, plan: LayerPlan) -> tuple[list[ShardJob], dict[str, list[str]]]:
     """Shards still to write for one layer, and every shard name per split."""
-    layer_dir = storage.join(out_dir, f"layer{plan.layer}")
+    layer_dir = PreparedLayer.of(out_dir, plan.layer).root
     existing = set(storage.listdir(layer_dir))
     jobs, names = [], {}
     for split, sp in plan.splits.items():
@@ -135,12 +131,12 @@ def prepare(
         storage.makedirs(out_dir)
         all_jobs, shard_names = [], {}
         for lp in plans:
-            layer_dir = storage.join(out_dir, f"layer{lp.layer}")
-            storage.makedirs(layer_dir)
-            storage.makedirs(storage.join(layer_dir, ".prepare_state"))
-            if remove_stale(layer_dir):
-                log.info("%s: removed temporary files of an interrupted run", layer_dir)
-            storage.write_text(storage.join(layer_dir, "label_map.pbtxt"), lp.label_map.to_pbtxt())
+            layer = PreparedLayer.of(out_dir, lp.layer)
+            storage.makedirs(layer.root)
+            storage.makedirs(layer.state_dir)
+            if remove_stale(layer.root):
+                log.info("%s: removed temporary files of an interrupted run", layer.root)
+            storage.write_text(layer.label_map, lp.label_map.to_pbtxt())
             jobs, shard_names[lp.layer] = _jobs(out_dir, lp)
             all_jobs += jobs
 
@@ -170,34 +166,34 @@ def prepare(
     }
     dropped_masks: dict[int, set[str]] = {}
     for lp in plans:
-        layer_dir = storage.join(out_dir, f"layer{lp.layer}")
+        layer = PreparedLayer.of(out_dir, lp.layer)
         layer_sum = {"classes": lp.label_map.num_classes, "splits": {}}
         dropped_masks[lp.layer] = set()
         for split, sp in lp.splits.items():
-            stats = [read_stats(layer_dir, n) for n in shard_names[lp.layer][split]]
+            stats = [read_stats(layer.root, n) for n in shard_names[lp.layer][split]]
             for st in stats:
                 dropped_masks[lp.layer].update(st["dropped_masks"])
             layer_sum["splits"][split] = _split_counts(sp, stats)
             write_report(
                 sp.report,
-                storage.join(layer_dir, f"balance_{split}.csv"),
-                storage.join(layer_dir, f"balance_{split}.png"),
+                layer.balance_csv(split),
+                layer.balance_png(split),
                 f"layer{lp.layer} {split}: images per class ({config.balance.mode if split == 'train' else 'none'})",
             )
             if split == "validation":
-                coco = build_coco([storage.join(layer_dir, n) for n in shard_names[lp.layer][split]], lp.label_map)
-                write_coco(coco, storage.join(layer_dir, "validation_coco.json"))
+                coco = build_coco([storage.join(layer.root, n) for n in shard_names[lp.layer][split]], lp.label_map)
+                write_coco(coco, layer.validation_coco_json)
         summary["layers"][lp.layer] = layer_sum
 
     man = manifest(plans, dropped_masks)
     for lp in plans:
-        layer_dir = storage.join(out_dir, f"layer{lp.layer}")
+        layer = PreparedLayer.of(out_dir, lp.layer)
         buf = io.BytesIO()
         man[man["layer"] == lp.layer].reset_index(drop=True).to_parquet(buf, index=False)
-        storage.write_bytes(storage.join(layer_dir, "manifest.parquet"), buf.getvalue())
+        storage.write_bytes(layer.manifest_parquet, buf.getvalue())
         layer_json = {k: v for k, v in summary.items() if k != "layers"}
         layer_json.update({"layer": lp.layer, **summary["layers"][lp.layer]})
-        storage.write_text(storage.join(layer_dir, "prepare.json"), json.dumps(layer_json, indent=1))
+        storage.write_text(layer.prepare_json, json.dumps(layer_json, indent=1))
     return summary
 
 

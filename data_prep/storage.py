@@ -5,7 +5,7 @@
 (tests) and real Cloud Storage share one code path. When ``STORAGE_EMULATOR_HOST`` is set the client uses anonymous
 credentials against the emulator.
 
-Writes are atomic: a local file is written under a temporary name in the same folder, then renamed;
+Writes are atomic: a local file is written by :mod:`hierseg.atomic_write` (temporary name, then rename);
 a GCS object only becomes visible once its upload completes, so uploading to the final name is atomic.
 Readers of the Open Images files (pandas, zipfile) are given a local path: :func:`localize` downloads a
 ``gs://`` file once into a cache folder (a no-op for local paths).
@@ -19,14 +19,10 @@ import shutil
 import tempfile
 import threading
 
+from hierseg import atomic_write
+
 _client_lock = threading.Lock()
 _client = None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def is_gcs(path: str) -> bool:
@@ -120,18 +116,7 @@ def write_bytes(path: str, data: bytes) -> None:
     if is_gcs(path):
         _blob(path).upload_from_string(data)
         return
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write.write_bytes(path, data)
 
 
 def write_text(path: str, text: str) -> None:
@@ -155,14 +140,10 @@ def localize(path: str, cache_dir: str) -> str:
     local = os.path.join(cache_dir, f"{digest}-{os.path.basename(path)}")
     if not os.path.exists(local):
         os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".part")
-        os.close(fd)
         try:
-            _blob(path).download_to_filename(tmp)
-            os.replace(tmp, local)
+            with atomic_write.atomic_path(local) as tmp:
+                _blob(path).download_to_filename(tmp)
         except Exception as e:
-            if os.path.exists(tmp):
-                os.remove(tmp)
             if type(e).__name__ == "NotFound":
                 raise FileNotFoundError(f"{path}: not found") from None
             raise

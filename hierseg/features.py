@@ -27,7 +27,8 @@ the exporter produce them):
   * scale``; ``offset`` is the crop's top-left corner in scaled pixels. Build it with
   :func:`make_image_info` and read it with :func:`original_hw`, :func:`scaled_hw`, :func:`image_scale`,
   :func:`crop_offset` (never by row index).
-* **Instance masks** in the TFRecords are PNGs at image resolution (one per instance, 0/1 or 0/255).
+* **Instance masks** in the TFRecords are PNGs at image resolution (one per instance) with values 0/1,
+  as Model Garden's own converters write them (its decoder does not rescale); readers accept 0/255 too.
   In the input pipeline they become ``gt_masks`` float32 ``[N, S, S]`` in ``[0, 1]``: the mask cropped
   to its box and resized to ``S = gt_mask_size``, so the model can crop any ROI target from them.
 * **Anchors** are concatenated over levels ``min_level..max_level``; within a level in ``(y, x,
@@ -44,7 +45,10 @@ IMAGE_ENCODED = "image/encoded"  # bytes: JPEG (or PNG) of the image
 IMAGE_FORMAT = "image/format"  # bytes: b"jpeg" or b"png"
 IMAGE_HEIGHT = "image/height"  # int64
 IMAGE_WIDTH = "image/width"  # int64
-IMAGE_SOURCE_ID = "image/source_id"  # bytes: the Open Images ImageID (16 hex chars)
+# bytes: the decimal id of the image in the split's COCO JSON (validation_coco.json "id"), as Model
+# Garden's parsers and COCO evaluator expect; the Open Images ImageID is in IMAGE_FILENAME.
+IMAGE_SOURCE_ID = "image/source_id"
+IMAGE_FILENAME = "image/filename"  # bytes: "<ImageID>.jpg" (the COCO JSON's file_name)
 IMAGE_KEY_SHA256 = "image/key/sha256"  # bytes: sha256 of image/encoded (OD API; optional)
 OBJECT_XMIN = "image/object/bbox/xmin"  # float list, normalized
 OBJECT_XMAX = "image/object/bbox/xmax"
@@ -90,6 +94,18 @@ SEMANTIC_SCORES = "semantic_scores"  # float32 [B, S, S]: softmax probability of
 # ImageNet statistics on 0..255 RGB (what ResNet backbones are trained with).
 IMAGE_MEAN = (123.675, 116.28, 103.53)
 IMAGE_STD = (58.395, 57.12, 57.375)
+
+# Training targets of the one-stage detectors (RetinaNet, ShapeMask), added per example by
+# hierseg.models.retinanet_targets / shapemask_targets. Anchors in the order described above.
+ANCHOR_CLASS_TARGETS = "anchor_class_targets"  # int32 [A]: 1..K positive class, 0 negative, -1 ignored
+ANCHOR_BOX_TARGETS = "anchor_box_targets"  # float32 [A, 4]: encoded deltas at positives, 0 elsewhere
+# ShapeMask: S = num_sampled_masks instances per image (repeated when fewer), boxes in input pixels.
+MASK_BOXES = "mask_boxes"  # float32 [S, 4]: jittered gt boxes, clipped to the input
+MASK_OUTER_BOXES = "mask_outer_boxes"  # float32 [S, 4]: those boxes scaled by outer_box_scale, clipped
+MASK_CLASSES = "mask_classes"  # int32 [S]: 1..K (0 when the image has no instance)
+MASK_TARGETS = "mask_targets"  # float32 [S, C, C] 0/1: gt mask in the outer box, C = mask_crop_size
+FINE_MASK_TARGETS = "fine_mask_targets"  # float32 [S, F, F] 0/1, F = C * upsample_factor
+MASK_VALID = "mask_valid"  # bool [S]: False for every row of an image without instances
 
 
 # ---------------------------------------------------------------------------------------------

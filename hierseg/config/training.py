@@ -8,7 +8,7 @@ slices ship as override files under ``configs/tpu/``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 
 @dataclass
@@ -27,6 +27,15 @@ class LearningRateConfig:
     policy: Literal["step", "poly"] = "step"  # after warmup: step decay, or DeepLab's poly decay below
     poly_steps: int = 0  # poly: lr = init_lr * (1 - step / poly_steps) ** poly_power (= train.total_steps)
     poly_power: float = 0.9  # poly: exponent (DeepLab learning_power)
+    RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
+        "init_lr": "> 0",
+        "warmup_steps": ">= 0",
+        "warmup_lr": ">= 0",
+        "decay_steps": ">= 0",
+        "decay_factor": "> 0",
+        "poly_steps": ">= 0",
+        "poly_power": "> 0",
+    }
 
 
 @dataclass
@@ -66,6 +75,17 @@ class TrainConfig:
     frozen_variables: str = ""  # regex on variable paths excluded from training ("" = train everything)
     seed: int = 42  # seed of the input shuffling/augmentation and of the model's random sampling
     summary_every: int = 100  # steps between TensorBoard scalar summaries (rounded to loop ends)
+    RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
+        "global_batch_size": ">= 1",
+        "total_steps": ">= 1",
+        "steps_per_loop": ">= 1",
+        "checkpoint_every": ">= 1",
+        "keep_checkpoints": ">= 1",
+        "momentum": "0..1",
+        "weight_decay": ">= 0",
+        "gradient_clip_norm": ">= 0",
+        "summary_every": ">= 1",
+    }
 
 
 @dataclass
@@ -75,4 +95,9 @@ class EvalConfig:
     mask_threshold: float = 0.5  # pasted mask probabilities >= this are foreground
     min_score: float = 0.0  # detections below this score are not reported
     write_predictions: bool = False  # also write predictions.jsonl (hierseg.detections) next to the metrics
-    timeout_seconds: int = 0  # train_and_eval: stop waiting for a new checkpoint after this long (0 = never)
+    RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
+        "batch_size": ">= 1",
+        "max_images": ">= 0",
+        "mask_threshold": "> 0, <= 1",
+        "min_score": "0..1",
+    }

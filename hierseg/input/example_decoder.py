@@ -32,6 +32,7 @@ def _feature_spec() -> dict:
         features.IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         features.IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         features.IMAGE_SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        features.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
         features.OBJECT_XMIN: float_list,
         features.OBJECT_XMAX: float_list,
         features.OBJECT_YMIN: float_list,
@@ -81,7 +82,14 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
     image = decode_image(dense[features.IMAGE_ENCODED])
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
-    source_id = dense[features.IMAGE_SOURCE_ID]
+    # SOURCE_ID is the Open Images ImageID: image/filename without ".jpg" (image/source_id holds the
+    # COCO JSON's numeric id); records without a file name keep image/source_id.
+    filename = dense[features.IMAGE_FILENAME]
+    source_id = tf.where(
+        tf.equal(filename, ""),
+        dense[features.IMAGE_SOURCE_ID],
+        tf.strings.regex_replace(filename, r"\.[^.]*$", ""),
+    )
     boxes = tf.stack(
         [
             dense[features.OBJECT_YMIN],

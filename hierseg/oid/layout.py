@@ -105,6 +105,18 @@ def open_binary(path: str, buffer_size: int = 1 << 20) -> io.BufferedIOBase:
         raise
 
 
+def read_text(path: str) -> str:
+    """A whole UTF-8 text file (local or URL), a leading byte-order mark removed: every text input of
+    the project (CSV, JSON, pbtxt) is read this way, so a file saved by Excel or Notepad reads the same.
+
+    Raises:
+      FileNotFoundError: naming the path.
+      UnicodeDecodeError: for bytes that are not UTF-8.
+    """
+    with open_binary(path) as f:
+        return f.read().decode("utf-8-sig")
+
+
 def path_exists(path: str) -> bool:
     """Whether a local path or a gs:// URL exists (TensorFlow is imported only for URLs)."""
     if "://" in path:

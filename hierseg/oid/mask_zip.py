@@ -8,7 +8,7 @@ so shards whose PNGs sit in a sub-folder of the zip read too.
 Masks are binary PNGs, usually at a lower resolution than their image: 1-bit (mode "1"), or 8-bit
 with values 0/255 or 0/1. Foreground is ``> 0`` for 0/1 masks and ``> 127`` otherwise (the threshold
 Open Images tools use). :meth:`MaskZipReader.read_resized` brings a mask to the image size with
-nearest-neighbour sampling at pixel centres (see :func:`resize_nearest`).
+nearest-neighbour sampling exactly as PIL's ``NEAREST`` (see :func:`nearest_indices`).
 
 Zips are opened lazily, at most once per process: a reader copied into a worker process (fork, or
 pickled for spawn) reopens its own handles there, so no file handle is ever shared between processes.
@@ -17,6 +17,7 @@ Concurrent reads from several threads of one process are safe.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -26,28 +27,56 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from hierseg import atomic_write
 from hierseg.oid.errors import OidFormatError
 from hierseg.oid.layout import ANNOTATED_SPLITS, MASK_ZIP_DIR_NAME, SHARDS, OidPaths, join, open_binary
+from hierseg.rle import encode_resampled
+
+
+@functools.lru_cache(maxsize=4096)  # images share sizes: the tables are reused (returned read-only)
+def nearest_indices(source_size: int, target_size: int) -> np.ndarray:
+    """The source pixel of each target pixel along one axis, exactly as PIL's ``Image.resize(NEAREST)``.
+
+    PIL (``ImagingScaleAffine`` in libImaging/Geometry.c) steps a double ``pos`` from ``scale / 2`` by
+    ``scale = source_size / target_size`` and truncates it, adding the steps one by one; on a pixel
+    boundary the rounding of that running sum, not the exact centre ``(i + 0.5) * scale``, decides the
+    pixel. ``np.cumsum`` adds in the same order, so the indices are PIL's bit for bit. An index that
+    lands outside the source (possible only through rounding) is returned as ``source_size``, which
+    :func:`resize_nearest` reads as 0, as PIL fills such pixels with 0.
+
+    Returns:
+      [target_size] int64, non-decreasing, in [0, source_size].
+    """
+    if target_size <= 0:
+        return np.zeros([0], np.int64)
+    scale = float(source_size) / float(target_size)
+    steps = np.full(target_size, scale, np.float64)
+    steps[0] = scale * 0.5
+    idx = np.minimum(np.cumsum(steps).astype(np.int64), source_size)  # >= 0: truncation is PIL's COORD()
+    idx.flags.writeable = False
+    return idx
 
 
 def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """[h, w] -> [height, width] nearest-neighbour resize sampling source pixel centres.
+    """[h, w] -> [height, width] nearest-neighbour resize, equal to PIL's ``resize((width, height), NEAREST)``.
 
-    Output pixel ``(y, x)`` takes source pixel ``(floor((y + 0.5) * h / height), floor((x + 0.5) * w / width))``,
-    the convention of PIL's ``NEAREST`` (it keeps a mask centred; OpenCV's ``INTER_NEAREST`` shifts it
-    by up to half a source pixel towards the top-left), computed exactly in integers (PIL may pick the
-    lower pixel when a centre falls exactly on a boundary). Integer upscales repeat each pixel exactly.
+    The indices are :func:`nearest_indices` (PIL's convention: pixel centres, which keeps a mask
+    centred; OpenCV's ``INTER_NEAREST`` shifts it by up to half a source pixel towards the top-left).
+    Data preparation (:meth:`MaskZipReader.read_resized`) and the challenge metric's ground truth
+    (:meth:`MaskZipReader.read_resized_rle`) both resize this way, so ground truth built with PIL
+    by a user (as the official metric's CSV usually is) is the same mask.
     """
     mask = np.asarray(mask)
     h, w = mask.shape[:2]
     if (h, w) == (height, width):
         return mask
-    if h == 0 or w == 0:
-        return np.zeros((height, width, *mask.shape[2:]), mask.dtype)
-    # floor((y + 0.5) * h / height) in exact integer arithmetic (no float ties at pixel boundaries).
-    rows = (2 * np.arange(height, dtype=np.int64) + 1) * h // (2 * height)
-    cols = (2 * np.arange(width, dtype=np.int64) + 1) * w // (2 * width)
-    return mask[rows[:, None], cols[None, :]]
+    rows, cols = nearest_indices(h, height), nearest_indices(w, width)
+    padded = np.zeros((h + 1, w + 1, *mask.shape[2:]), mask.dtype)
+    padded[:h, :w] = mask  # index h / w reads zeros
+    return padded[rows[:, None], cols[None, :]]
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def decode_mask_png(data: bytes, source: str = "<bytes>") -> np.ndarray:
@@ -57,7 +86,8 @@ def decode_mask_png(data: bytes, source: str = "<bytes>") -> np.ndarray:
       OidFormatError: naming ``source`` if the bytes are not a readable PNG.
     """
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        # Open Images masks are PNGs: naming the format skips PIL's probing of every other plugin.
+        with Image.open(io.BytesIO(data), formats=["PNG"] if data[:8] == _PNG_SIGNATURE else None) as im:
             im.load()
             if im.mode == "1":
                 return np.array(im, dtype=bool)
@@ -175,6 +205,11 @@ class MaskZipReader:
         """One mask resized to the image size with nearest neighbour: [height, width] bool."""
         return resize_nearest(self.read(mask_path), height, width)
 
+    def read_resized_rle(self, mask_path: str, height: int, width: int) -> dict:
+        """The COCO RLE of :meth:`read_resized`, built from the small mask without the dense image-size array."""
+        mask = self.read(mask_path)
+        return encode_resampled(mask, nearest_indices(mask.shape[0], height), nearest_indices(mask.shape[1], width))
+
     def names(self, shard: str) -> list[str]:
         """The MaskPaths stored in one shard."""
         return sorted(self._shard(shard)[1])
@@ -219,11 +254,8 @@ def safe_extract(zip_path: str, dest_dir: str) -> list[str]:
             if info.is_dir():
                 os.makedirs(target, exist_ok=True)
                 continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = f"{target}.tmp-{os.getpid()}"
-            with zf.open(info) as src, open(tmp, "wb") as dst:
+            with zf.open(info) as src, atomic_write.atomic_open(target, "wb") as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
-            os.replace(tmp, target)  # files appear atomically
             out.append(target)
     return out

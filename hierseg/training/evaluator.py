@@ -26,6 +26,7 @@ from hierseg.config.experiment import ExperimentConfig
 from hierseg.detections import Detections, write_jsonl
 from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
 from hierseg.label_map import LabelMap
+from hierseg.layout import ModelDir
 from hierseg.training.checkpoints import checkpoint_path, checkpoint_step, restore_model, restore_weights
 from hierseg.training.summaries import write_scalars
 
@@ -97,7 +98,7 @@ def _subset_json(coco_json: str, source_ids: set[str], directory: str) -> str:
     """The COCO JSON restricted to ``source_ids`` (so ``eval.max_images`` does not count the rest as misses)."""
     with tf.io.gfile.GFile(coco_json, "r") as f:
         data = json.load(f)
-    images = [im for im in data["images"] if im["source_id"] in source_ids]
+    images = [im for im in data["images"] if im["file_name"].rsplit(".", 1)[0] in source_ids]  # ImageID.jpg
     ids = {im["id"] for im in images}
     data["images"] = images
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
@@ -190,16 +191,15 @@ def checkpoint_evaluator(config: ExperimentConfig, model_dir: str, *, show_progr
             state["model"] = restore_model(config, path)
         else:
             restore_weights(state["model"], path)
-        out_dir = os.path.join(model_dir, "eval")
         return evaluate(
             config,
             model=state["model"],
             step=step,
-            summary_dir=out_dir,
-            output_json=os.path.join(out_dir, f"metrics-{step}.json"),
+            summary_dir=ModelDir(model_dir).eval_dir,
+            output_json=ModelDir(model_dir).eval_metrics_json(step),
             show_progress=show_progress,
             predictions_jsonl=(
-                os.path.join(out_dir, f"predictions-{step}.jsonl") if config.eval.write_predictions else None
+                ModelDir(model_dir).eval_predictions_jsonl(step) if config.eval.write_predictions else None
             ),
         )
 

@@ -32,11 +32,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from hierseg import features
+from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import TrainConfig
+from hierseg.layout import ModelDir
 from hierseg.models.factory import build_model, build_train_targets
+from hierseg.priors import stage_shape_priors
 from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint
 from hierseg.training.optimizer import MomentumSGD
 from hierseg.training.schedule import WarmupStepDecay
@@ -45,7 +47,7 @@ from hierseg.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "params.yaml"  # the effective config, written to model_dir
+CONFIG_FILE = layout.PARAMS_NAME  # the effective config, written to model_dir
 
 
 # ------------------------------------------------------------------------------------- variables
@@ -202,7 +204,7 @@ def train(
         )
     tf.io.gfile.makedirs(model_dir)
     if chief:
-        save_config(config, os.path.join(model_dir, CONFIG_FILE))
+        save_config(stage_shape_priors(config, model_dir), os.path.join(model_dir, CONFIG_FILE))  # + ShapeMask priors
     keras.utils.set_random_seed(train_cfg.seed)
 
     previous_policy = keras.mixed_precision.global_policy()
@@ -264,7 +266,7 @@ def train(
     iterator = iter(dataset)
     train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
     writer = (
-        tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else tf.summary.create_noop_writer()
+        tf.summary.create_file_writer(ModelDir(model_dir).train_summaries) if chief else tf.summary.create_noop_writer()
     )
     bar = tqdm(
         total=train_cfg.total_steps,

@@ -14,7 +14,7 @@ from hierseg_cli.experiment_args import add_experiment_arguments, load_experimen
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_experiment_arguments(p)
+    add_experiment_arguments(p, train=True)
     p.add_argument("--model_dir", required=True, help="checkpoints, params.yaml and summaries (local or gs://)")
     p.add_argument(
         "--strategy",
@@ -33,9 +33,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no_progress", action="store_true", help="log lines only, no progress bar")
 
 
+def check_arguments(args: argparse.Namespace, config) -> None:
+    """Usage errors found before any model is built or a TPU initialised."""
+    from hierseg.errors import UsageError
+
+    if args.strategy == "tpu" and not args.tpu:
+        raise UsageError("--strategy tpu needs --tpu (a Cloud TPU name, a grpc:// address, or 'local' on a TPU VM)")
+    if not config.data.train_file_pattern:
+        raise UsageError(
+            "no training data: give --data_dir (a layer folder written by `hierseg prepare`, e.g. OUT/layer0) "
+            "or set data.train_file_pattern and data.label_map"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging()
+    if not args.config_file:
+        logging.warning(
+            "no --config_file: using the built-in defaults (Mask R-CNN ResNet-50 FPN, 1024 px, the Cloud TPU "
+            "v3-8 schedule: global batch 64, 45000 steps); on a CPU start from --config_file tiny_cpu.yaml"
+        )
     config = load_experiment(args)  # config errors surface before a TPU is initialised
+    check_arguments(args, config)
     from hierseg.training.strategy import make_strategy
 
     strategy = make_strategy(args.strategy, args.tpu)
