@@ -4,6 +4,7 @@ and TensorBoard summaries (MODEL_DIR/eval)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 from hierseg.layout import ModelDir
