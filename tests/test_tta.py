@@ -16,8 +16,8 @@ S = 64
 
 
 def test_parse_tta():
-    assert parse_tta("flip") == TTAConfig(flip=True, scales=(1.0,))
-    assert parse_tta("flip,scales=0.75:1,merge=nms,iou=0.6") == TTAConfig(True, (0.75, 1.0), "nms", 0.6)
+    assert parse_tta("flip") == TTAConfig(enabled=True, flip=True, scales=(1.0,))
+    assert parse_tta("flip,scales=0.75:1,merge=nms,iou=0.6") == TTAConfig(True, True, (0.75, 1.0), "nms", 0.6)
     assert parse_tta("scales=0.5:1").flip is False and parse_tta("flip,scales=0.5:1").num_views == 4
     with pytest.raises(ValueError, match="unknown item 'rotate'"):
         parse_tta("flip,rotate")

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from hierseg.detections import Detections
 from hierseg.rle import decode_rles, encode_rles, pairwise_iou, tight_boxes
@@ -37,12 +36,14 @@ class TTAConfig:
     """What ``--tta`` asks for.
 
     Attributes:
+      enabled: run the views at all (a config's ``tta`` section turns it on; so does ``--tta``).
       flip: also run every scale mirrored left-right.
       scales: content scales in (0, 1], 1 = the export's own preprocessing.
       merge: "vote" or "nms" (see the module docstring).
       iou: mask IoU in (0, 1] at which detections of one class are merged.
     """
 
+    enabled: bool = False
     flip: bool = True
     scales: tuple[float, ...] = (1.0,)
     merge: str = "vote"
@@ -67,7 +68,7 @@ def parse_tta(text: str) -> TTAConfig:
     Raises:
       ValueError: naming the unknown or bad item.
     """
-    fields: dict = {"flip": False}
+    fields: dict = {"enabled": True, "flip": False}
     for item in (t.strip() for t in text.split(",") if t.strip()):
         key, _, value = item.partition("=")
         if key == "flip" and not value:
@@ -101,6 +102,8 @@ def make_view(images: np.ndarray, image_info: np.ndarray, scale: float, flip: bo
         content = images[b, :sh, :sw]
         nh, nw = max(1, int(round(sh * scale))), max(1, int(round(sw * scale)))
         if (nh, nw) != (sh, sw):
+            import tensorflow as tf
+
             content = tf.image.resize(content, [nh, nw], method="bilinear").numpy()
         out[b, :nh, :nw] = content[:, ::-1] if flip else content
         info[b, 1] = (nh, nw)
@@ -214,3 +217,13 @@ class TTAPredictor:
                 dets = self.base.predict(v_images, v_info, image_ids)
                 per_view.append([unflip(d) for d in dets] if flip else dets)
         return [merge_views([v[b] for v in per_view], self.config) for b in range(len(image_ids))]
+
+
+def load_tta_config(spec: str | None, config_file: str | None, overrides: Sequence[str]) -> TTAConfig:
+    """``--tta SPEC`` when given (:func:`parse_tta`), else the ``tta`` section of the predict config
+    (off when absent)."""
+    if spec:
+        return parse_tta(spec)
+    from hierseg.config.params import load
+
+    return load(TTAConfig, config_file, list(overrides), section="tta")

@@ -61,6 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ignore EXIF orientation (use the stored pixels, as Open Images annotations do)",
     )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tta",
+        help="test-time augmentation of each layer, e.g. 'flip' or 'flip,scales=0.75:1[,merge=vote|nms][,iou=0.55]' "
+        "(hierseg.serving.tta); default: the config's 'tta' section, off when absent",
+    )
 
 
 def load_ensemble_config(config_file: str | None, params_override: list[str] | None):
@@ -98,6 +103,7 @@ def print_result(result: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (also by workers)
+    from hierseg.serving.tta import load_tta_config
     from hierseg_cli.workflows.predict_folder import predict_folder
 
     hierarchy = Hierarchy.from_files(args.hierarchy, args.classes) if args.hierarchy else Hierarchy.builtin()
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         layer_min_score=args.layer_min_score,
         apply_exif=not args.no_exif,
         visualize_min_score=args.visualize_min_score,
+        tta=load_tta_config(args.tta, args.config_file, args.params_override),
     )
     print_result(result)
     return 0

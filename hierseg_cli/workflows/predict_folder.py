@@ -185,6 +185,7 @@ def predict_folder(
     apply_exif: bool = True,
     predictors: tuple[LayerPredictor, LayerPredictor] | None = None,
     visualize_min_score: float = 0.3,
+    tta=None,
 ) -> dict:
     """Predicts, ensembles and writes every image of ``images`` (see the module docstring).
 
@@ -202,6 +203,7 @@ def predict_folder(
       apply_exif: rotate images by their EXIF orientation (see :mod:`hierseg.serving.image_io`).
       predictors: already loaded predictors (bench and demo reuse them); else loaded from the exports.
       visualize_min_score: instances scoring below this are not drawn (they are still in the outputs).
+      tta: a :class:`hierseg.serving.tta.TTAConfig`; when enabled, each layer runs its views, merged.
 
     Returns:
       A dict: ``num_images``, ``num_resumed`` (done by an earlier run), ``num_predicted``,
@@ -232,6 +234,10 @@ def predict_folder(
         LayerPredictor(layer0_export, min_score=layer_min_score),
         LayerPredictor(layer1_export, min_score=layer_min_score),
     )
+    if tta is not None and tta.enabled:
+        from hierseg.serving.tta import TTAPredictor
+
+        l0, l1 = TTAPredictor(l0, tta), TTAPredictor(l1, tta)
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 
