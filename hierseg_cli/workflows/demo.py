@@ -280,7 +280,7 @@ def run_demo(
     from hierseg.serving.tta import parse_tta
 
     tta = parse_tta(DEMO_TTA)  # the same validation images with test-time augmentation, for comparison
-    stages.run("predict_validation_tta", predict("validation", False, tta=tta, name="validation_tta"))
+    stages.run("predict_tta", predict("validation", False, tta=tta, name="validation_tta"))
     oid_tta = stages.run(
         "oid_eval_tta",
         lambda: _oid_eval(
