@@ -1,6 +1,6 @@
-"""Training-step throughput and peak memory on this machine's CPU: the tiny config and ResNet-50-FPN.
+"""Training-step throughput and peak memory on this machine's CPU: the tiny configs, ResNet-50-FPN and DeepLab v3+ R101.
 
-    python bench/train_step.py [--steps 5] [--cases tiny,r50_512]
+    python bench/train_step.py [--steps 5] [--cases tiny,r50_512,deeplab_tiny,deeplab_r101_513]
 
 Each case runs in its own subprocess (so its peak resident memory, ``ru_maxrss``, is its own): the
 real model, optimizer and train loop (``hierseg.training.loop.make_train_loop``) on synthetic images
@@ -37,6 +37,37 @@ CASES = {
         },
         "ResNet-50-FPN (213 classes), 512x512, batch 2",
     ),
+    # One-stage models (hierseg.models.retinanet / shapemask): the tiny CPU configs and ResNet-50 at 512 px.
+    "retinanet_tiny": ("configs/tiny_cpu_retinanet.yaml", {}, "RetinaNet tiny (R18 x0.25, P3-P7), 128x128, batch 4"),
+    "shapemask_tiny": ("configs/tiny_cpu_shapemask.yaml", {}, "ShapeMask tiny (R18 x0.25, P3-P7), 128x128, batch 4"),
+    "retinanet_r50_512": (
+        "configs/layer0_retinanet_r50_fpn.yaml",
+        {
+            "data": {"output_size": 512},
+            "model": {"num_classes": 213},
+            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+        },
+        "RetinaNet ResNet-50-FPN (213 classes), 512x512, batch 2",
+    ),
+    "shapemask_r50_512": (
+        "configs/layer0_shapemask_r101_fpn.yaml",
+        {
+            "data": {"output_size": 512},
+            "model": {"num_classes": 213, "backbone": {"depth": 50}, "shapemask": {"shape_prior_path": ""}},
+            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+        },
+        "ShapeMask ResNet-50-FPN (213 classes), 512x512, batch 2",
+    ),
+    "deeplab_tiny": (
+        "configs/tiny_cpu_deeplab.yaml",
+        {"data": {"output_size": 128}, "train": {"global_batch_size": 4}},
+        "DeepLab v3+ tiny (R18 x0.25), 128x128, batch 4",
+    ),
+    "deeplab_r101_513": (
+        "configs/voc_deeplab_v3plus_r101.yaml",
+        {"train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}}},
+        "DeepLab v3+ R101 (VOC, OS 16), 513x513, batch 2",
+    ),
 }
 
 
@@ -50,6 +81,7 @@ def run_case(name: str, steps: int) -> dict:
     from hierseg.config import load, merge
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
+    from hierseg.layout import PreparedLayer
     from hierseg.models.factory import build_model, build_train_targets
     from hierseg.training.loop import make_train_loop, trainable_variables
     from hierseg.training.optimizer import MomentumSGD
@@ -64,7 +96,7 @@ def run_case(name: str, steps: int) -> dict:
         )
         cfg = merge(cfg, {"data": {"max_instances": 8}, "model": {"num_classes": cfg.model.num_classes or 3}})
         ds = build_dataset(
-            str(layer / "train-*"),
+            PreparedLayer(layer).shard_pattern("train"),
             cfg.data,
             is_training=True,
             batch_size=batch,

@@ -42,6 +42,8 @@ class ImageTask:
       class_ids: int32 [N] 1..K; boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax);
       is_crowd: bool [N]; gray_boxes: float32 [G, 4] normalized (ymin, xmin, ymax, xmax);
       weight: image/weight.
+      coco_image_id: the image's id in the split's COCO JSON (1.. in ImageID order), written as
+        image/source_id.
     """
 
     image_id: str
@@ -53,6 +55,7 @@ class ImageTask:
     is_crowd: np.ndarray
     gray_boxes: np.ndarray
     weight: float = 1.0
+    coco_image_id: int = 0
 
 
 @dataclass
@@ -157,9 +160,10 @@ def gray_fill_region(gray_boxes: np.ndarray, target_masks: list[np.ndarray], hei
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
-    """bool [H, W] -> 8-bit grayscale PNG with values 0/255."""
+    """bool [H, W] -> 8-bit grayscale PNG with values 0/1 (Model Garden's convention: its decoder uses
+    the PNG values as the mask targets, without rescaling)."""
     buf = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(buf, format="PNG")
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -222,7 +226,8 @@ def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
         image_format=fmt,
         height=height,
         width=width,
-        source_id=task.image_id,
+        source_id=str(task.coco_image_id),
+        filename=f"{task.image_id}.jpg",
         boxes=np.asarray(task.boxes)[idx],
         class_ids=np.asarray(task.class_ids)[idx],
         mids=[task.mids[i] for i in keep],

@@ -130,6 +130,7 @@ class SplitPlan:
             is_crowd=c["is_crowd"][lo:hi].copy(),
             gray_boxes=c["gray"][glo:ghi].copy(),
             weight=float(weight),
+            coco_image_id=int(image_index) + 1,  # images are sorted by ImageID: the COCO JSON's id
         )
 
     def shard_tasks(self, shard: int) -> Iterator[ImageTask]:

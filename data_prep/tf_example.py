@@ -2,7 +2,9 @@
 
 Keys come from :mod:`hierseg.features`. Boxes are stored normalized to [0, 1] as the four separate
 ``image/object/bbox/{xmin,xmax,ymin,ymax}`` lists; masks as one PNG per instance at image resolution
-with values 0/255; ``image/object/class/text`` holds the MIDs.
+with values 0/1; ``image/object/class/text`` holds the MIDs; ``image/source_id`` is the decimal COCO
+image id of the split's COCO JSON and ``image/filename`` is ``<ImageID>.jpg`` (so Model Garden's
+decoder, parsers and COCO evaluator read the records as they are).
 
 The messages are built from a copy of TensorFlow's ``example.proto``/``feature.proto`` schema held in a
 private protobuf descriptor pool, so pixel workers never import TensorFlow (spawning a worker then
@@ -93,6 +95,7 @@ def build_example(
     height: int,
     width: int,
     source_id: str,
+    filename: str,
     boxes: np.ndarray,
     class_ids: Sequence[int],
     mids: Sequence[str],
@@ -105,10 +108,11 @@ def build_example(
     Args:
       image: encoded image bytes (JPEG or PNG); image_format "jpeg" or "png".
       height, width: image size in pixels.
-      source_id: the Open Images ImageID.
+      source_id: the image's decimal id in the split's COCO JSON ("17").
+      filename: ``<ImageID>.jpg``, the COCO JSON's file_name.
       boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax).
       class_ids: [N] ids 1..K; mids: [N] class MIDs; is_crowd: [N] IsGroupOf.
-      mask_pngs: [N] PNG bytes, each [height, width] with values 0/255.
+      mask_pngs: [N] PNG bytes, each [height, width] with values 0/1.
       weight: image/weight (repeat factor when balancing by weights, else 1.0).
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -121,6 +125,7 @@ def build_example(
         F.IMAGE_HEIGHT: _ints([height]),
         F.IMAGE_WIDTH: _ints([width]),
         F.IMAGE_SOURCE_ID: _bytes([source_id.encode()]),
+        F.IMAGE_FILENAME: _bytes([filename.encode()]),
         F.IMAGE_KEY_SHA256: _bytes([hashlib.sha256(image).hexdigest().encode()]),
         F.OBJECT_YMIN: _floats(boxes[:, 0]),
         F.OBJECT_XMIN: _floats(boxes[:, 1]),
@@ -146,6 +151,7 @@ def parsing_spec() -> dict:
         F.IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
         F.IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
         F.IMAGE_SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
+        F.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string),
         F.IMAGE_KEY_SHA256: tf.io.FixedLenFeature([], tf.string),
         F.OBJECT_XMIN: tf.io.VarLenFeature(tf.float32),
         F.OBJECT_XMAX: tf.io.VarLenFeature(tf.float32),

@@ -20,11 +20,11 @@ image need not be adjacent; every writer writes a temporary file and renames it 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from hierseg import atomic_write
 from hierseg.detections import Detections
 from hierseg.prediction_file import (
     INSTANCE_CSV_HEADER,
@@ -129,9 +129,8 @@ def write_parquet(path: str, detections: Iterable[Detections]) -> None:
     import pyarrow.parquet as pq
 
     schema = _parquet_schema()
-    tmp = f"{path}.tmp-{os.getpid()}"
     rows: list[dict] = []
-    try:
+    with atomic_write.atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
 
             def flush() -> None:
@@ -158,7 +157,3 @@ def write_parquet(path: str, detections: Iterable[Detections]) -> None:
                     flush()
             if rows:
                 flush()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

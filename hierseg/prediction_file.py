@@ -21,7 +21,8 @@ API: :func:`check_score`, :func:`check_scores`, :func:`detections_to_json`, :fun
 :func:`write_jsonl`, :func:`read_jsonl`, :func:`csv_rows`, :func:`split_prediction_string`,
 :func:`parse_prediction_string`, :func:`format_prediction_string`, :func:`parse_image_size`,
 :func:`read_submission_csv` (or :func:`submission_rows` and :meth:`SubmissionRow.detections` to
-parse elsewhere), :func:`read_instance_csv`, :class:`SubmissionCsvWriter`.
+parse elsewhere, :func:`parse_submission_rows` for a batch), :func:`read_instance_csv`,
+:class:`SubmissionCsvWriter`.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from hierseg import atomic_write
 from hierseg.detections import Detections
 from hierseg.rle import RleError, rle_boxes
 
@@ -127,24 +128,13 @@ def detections_from_json(line: str) -> Detections:
         raise ValueError(f"bad detections line: {type(e).__name__}: {e}") from None
 
 
-def _atomic_text_writer(path: str):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    return tmp, open(tmp, "w", newline="", encoding="utf-8")
-
-
 def write_jsonl(path: str, detections: Iterable[Detections]) -> int:
     """Writes detections as JSON lines, atomically; returns the number of images written."""
-    tmp, f = _atomic_text_writer(path)
     count = 0
-    try:
-        with f:
-            for d in detections:
-                f.write(detections_to_json(d) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write.atomic_open(path, newline="") as f:
+        for d in detections:
+            f.write(detections_to_json(d) + "\n")
+            count += 1
     return count
 
 
@@ -296,6 +286,40 @@ class SubmissionRow:
         return _detections(self.image_id, h, w, classes, scores, rles)
 
 
+def parse_submission_rows(rows: Sequence[SubmissionRow]) -> list[Detections]:
+    """:meth:`SubmissionRow.detections` of many rows, their masks checked in one vectorized pass
+    (much faster for a batch of small rows); a bad row raises exactly as alone.
+
+    Raises:
+      PredictionFileError: as :meth:`SubmissionRow.detections`, for the first bad row.
+    """
+    from hierseg.oid.mask_codec import counts_from_oid_masks_unchecked
+    from hierseg.rle import count_pixels_many
+
+    try:
+        sizes = [parse_image_size(r.width, r.height) for r in rows]
+        triples = [split_prediction_string(r.prediction_string) for r in rows]
+        scores = [
+            [check_score(score, f"triple {t} ({mid})") for t, (mid, score, _) in enumerate(tr, start=1)]
+            for tr in triples
+        ]
+        counts = counts_from_oid_masks_unchecked([e for tr in triples for _, _, e in tr])
+        ok = (
+            counts is not None
+            and (count_pixels_many(counts) == np.repeat([h * w for h, w in sizes], [len(tr) for tr in triples])).all()
+        )
+    except ValueError:  # a bad row: parse them one by one for its exact message
+        ok = False
+    if not ok:
+        return [r.detections() for r in rows]
+    out, k = [], 0
+    for r, (h, w), tr, sc in zip(rows, sizes, triples, scores):
+        rles = [{"size": [h, w], "counts": c} for c in counts[k : k + len(tr)]]
+        out.append(_detections(r.image_id, h, w, [mid for mid, _, _ in tr], np.asarray(sc, np.float64), rles))
+        k += len(tr)
+    return out
+
+
 def submission_rows(path: str) -> Iterator[SubmissionRow]:
     """Streams the rows of a submission CSV, unparsed; the header, the field count and the encoding
     (UTF-8) are checked here (:class:`PredictionFileError` naming the line)."""
@@ -346,7 +370,8 @@ class SubmissionCsvWriter:
 
     def __init__(self, path: str):
         self.path = path
-        self._tmp, self._file = _atomic_text_writer(path)
+        self._open = atomic_write.atomic_open(path, newline="")
+        self._file = self._open.__enter__()
         self._writer = csv.writer(self._file, lineterminator="\n")
         self._writer.writerow(SUBMISSION_HEADER)
 
@@ -358,8 +383,4 @@ class SubmissionCsvWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._file.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        elif os.path.exists(self._tmp):
-            os.remove(self._tmp)
+        self._open.__exit__(exc_type, exc, tb)  # renames into place, or removes the temporary file

@@ -46,6 +46,37 @@ def encode_rle(mask: np.ndarray) -> dict:
     return encode_rles(mask[None])[0]
 
 
+def encode_rle_window(window: np.ndarray, top: int, left: int, height: int, width: int) -> dict:
+    """The COCO RLE of a ``height x width`` mask that is zero outside ``window`` placed at (top, left).
+
+    Memory is proportional to the window, not the image: the runs are found inside the window and
+    offset to the image's column-major order, so a 10000 x 8000 image never needs a full-size array.
+    The result is exactly :func:`encode_rle` of the full mask.
+
+    Args:
+      window: [h, w] bool, inside the image (top + h <= height, left + w <= width).
+    """
+    window = np.asarray(window, dtype=bool)
+    h, w = window.shape
+    if top < 0 or left < 0 or top + h > height or left + w > width:
+        raise ValueError(f"encode_rle_window: window {h}x{w} at ({top}, {left}) is outside {height}x{width}")
+    # Per window column (image order is column-major), +1 where a run of ones starts, -1 past its end.
+    cols = np.zeros((w, h + 2), np.int8)
+    cols[:, 1:-1] = window.T
+    col, pos = np.nonzero(np.diff(cols, axis=1))  # row-major over [w, h + 1]: image order
+    flat = (left + col).astype(np.int64) * height + top + pos  # start and end (exclusive) of each run
+    starts, ends = flat[0::2], flat[1::2]
+    if len(starts):
+        joined = starts[1:] == ends[:-1]  # a run ending at a column's bottom going on at the next top
+        starts, ends = starts[np.r_[True, ~joined]], ends[np.r_[~joined, True]]
+    bounds = np.stack([starts, ends], axis=1).reshape(-1)
+    counts = np.diff(np.concatenate([[0], bounds, [height * width]]))
+    if len(counts) > 1 and counts[-1] == 0:  # ones up to the last pixel: pycocotools ends on that run
+        counts = counts[:-1]
+    rle = coco_mask.frPyObjects({"counts": counts.tolist(), "size": [height, width]}, height, width)
+    return {"size": [int(height), int(width)], "counts": rle["counts"]}
+
+
 def encode_rles(masks: np.ndarray) -> list[dict]:
     """[N, H, W] masks (bool or 0/1) -> N COCO RLEs (bytes counts, ``size`` as a list of ints)."""
     masks = np.asarray(masks)
@@ -193,6 +224,16 @@ def decode_counts(counts: bytes | str) -> np.ndarray:
     return decode_counts_many([counts])[0]
 
 
+def count_pixels_many(counts: Sequence[bytes | str]) -> np.ndarray:
+    """The pixels covered by each of many compressed counts strings (sum of its runs): [N] int64.
+
+    Raises:
+      RleError: as :func:`decode_counts_many`.
+    """
+    runs, string = decode_counts_many(counts)
+    return np.bincount(string, weights=runs, minlength=len(counts)).astype(np.int64)
+
+
 def check_counts_many(counts: Sequence[bytes | str], height: int, width: int) -> None:
     """Validates many compressed counts strings of masks of one size at once.
 
@@ -200,8 +241,7 @@ def check_counts_many(counts: Sequence[bytes | str], height: int, width: int) ->
       RleError: as :func:`decode_counts_many`, or when a string's runs do not add up to
         ``height * width``; ``index`` is the first bad string.
     """
-    runs, string = decode_counts_many(counts)
-    totals = np.bincount(string, weights=runs, minlength=len(counts)).astype(np.int64)
+    totals = count_pixels_many(counts)
     wrong = np.flatnonzero(totals != height * width)
     if len(wrong):
         i = int(wrong[0])

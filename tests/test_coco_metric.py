@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from synthetic_scene import synthetic_scene
 
 from hierseg.detections import Detections, encode_rles
 from hierseg.evaluation.coco_metric import STAT_NAMES, evaluate_coco, write_metrics_json
@@ -16,16 +17,9 @@ LABEL_MAP = LabelMap.from_classes(MIDS, ["Person", "Car"])
 
 
 def _scene(seed: int, h: int, w: int, n: int) -> tuple[np.ndarray, list[str]]:
-    """n non-overlapping random rectangles-with-a-notch on an h x w image; their classes."""
-    rng = np.random.default_rng(seed)
-    masks = np.zeros([n, h, w], np.uint8)
-    for i in range(n):
-        x0 = i * (w // n) + rng.integers(0, 5)
-        x1 = (i + 1) * (w // n) - rng.integers(1, 5)
-        y0, y1 = rng.integers(0, h // 3), rng.integers(h // 2, h)
-        masks[i, y0:y1, x0:x1] = 1
-        masks[i, y0 : y0 + (y1 - y0) // 3, x0 : x0 + (x1 - x0) // 3] = 0  # not a box: mask AP != box AP
-    return masks, [MIDS[int(rng.integers(0, 2))] for _ in range(n)]
+    """n non-overlapping L-shaped objects (not boxes: mask AP != box AP) on an h x w image; their classes."""
+    scene = synthetic_scene(np.random.default_rng(seed), h, w, n, "columns")
+    return scene.masks, [MIDS[(c + seed) % 2] for c in scene.classes]
 
 
 @pytest.fixture(scope="module")

@@ -392,3 +392,25 @@ def test_validate_submission_command_reports_a_non_utf8_byte(synth, tmp_path, ca
     assert main(["validate-submission", "--submission", str(sub)]) == 1
     out = capsys.readouterr().out
     assert f"{sub}:line 2: [encoding] non-UTF-8 byte 0xff in field 1" in out and "INVALID" in out
+
+
+def test_images_without_masks_need_no_size(synth, tmp_path):
+    import shutil
+
+    from ensembles.metric.groundtruth_files import load_ground_truth
+
+    oid_dir, hierarchy = synth
+    copy = tmp_path / "oid"
+    shutil.copytree(oid_dir, copy)
+    paths = OidPaths.from_dir(str(copy))
+    coin = hierarchy.classes[0]
+    with open(paths.bbox_csv("validation"), "a") as f:
+        f.write(f"ffffffffffffffff,{coin},0.1,0.5,0.2,0.6,1\n")
+    with open(paths.labels_csv("validation"), "a") as f:
+        f.write(f"eeeeeeeeeeeeeeee,{coin},0\n")
+    gts, report = load_ground_truth(str(copy), "validation", hierarchy, num_workers=2, cache_dir=str(tmp_path / "c"))
+    box_only, label_only = gts["ffffffffffffffff"], gts["eeeeeeeeeeeeeeee"]
+    assert (box_only.height, box_only.width, box_only.classes, box_only.rles) == (0, 0, [coin], [None])
+    assert box_only.is_group_of.tolist() == [True] and label_only.negative_labels == (coin,) and len(label_only) == 0
+    cached, _ = load_ground_truth(str(copy), "validation", hierarchy, cache_dir=str(tmp_path / "c"))
+    assert cached["ffffffffffffffff"].rles == [None] and cached["eeeeeeeeeeeeeeee"].negative_labels == (coin,)

@@ -126,3 +126,28 @@ def test_validator_uses_the_readers_score_rule(tmp_path):
     assert [(p.line, p.kind) for p in problems] == [(2, "score")] and "1 triple(s) (1)" in problems[0].message
     with pytest.raises(ValueError, match="triple 1"):
         parse_prediction_string(f"{MID} nan {enc}", 6, 8)
+
+
+def test_parse_submission_rows_in_a_batch_equals_one_by_one_and_fails_alike(tmp_path):
+    from hierseg.prediction_file import parse_submission_rows
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "sub.csv"
+    lines = []
+    for i in range(20):
+        h, w = (int(v) for v in rng.integers(3, 30, 2))
+        masks = [rng.random((h, w)) < 0.3 for _ in range(int(rng.integers(0, 4)))]
+        lines.append(f"img{i},{w},{h}," + " ".join(f"{MID} {rng.random():.9f} {encode_oid_mask(m)}" for m in masks))
+    path.write_text(HEADER + "\n".join(lines) + "\n")
+    rows = list(submission_rows(str(path)))
+    for a, b in zip(parse_submission_rows(rows), [r.detections() for r in rows]):
+        assert (a.image_id, a.height, a.width, a.classes) == (b.image_id, b.height, b.width, b.classes)
+        assert a.rles == b.rles and a.scores.tolist() == b.scores.tolist() and a.scores.dtype == np.float64
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+    bad = lines[:]
+    i = next(k for k, line in enumerate(bad) if line.count(MID))
+    image_id, width, height, _ = bad[i].split(",")
+    bad[i] = f"{image_id},{int(width) + 1},{height},{bad[i].split(',')[3]}"  # masks no longer cover the image
+    path.write_text(HEADER + "\n".join(bad) + "\n")
+    with pytest.raises(PredictionFileError, match=f"^{path}:{i + 2}: image {image_id}: triple 1 .*add up to"):
+        parse_submission_rows(list(submission_rows(str(path))))

@@ -29,7 +29,7 @@ MIRRORED_PROGRAM = textwrap.dedent("""
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
     from hierseg.models.factory import build_model, build_train_targets
-    from hierseg.training import loop
+    from hierseg.training import checkpoints, loop
     from hierseg_cli.experiment_args import data_dir_overrides
 
     layer, config_file = sys.argv[1], sys.argv[2]
@@ -171,10 +171,10 @@ def test_multi_worker_two_processes_train_and_agree(layer, tmp_path):
         from hierseg.config import load
         from hierseg.config.experiment import ExperimentConfig
         from hierseg.models.factory import build_model
-        from hierseg.training import loop
+        from hierseg.training import checkpoints, loop
         cfg = load(ExperimentConfig, "{model_dir}/params.yaml")
         model = build_model(cfg.model, cfg.data.output_size)
-        loop.make_checkpoint(model).read("{model_dir}/ckpt-4").expect_partial().assert_existing_objects_matched()
+        checkpoints.make_checkpoint(model).read("{model_dir}/ckpt-4").expect_partial().assert_existing_objects_matched()
         print("RESULT " + json.dumps(loop.variables_fingerprint(model.trainable_variables)))
     """)
     proc = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)

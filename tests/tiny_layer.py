@@ -3,8 +3,8 @@
 Written in the layout ``hierseg prepare`` produces (:class:`hierseg.layout.PreparedLayer`: one train
 and one validation shard, label map, COCO validation JSON), its records built by data_prep's
 ``build_example``, with the SAME images in train and validation so that a model can be checked to
-overfit them. Each class has its own colour and shape (1 rectangle, 2 ellipse, 3 diamond), on a
-noisy background.
+overfit them: ``synthetic_scene``'s "scattered" images (each class its own colour and shape: 1
+rectangle, 2 ellipse, 3 diamond, on a noisy background).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from pycocotools import mask as coco_mask
+from synthetic_scene import synthetic_scene
 
 from data_prep.tf_example import build_example
 from hierseg import features as F
@@ -21,41 +22,8 @@ from hierseg.atomic_write import write_json
 from hierseg.label_map import LabelMap
 from hierseg.layout import PreparedLayer
 
-COLORS = {1: (220, 40, 40), 2: (40, 200, 60), 3: (50, 70, 230)}
 MIDS = ("/m/tiny_rect", "/m/tiny_ellipse", "/m/tiny_diamond")
 NAMES = ("Rectangle", "Ellipse", "Diamond")
-
-
-def _shape_mask(cls: int, h: int, w: int, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    cy, cx, ry, rx = (y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) / 2, (x1 - x0) / 2
-    if cls == 1:
-        m = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
-    elif cls == 2:
-        m = ((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= 1.0
-    else:
-        m = np.abs(yy + 0.5 - cy) / ry + np.abs(xx + 0.5 - cx) / rx <= 1.0
-    return m.astype(np.uint8)
-
-
-def make_image(rng: np.random.Generator, h: int, w: int, max_objects: int = 3):
-    """-> image uint8 [h, w, 3], masks uint8 [n, h, w], classes [n] (objects do not overlap)."""
-    image = rng.integers(90, 160, size=[h, w, 3]).astype(np.uint8)
-    masks, classes, taken = [], [], np.zeros([h, w], bool)
-    for _ in range(20):
-        if len(classes) == max_objects:
-            break
-        cls = int(rng.integers(1, 4))
-        bh, bw = int(rng.integers(h // 4, h // 2)), int(rng.integers(w // 4, w // 2))
-        y0, x0 = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
-        if taken[max(0, y0 - 2) : y0 + bh + 2, max(0, x0 - 2) : x0 + bw + 2].any():
-            continue
-        m = _shape_mask(cls, h, w, y0, x0, y0 + bh, x0 + bw)
-        taken |= m.astype(bool)
-        image[m.astype(bool)] = COLORS[cls]
-        masks.append(m)
-        classes.append(cls)
-    return image, np.stack(masks), classes
 
 
 def encode_example(
@@ -111,7 +79,8 @@ def write_tiny_layer(out_dir: Path, num_images: int = 6, height: int = 96, width
     records = []
     for k in range(num_images):
         h, w = height + 8 * (k % 3), width - 8 * (k % 2)
-        image, masks, classes = make_image(rng, h, w)
+        scene = synthetic_scene(rng, h, w, 3, "scattered")
+        image, masks, classes = scene.image, scene.masks, scene.classes
         source_id = f"{k:016x}"
         records.append(
             encode_example(image, masks, classes, [MIDS[c - 1] for c in classes], source_id, weight=1.0, fmt="jpeg")

@@ -41,11 +41,19 @@ def _init_worker(state: dict[str, Any] | None) -> None:
         _WORKER.update(state)
 
 
-def _evaluate_task(item: Any) -> tuple[str, dict, Counter]:
-    """One image in a worker: (image_id, per-class results, unknown classes). ``item`` is Detections
-    or anything with ``image_id`` and ``detections()`` (an unparsed submission row, parsed here)."""
-    det = item if isinstance(item, Detections) else item.detections()
-    return _evaluate_one(det, _WORKER)
+def _parsed(chunk: list[Any]) -> list[Detections]:
+    """A chunk of predictions as Detections: unparsed submission rows are parsed together (their masks
+    checked in one vectorized pass), anything else with ``detections()`` one by one."""
+    from hierseg.prediction_file import SubmissionRow, parse_submission_rows
+
+    if all(isinstance(x, SubmissionRow) for x in chunk):
+        return parse_submission_rows(chunk)
+    return [x if isinstance(x, Detections) else x.detections() for x in chunk]
+
+
+def _evaluate_chunk(chunk: list[Any]) -> list[tuple[str, dict, Counter]]:
+    """Some images in a worker: [(image_id, per-class results, unknown classes)]."""
+    return [_evaluate_one(det, _WORKER) for det in _parsed(chunk)]
 
 
 def _evaluate_one(det: Detections, state: dict[str, Any]) -> tuple[str, dict, Counter]:
@@ -111,7 +119,9 @@ class OidChallengeEvaluator:
         for c, n in expanded.num_gt(self.group_of_weight).items():
             self._num_gt[c] = self._num_gt.get(c, 0.0) + n
 
-    def _tasks(self, predictions: Iterable[Any]) -> Iterator[Any]:
+    def _chunks(self, predictions: Iterable[Any], size: int = 32) -> Iterator[list[Any]]:
+        """The predictions of images with ground truth, in lists of ``size`` (one task each)."""
+        chunk: list[Any] = []
         for item in predictions:
             if item.image_id in self._predicted:
                 raise ValueError(f"predictions of image {item.image_id} given twice")
@@ -119,7 +129,12 @@ class OidChallengeEvaluator:
             if item.image_id not in self._gt:
                 self.images_without_ground_truth += 1
                 continue
-            yield item
+            chunk.append(item)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
     def _collect(self, out: tuple[str, dict, Counter]) -> None:
         image_id, result, unknown = out
@@ -146,20 +161,25 @@ class OidChallengeEvaluator:
             "iou_threshold": self.iou_threshold,
             "group_of_weight": self.group_of_weight,
         }
-        tasks = tqdm(self._tasks(predictions), desc="oid-eval", unit="img", disable=not self.show_progress)
+        bar = tqdm(desc="oid-eval", unit="img", disable=not self.show_progress)
         if self.num_workers <= 1:
-            for item in tasks:
-                self._collect(_evaluate_one(item if isinstance(item, Detections) else item.detections(), state))
+            for chunk in self._chunks(predictions):
+                for det in _parsed(chunk):
+                    self._collect(_evaluate_one(det, state))
+                bar.update(len(chunk))
         else:
             forked = start_method() == "fork"
             if forked:
                 _WORKER.update(state)  # inherited by the forked workers, never pickled
             try:
                 with process_pool(self.num_workers, _init_worker, (None if forked else state,)) as pool:
-                    for out in pool.imap_unordered(_evaluate_task, tasks, chunksize=16):
-                        self._collect(out)
+                    for outs in pool.imap_unordered(_evaluate_chunk, self._chunks(predictions)):
+                        for out in outs:
+                            self._collect(out)
+                        bar.update(len(outs))
             finally:
                 _WORKER.clear()
+        bar.close()
         return len(self._predicted) - before
 
     # ------------------------------------------------------------------------------- evaluating

@@ -17,7 +17,7 @@ and the expanded instance classes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -136,16 +136,10 @@ class ImageGroundTruth:
         if len(masked):
             areas[masked] = rle_areas([self.instances.rles[k] for k in masked])
         idx = np.asarray(index, np.int64)
+        instances = self.instances[idx]  # one copy per (instance, ancestor class)
+        instances.classes = classes
         return ExpandedGroundTruth(
-            image_id=self.image_id,
-            height=self.height,
-            width=self.width,
-            classes=classes,
-            boxes=self.boxes[idx] if len(idx) else np.zeros([0, 4], np.float64),
-            rles=[self.instances.rles[k] if areas[k] > 0 else None for k in index],
-            is_group_of=self.is_group_of[idx] if len(idx) else np.zeros([0], bool),
-            evaluatable=frozenset(labels) | frozenset(classes),
-            areas=areas[idx] if len(idx) else np.zeros([0], np.int64),
+            instances, areas[idx] > 0, self.is_group_of[idx], areas[idx], frozenset(labels) | frozenset(classes)
         )
 
 
@@ -153,46 +147,46 @@ class ImageGroundTruth:
 class ExpandedGroundTruth:
     """One image's ground truth after the hierarchy expansion, as the per-image evaluation uses it.
 
-    ``classes``, ``boxes``, ``is_group_of`` as in :class:`ImageGroundTruth` (one entry per instance and
-    ancestor class); ``rles[k]`` None for a box without a mask or an empty mask, ``areas`` [K] int64
-    their pixel counts (0 without a mask); ``evaluatable``: the classes whose detections are evaluated
-    in this image.
+    Attributes:
+      instances: one entry per (instance, ancestor class): the instance with that class.
+      has_mask: [K] bool, False for a box without a mask or with an empty mask.
+      is_group_of: [K] bool.
+      areas: [K] int64 mask pixel counts (0 without a mask).
+      evaluatable: the classes whose detections are evaluated in this image.
     """
 
-    image_id: str
-    height: int
-    width: int
-    classes: list[str]
-    boxes: np.ndarray
-    rles: list[dict | None]
+    instances: Detections
+    has_mask: np.ndarray
     is_group_of: np.ndarray
+    areas: np.ndarray
     evaluatable: frozenset[str]
-    areas: np.ndarray = field(default_factory=lambda: np.zeros([0], np.int64))
+
+    image_id = property(lambda self: self.instances.image_id)
+    height = property(lambda self: self.instances.height)
+    width = property(lambda self: self.instances.width)
+    classes = property(lambda self: self.instances.classes)
+    boxes = property(lambda self: self.instances.boxes)
+
+    @property
+    def rles(self) -> list[dict | None]:
+        """K RLEs, None for a box without a mask (or an empty mask)."""
+        return [r if m else None for r, m in zip(self.instances.rles, self.has_mask)]
 
     def num_gt(self, group_of_weight: float) -> dict[str, float]:
         """Per class, what the image adds to the ground-truth count: 1 per non-group-of instance with a
         mask, ``group_of_weight`` per group-of instance with a mask; boxes without a mask add nothing."""
         out: dict[str, float] = {}
-        for c, r, g in zip(self.classes, self.rles, self.is_group_of):
-            if r is not None:
+        for c, m, g in zip(self.classes, self.has_mask, self.is_group_of):
+            if m:
                 out[c] = out.get(c, 0.0) + (group_of_weight if g else 1.0)
         return out
 
 
 def ground_truth_as_detections(gt: ImageGroundTruth, score: float = 1.0, *, drop_classes: Iterable[str] = ()):
-    """The instances with masks of ``gt`` as :class:`~hierseg.detections.Detections` (label paths empty):
-    a perfect prediction, used by tests and benchmarks."""
-    from hierseg.detections import Detections
-
+    """The instances with masks of ``gt`` as :class:`~hierseg.detections.Detections` (label paths
+    empty, boxes the masks' tight boxes): a perfect prediction, used by tests and benchmarks."""
     drop = set(drop_classes)
-    keep = [k for k, (c, r) in enumerate(zip(gt.classes, gt.rles)) if r is not None and c not in drop]
-    rles = [gt.rles[k] for k in keep]
-    return Detections(
-        gt.image_id,
-        gt.height,
-        gt.width,
-        [gt.classes[k] for k in keep],
-        np.full(len(keep), score, np.float64),
-        rle_boxes(rles).astype(np.float32),
-        rles,
-    )
+    out = gt.instances[gt.has_mask & np.array([c not in drop for c in gt.classes], bool)]
+    out.scores = np.full(len(out), float(score))
+    out.boxes = rle_boxes(out.rles).astype(np.float32)
+    return out

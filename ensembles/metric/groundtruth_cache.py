@@ -24,6 +24,7 @@ import zipfile
 import numpy as np
 
 from ensembles.metric.groundtruth import ImageGroundTruth
+from hierseg import atomic_write
 
 CACHE_VERSION = 1  # bump when the layout or the loading rules change
 
@@ -84,14 +85,8 @@ def write(path: str, gts: dict[str, ImageGroundTruth], report: dict) -> None:
         "report": np.frombuffer(json.dumps(report).encode("utf-8"), np.uint8),
     }
     directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write.atomic_open(path, "wb") as f:  # a file object: np.savez adds no ".npz" to it
+        np.savez(f, **arrays)
     prefix = os.path.basename(path).rsplit("-", 1)[0]
     for old in glob.glob(os.path.join(directory, f"{prefix}-*.npz")):
         if os.path.abspath(old) != os.path.abspath(path):

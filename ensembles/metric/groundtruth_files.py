@@ -83,9 +83,16 @@ def _match_masks_to_boxes(masks, boxes, tolerance: float) -> tuple[np.ndarray, n
     return np.asarray(out_m, np.int64), np.asarray(out_b, np.int64)
 
 
+_READER: list = []  # the worker's MaskZipReader: sent once per process, so each opens every zip once
+
+
+def _set_reader(reader) -> None:
+    _READER[:] = [reader]
+
+
 def _encode_masks_of_image(task: tuple) -> tuple[str, list[dict]]:
-    reader, image_id, mask_paths, h, w = task
-    return image_id, [reader.read_resized_rle(p, h, w) for p in mask_paths]
+    image_id, mask_paths, h, w = task
+    return image_id, [_READER[0].read_resized_rle(p, h, w) for p in mask_paths]
 
 
 def _decode_masks(reader, tasks: list[tuple], num_workers: int, show_progress: bool) -> dict[str, list[dict]]:
@@ -94,17 +101,21 @@ def _decode_masks(reader, tasks: list[tuple], num_workers: int, show_progress: b
 
     rles_of: dict[str, list[dict]] = {}
     bar = tqdm(total=len(tasks), desc="ground-truth masks", unit="img", disable=not show_progress)
-    if num_workers > 1 and len(tasks) > 1:
-        with process_pool(num_workers) as pool:
-            for image_id, rles in pool.imap_unordered(_encode_masks_of_image, tasks, chunksize=16):
+    try:
+        if num_workers > 1 and len(tasks) > 1:
+            with process_pool(num_workers, _set_reader, (reader,)) as pool:
+                for image_id, rles in pool.imap_unordered(_encode_masks_of_image, tasks, chunksize=16):
+                    rles_of[image_id] = rles
+                    bar.update(1)
+        else:
+            _set_reader(reader)
+            for t in tasks:
+                image_id, rles = _encode_masks_of_image(t)
                 rles_of[image_id] = rles
                 bar.update(1)
-    else:
-        for t in tasks:
-            image_id, rles = _encode_masks_of_image(t)
-            rles_of[image_id] = rles
-            bar.update(1)
-    bar.close()
+    finally:
+        _READER.clear()
+        bar.close()
     return rles_of
 
 
@@ -173,15 +184,11 @@ def load_ground_truth(
     return gts, report
 
 
-def _load(oid_dir, split, hierarchy, image_sizes, image_sizes_csv, on_error, box_tolerance, num_workers, show_progress):
-    import pandas as pd
-
-    from hierseg.oid.image_size import ImageSizeCache
-    from hierseg.oid.layout import OidPaths
-    from hierseg.oid.mask_zip import MaskZipReader
+def _read_tables(paths, split: str, hierarchy: Hierarchy, on_error: str, box_tolerance: float):
+    """The three CSVs, mask rows paired with bbox rows: (masks, their IsGroupOf, box-only rows,
+    labels, report)."""
     from hierseg.oid.tables import read_bbox_csv, read_image_labels_csv, read_segmentation_csv
 
-    paths = OidPaths.from_dir(oid_dir)
     mids = hierarchy.classes
     masks, skip_m = read_segmentation_csv(paths.masks_csv(split), valid_mids=mids, on_error=on_error)
     boxes, skip_b = read_bbox_csv(paths.bbox_csv(split), valid_mids=mids, on_error=on_error)
@@ -191,8 +198,26 @@ def _load(oid_dir, split, hierarchy, image_sizes, image_sizes_csv, on_error, box
     mask_group_of[mask_pos] = boxes["IsGroupOf"].to_numpy(bool)[box_pos]
     box_only = np.ones(len(boxes), bool)
     box_only[box_pos] = False
-    boxes = boxes[box_only]
+    report = {
+        "mask_rows": len(masks),
+        "bbox_rows": len(boxes),
+        "label_rows": len(labels),
+        "masks_paired_with_boxes": int(len(mask_pos)),
+        "box_only_rows": int(box_only.sum()),
+        "skipped": {"masks_csv": skip_m.as_dict(), "bbox_csv": skip_b.as_dict(), "labels_csv": skip_l.as_dict()},
+    }
+    return masks, mask_group_of, boxes[box_only], labels, report
 
+
+def _load(oid_dir, split, hierarchy, image_sizes, image_sizes_csv, on_error, box_tolerance, num_workers, show_progress):
+    import pandas as pd
+
+    from hierseg.oid.image_size import ImageSizeCache
+    from hierseg.oid.layout import OidPaths
+    from hierseg.oid.mask_zip import MaskZipReader
+
+    paths = OidPaths.from_dir(oid_dir)
+    masks, mask_group_of, boxes, labels, report = _read_tables(paths, split, hierarchy, on_error, box_tolerance)
     image_ids = sorted(set(masks["ImageID"]) | set(boxes["ImageID"]) | set(labels["ImageID"]))
     index = pd.Index(image_ids)
     m_order, m_start = _slices(index.get_indexer(masks["ImageID"]), len(image_ids))
@@ -207,13 +232,9 @@ def _load(oid_dir, split, hierarchy, image_sizes, image_sizes_csv, on_error, box
         raise ValueError(f"no image size for {len(missing)} images with masks, e.g. {missing[:3]}")
 
     mask_paths = masks["MaskPath"].to_numpy()
-    reader = MaskZipReader.for_split(paths, split)
-    tasks = [
-        (reader, i, list(mask_paths[m_order[m_start[k] : m_start[k + 1]]]), *image_sizes[i])
-        for k, i in enumerate(image_ids)
-        if m_start[k + 1] > m_start[k]
-    ]
-    rles_of = _decode_masks(reader, tasks, num_workers, show_progress)
+    first = dict(zip(image_ids, range(len(image_ids))))
+    tasks = [(i, list(mask_paths[m_order[m_start[first[i]] : m_start[first[i] + 1]]]), *image_sizes[i]) for i in masked]
+    rles_of = _decode_masks(MaskZipReader.for_split(paths, split), tasks, num_workers, show_progress)
 
     m_cls, b_cls, l_cls = (t["LabelName"].to_numpy() for t in (masks, boxes, labels))
     m_box = masks[["BoxYMin", "BoxXMin", "BoxYMax", "BoxXMax"]].to_numpy(np.float64)
@@ -222,8 +243,7 @@ def _load(oid_dir, split, hierarchy, image_sizes, image_sizes_csv, on_error, box
     conf = labels["Confidence"].to_numpy()
     out: dict[str, ImageGroundTruth] = {}
     for k, image_id in enumerate(image_ids):
-        mi = m_order[m_start[k] : m_start[k + 1]]
-        bi = b_order[b_start[k] : b_start[k + 1]]
+        mi, bi = m_order[m_start[k] : m_start[k + 1]], b_order[b_start[k] : b_start[k + 1]]
         li = l_order[l_start[k] : l_start[k + 1]]
         h, w = image_sizes.get(image_id, (0, 0))
         out[image_id] = ImageGroundTruth.from_annotations(
@@ -237,13 +257,4 @@ def _load(oid_dir, split, hierarchy, image_sizes, image_sizes_csv, on_error, box
             list(l_cls[li][conf[li] == 1]),
             list(l_cls[li][conf[li] == 0]),
         )
-    report = {
-        "images": len(out),
-        "mask_rows": len(masks),
-        "bbox_rows": len(box_only),
-        "label_rows": len(labels),
-        "masks_paired_with_boxes": int(len(mask_pos)),
-        "box_only_rows": int(box_only.sum()),
-        "skipped": {"masks_csv": skip_m.as_dict(), "bbox_csv": skip_b.as_dict(), "labels_csv": skip_l.as_dict()},
-    }
-    return out, report
+    return out, {"images": len(out), **report}

@@ -123,7 +123,8 @@ def evaluate_image(
         return {}
     rles = [det.rles[k] for k in keep]
     scores = det.scores[keep].astype(np.float64)
-    gt_has_mask = [r is not None for r in gt.rles]
+    gt_has_mask = gt.has_mask.tolist()
+    gt_rles = gt.instances.rles  # used only where gt_has_mask
     sizes = {(int(r["size"][0]), int(r["size"][1])) for r in rles}
     if any(gt_has_mask) and sizes | {(det.height, det.width)} != {(gt.height, gt.width)}:
         raise ValueError(
@@ -131,9 +132,6 @@ def evaluate_image(
             f"{gt.height}x{gt.width} (height x width); masks must be at the original resolution"
         )
     gt_areas = np.asarray(gt.areas, np.float32)
-    if len(gt_areas) != len(gt.classes):  # built without areas: measure them
-        gt_areas = np.zeros(len(gt.classes), np.float32)
-        gt_areas[np.flatnonzero(gt_has_mask)] = rle_areas([r for r in gt.rles if r is not None])
     by_class: dict[str, list[int]] = {}
     for i, k in enumerate(keep):
         by_class.setdefault(det.classes[k], []).append(i)
@@ -155,7 +153,7 @@ def evaluate_image(
         gm = np.asarray([j for j in g if gt_has_mask[j]], np.int64)
         gb = np.asarray([j for j in g if not gt_has_mask[j]], np.int64)
         inter = pairwise_intersections(
-            [rles[i] for i in d], [gt.rles[j] for j in gm], areas_a=det_areas[d], check_sizes=False
+            [rles[i] for i in d], [gt_rles[j] for j in gm], areas_a=det_areas[d], check_sizes=False
         ).astype(np.float32)
         a_det = det_areas[d][:, None]
         iou_m = inter / np.maximum(a_det + gt_areas[gm][None, :] - inter, EPSILON)  # float32, as official

@@ -13,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hierseg.config.deeplab import DeepLabConfig
+from hierseg.config.retinanet import RetinaNetConfig
+from hierseg.config.shapemask import ShapeMaskConfig
+
 # The model types of hierseg.models.factory (each new model type adds its own config section below).
 MODEL_TYPES = ("mask_rcnn", "retinanet", "shapemask", "deeplab_v3plus")
 ModelType = Literal["mask_rcnn", "retinanet", "shapemask", "deeplab_v3plus"]
@@ -40,7 +44,6 @@ class BackboneConfig:
 @dataclass
 class FPNConfig:
     num_filters: int = 256  # channels of every pyramid level P2..P6 (levels come from `anchor`)
-    use_norm: bool = False  # batch norm after FPN convs (needs norm != "frozen"); off in the paper
 
 
 @dataclass
@@ -120,6 +123,9 @@ class ModelConfig:
     focal_alpha: float = 0.25  # focal-loss alpha (sigmoid_loss = "focal")
     focal_gamma: float = 2.0  # focal-loss gamma (sigmoid_loss = "focal")
     box_coding_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # Fast R-CNN deltas
+    retinanet: RetinaNetConfig = field(default_factory=RetinaNetConfig)  # type retinanet/shapemask: dense detector
+    shapemask: ShapeMaskConfig = field(default_factory=ShapeMaskConfig)  # type shapemask: prior/coarse/fine heads
+    deeplab: DeepLabConfig = field(default_factory=DeepLabConfig)  # DeepLab v3+ head (type deeplab_v3plus)
 
     @classmethod
     def tiny(cls, num_classes: int = 0) -> ModelConfig:

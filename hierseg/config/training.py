@@ -24,28 +24,38 @@ class LearningRateConfig:
     warmup_lr: float = 0.0067  # learning rate at step 0
     decay_steps: list[int] = field(default_factory=lambda: [30000, 40000])  # steps where lr *= decay_factor
     decay_factor: float = 0.1  # multiplier applied at each of decay_steps
+    policy: Literal["step", "poly"] = "step"  # after warmup: step decay, or DeepLab's poly decay below
+    poly_steps: int = 0  # poly: lr = init_lr * (1 - step / poly_steps) ** poly_power (= train.total_steps)
+    poly_power: float = 0.9  # poly: exponent (DeepLab learning_power)
     RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
         "init_lr": "> 0",
         "warmup_steps": ">= 0",
         "warmup_lr": ">= 0",
         "decay_steps": ">= 0",
         "decay_factor": "> 0",
+        "poly_steps": ">= 0",
+        "poly_power": "> 0",
     }
 
 
 @dataclass
 class CheckpointInitConfig:
-    """A pretrained backbone to start from when model_dir holds no checkpoint (seed: ``checkpoint: {path, prefix}``).
+    """A pretrained start when model_dir holds no checkpoint (seed: ``checkpoint: {path, prefix}``).
+
+    ``scope: backbone`` (default) initialises ``model.backbone`` only, as below; ``scope: model`` every
+    variable of a hierseg checkpoint whose path and shape match (another hierseg detector; heads of a
+    different class count keep their init). Both in :mod:`hierseg.training.checkpoints`.
 
     With ``prefix`` set the checkpoint is read by variable NAME (TF1 / name-based checkpoints such as the
     TPU ResNet ones): backbone variable ``<backbone path>/a/b`` is looked up as ``<prefix>a/b``; when no
     name matches and the checkpoint holds TF1 ``conv2d_k``/``batch_normalization_k`` layers under the
-    prefix, they are mapped by TF1 creation order (``hierseg.training.tf1_resnet_checkpoint``). With an
+    prefix, they are mapped by TF1 creation order (``hierseg.training.checkpoints``). With an
     empty prefix it is read as a TF2 object-based checkpoint written by hierseg (``model.backbone``).
     """
 
     path: str = ""  # checkpoint prefix or directory, local or gs:// ("" = random init)
-    prefix: str = ""  # variable-name prefix inside the checkpoint, e.g. "resnet50/"
+    prefix: str = ""  # variable-name prefix inside the checkpoint, e.g. "resnet50/" (scope backbone only)
+    scope: Literal["backbone", "model"] = "backbone"  # what path initialises: the backbone, or the whole model
 
 
 @dataclass
@@ -85,11 +95,9 @@ class EvalConfig:
     mask_threshold: float = 0.5  # pasted mask probabilities >= this are foreground
     min_score: float = 0.0  # detections below this score are not reported
     write_predictions: bool = False  # also write predictions.jsonl (hierseg.detections) next to the metrics
-    timeout_seconds: int = 0  # train_and_eval: stop waiting for a new checkpoint after this long (0 = never)
     RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
         "batch_size": ">= 1",
         "max_images": ">= 0",
-        "mask_threshold": "0..1",
+        "mask_threshold": "> 0, <= 1",
         "min_score": "0..1",
-        "timeout_seconds": ">= 0",
     }

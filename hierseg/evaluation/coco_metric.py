@@ -1,7 +1,8 @@
 """COCO box and mask mAP of one layer's detections on the prepared validation JSON (pycocotools).
 
-The ground truth is ``validation_coco.json`` written by ``hierseg prepare``: images carry
-``source_id`` (the Open Images ImageID) and their original ``height``/``width``; categories have
+The ground truth is ``validation_coco.json`` written by ``hierseg prepare``: images carry a numeric
+``id``, ``file_name`` ``<ImageID>.jpg`` (the ImageID is its stem, or an explicit ``source_id`` field of
+other writers) and their original ``height``/``width``; categories have
 ids ``1..K`` and the ``mid`` of the layer's label map. Detections are :class:`hierseg.detections.Detections`
 (classes are MIDs, masks are RLEs at the original resolution) or per-image dicts of the same fields.
 

@@ -33,6 +33,7 @@ __all__ = [
     "oid_mask_from_rle",
     "rle_from_oid_mask",
     "rles_from_oid_masks",
+    "counts_from_oid_masks_unchecked",
 ]
 
 MaskCodecError = RleError  # an RLE or EncodedMask that cannot be decoded (one error type for both)
@@ -94,6 +95,15 @@ def rles_from_oid_masks(encoded: Sequence[str | bytes], height: int, width: int)
         preview = _preview(e.encode("ascii", errors="replace") if isinstance(e, str) else e)
         raise MaskCodecError(f"EncodedMask {preview!r} with size [{height}, {width}]: {err}", err.index) from None
     return [{"size": [int(height), int(width)], "counts": c} for c in counts]
+
+
+def counts_from_oid_masks_unchecked(encoded: Sequence[str | bytes]) -> list[bytes] | None:
+    """The counts strings of many EncodedMasks, or None if any is not base64 of a zlib stream (the
+    caller then decodes them one by one for the message). Their runs are not checked here."""
+    try:
+        return [zlib.decompress(base64.b64decode(e, validate=True)) for e in encoded]
+    except (binascii.Error, ValueError, zlib.error):
+        return None
 
 
 def rle_from_oid_mask(encoded: str | bytes, height: int, width: int) -> dict:

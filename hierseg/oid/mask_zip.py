@@ -17,6 +17,7 @@ Concurrent reads from several threads of one process are safe.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -32,6 +33,7 @@ from hierseg.oid.layout import ANNOTATED_SPLITS, MASK_ZIP_DIR_NAME, SHARDS, OidP
 from hierseg.rle import encode_resampled
 
 
+@functools.lru_cache(maxsize=4096)  # images share sizes: the tables are reused (returned read-only)
 def nearest_indices(source_size: int, target_size: int) -> np.ndarray:
     """The source pixel of each target pixel along one axis, exactly as PIL's ``Image.resize(NEAREST)``.
 
@@ -50,8 +52,9 @@ def nearest_indices(source_size: int, target_size: int) -> np.ndarray:
     scale = float(source_size) / float(target_size)
     steps = np.full(target_size, scale, np.float64)
     steps[0] = scale * 0.5
-    idx = np.cumsum(steps).astype(np.int64)  # positions are >= 0: truncation is PIL's COORD()
-    return np.minimum(idx, source_size)
+    idx = np.minimum(np.cumsum(steps).astype(np.int64), source_size)  # >= 0: truncation is PIL's COORD()
+    idx.flags.writeable = False
+    return idx
 
 
 def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -73,6 +76,9 @@ def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return padded[rows[:, None], cols[None, :]]
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def decode_mask_png(data: bytes, source: str = "<bytes>") -> np.ndarray:
     """PNG bytes -> [h, w] bool at the PNG's own resolution (see the module docstring for the threshold).
 
@@ -80,7 +86,8 @@ def decode_mask_png(data: bytes, source: str = "<bytes>") -> np.ndarray:
       OidFormatError: naming ``source`` if the bytes are not a readable PNG.
     """
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        # Open Images masks are PNGs: naming the format skips PIL's probing of every other plugin.
+        with Image.open(io.BytesIO(data), formats=["PNG"] if data[:8] == _PNG_SIGNATURE else None) as im:
             im.load()
             if im.mode == "1":
                 return np.array(im, dtype=bool)

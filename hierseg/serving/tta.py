@@ -43,11 +43,11 @@ class TTAConfig:
       iou: mask IoU in (0, 1] at which detections of one class are merged.
     """
 
-    enabled: bool = False
-    flip: bool = True
-    scales: tuple[float, ...] = (1.0,)
-    merge: str = "vote"
-    iou: float = 0.55
+    enabled: bool = False  # run the views at all (--tta turns it on)
+    flip: bool = True  # each scale also mirrored left-right
+    scales: tuple[float, ...] = (1.0,)  # content scales in (0, 1]; 1 = the export's own preprocessing
+    merge: str = "vote"  # "vote" (masks averaged, scores by views found) or "nms" (best kept)
+    iou: float = 0.55  # mask IoU at which detections of one class merge
 
     def __post_init__(self) -> None:
         if not self.scales or any(not 0.0 < s <= 1.0 for s in self.scales):
@@ -217,13 +217,3 @@ class TTAPredictor:
                 dets = self.base.predict(v_images, v_info, image_ids)
                 per_view.append([unflip(d) for d in dets] if flip else dets)
         return [merge_views([v[b] for v in per_view], self.config) for b in range(len(image_ids))]
-
-
-def load_tta_config(spec: str | None, config_file: str | None, overrides: Sequence[str]) -> TTAConfig:
-    """``--tta SPEC`` when given (:func:`parse_tta`), else the ``tta`` section of the predict config
-    (off when absent)."""
-    if spec:
-        return parse_tta(spec)
-    from hierseg.config.params import load
-
-    return load(TTAConfig, config_file, list(overrides), section="tta")

@@ -27,33 +27,10 @@ from hierseg.detections import Detections, write_jsonl
 from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
 from hierseg.label_map import LabelMap
 from hierseg.layout import ModelDir
+from hierseg.training.checkpoints import checkpoint_path, checkpoint_step, restore_model, restore_weights
 from hierseg.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
-
-
-def checkpoint_path(checkpoint_or_dir: str) -> str:
-    """A checkpoint prefix, or the latest checkpoint of a directory; error when there is none."""
-    if tf.io.gfile.isdir(checkpoint_or_dir):
-        path = tf.train.latest_checkpoint(checkpoint_or_dir)
-        if path is None:
-            raise FileNotFoundError(f"no checkpoint in {checkpoint_or_dir}")
-        return path
-    if not tf.io.gfile.exists(checkpoint_or_dir + ".index"):
-        raise FileNotFoundError(f"checkpoint {checkpoint_or_dir} not found (no {checkpoint_or_dir}.index)")
-    return checkpoint_or_dir
-
-
-def restore_model(config: ExperimentConfig, checkpoint: str) -> keras.Model:
-    """A float32 model of ``config`` with the weights of ``checkpoint`` (a prefix or a model_dir)."""
-    from hierseg.models.factory import build_model
-    from hierseg.training.loop import make_checkpoint
-
-    path = checkpoint_path(checkpoint)
-    model = build_model(config.model, config.data.output_size)
-    make_checkpoint(model).read(path).expect_partial().assert_existing_objects_matched()
-    log.info("restored %s", path)
-    return model
 
 
 def to_detections(
@@ -121,7 +98,7 @@ def _subset_json(coco_json: str, source_ids: set[str], directory: str) -> str:
     """The COCO JSON restricted to ``source_ids`` (so ``eval.max_images`` does not count the rest as misses)."""
     with tf.io.gfile.GFile(coco_json, "r") as f:
         data = json.load(f)
-    images = [im for im in data["images"] if im["source_id"] in source_ids]
+    images = [im for im in data["images"] if im["file_name"].rsplit(".", 1)[0] in source_ids]  # ImageID.jpg
     ids = {im["id"] for im in images}
     data["images"] = images
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
@@ -154,7 +131,7 @@ def evaluate(
     Returns:
       the :func:`evaluate_coco` dict (``box/AP``, ``mask/AP``, ...) plus ``step`` and ``checkpoint``.
     """
-    for key in ("eval_file_pattern", "eval_json", "label_map"):
+    for key in ("eval_file_pattern", "label_map"):
         if not getattr(config.data, key):
             raise ValueError(f"data.{key} is empty (set it, or pass --data_dir)")
     ckpt = None
@@ -164,7 +141,21 @@ def evaluate(
         ckpt = checkpoint_path(checkpoint)
         model = restore_model(config, ckpt)
         if step is None:
-            step = int(ckpt.rsplit("-", 1)[-1]) if ckpt.rsplit("-", 1)[-1].isdigit() else 0
+            step = checkpoint_step(ckpt)
+    if model.output_kind == "semantic":  # mIoU instead of COCO AP (hierseg.evaluation.semantic_eval)
+        from hierseg.evaluation.semantic_eval import evaluate_semantic
+
+        return evaluate_semantic(
+            model,
+            config,
+            step=int(step or 0),
+            checkpoint=ckpt or "",
+            output_json=output_json,
+            summary_dir=summary_dir,
+            show_progress=show_progress,
+        )
+    if not config.data.eval_json:
+        raise ValueError("data.eval_json is empty (set it, or pass --data_dir)")
     detections = list(predict_eval_set(model, config, show_progress=show_progress))
     label_map = LabelMap.load(config.data.label_map)
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,9 +190,7 @@ def checkpoint_evaluator(config: ExperimentConfig, model_dir: str, *, show_progr
         if "model" not in state:
             state["model"] = restore_model(config, path)
         else:
-            from hierseg.training.loop import make_checkpoint
-
-            make_checkpoint(state["model"]).read(path).expect_partial().assert_existing_objects_matched()
+            restore_weights(state["model"], path)
         return evaluate(
             config,
             model=state["model"],

@@ -7,8 +7,8 @@ One call of :func:`train` does, in order:
    ``global_batch_size / num_replicas``, with the model's ``build_train_targets`` map), and under
    ``strategy.scope()`` the model (``hierseg.models.factory.build_model``), the momentum
    optimizer and a step counter;
-3. restore the latest checkpoint of ``model_dir`` (a preempted job just restarts) or else initialise
-   the backbone from ``train.checkpoint``;
+3. restore the latest checkpoint of ``model_dir`` (a preempted job just restarts) or else start from
+   ``train.checkpoint`` (:mod:`hierseg.training.checkpoints`);
 4. repeat: one ``tf.function`` call runs ``steps_per_loop`` steps of ``strategy.run(replica_step)``;
    each replica computes its loss (+ L2 weight decay) scaled by ``1 / num_replicas``, its gradients
    (XLA-compiled when ``train.jit_compile``), the gradients are all-reduced (SUM = the mean over the
@@ -35,19 +35,19 @@ from tqdm import tqdm
 from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
-from hierseg.config.training import CheckpointInitConfig, TrainConfig
+from hierseg.config.training import TrainConfig
 from hierseg.layout import ModelDir
 from hierseg.models.factory import build_model, build_train_targets
+from hierseg.priors import stage_shape_priors
+from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint
 from hierseg.training.optimizer import MomentumSGD
 from hierseg.training.schedule import WarmupStepDecay
 from hierseg.training.strategy import is_chief, task_id
 from hierseg.training.summaries import write_scalars
-from hierseg.training.tf1_resnet_checkpoint import load_tf1_resnet
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = layout.PARAMS_NAME  # the effective config, written to model_dir
-CHECKPOINT_NAME = layout.CHECKPOINT_PREFIX  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
 
 
 # ------------------------------------------------------------------------------------- variables
@@ -162,93 +162,7 @@ def make_train_loop(
     return train_loop
 
 
-# --------------------------------------------------------------------------------- checkpoints
-def variables_by_path(model: keras.Model, under: str = "") -> dict[str, tf.Variable]:
-    """The model's variables keyed by their Keras path without the model's own name (``backbone/stem_conv/kernel``).
-
-    Checkpoints hold THIS mapping rather than the Keras object graph: Keras 3 keeps sub-layers held in
-    Python lists/dicts in its own trackers, which ``tf.train.Checkpoint`` does not traverse, so saving
-    ``model`` itself would silently drop e.g. every residual block. Paths do not depend on the model's
-    instance name, so any copy of the same architecture restores from them.
-
-    Args:
-      under: only paths starting with this prefix (e.g. "backbone/").
-    """
-    out: dict[str, tf.Variable] = {}
-    for v in model.variables:
-        key = v.path.split("/", 1)[1] if "/" in v.path else v.path
-        if key in out:
-            raise ValueError(f"two variables of the model share the path '{key}': checkpoints need unique paths")
-        if key.startswith(under):
-            out[key] = v.value if isinstance(v, keras.Variable) else v
-    return out
-
-
-def make_checkpoint(model: keras.Model, **extra) -> tf.train.Checkpoint:
-    """A ``tf.train.Checkpoint`` of every model variable by path (see :func:`variables_by_path`) + ``extra``."""
-    return tf.train.Checkpoint(model=variables_by_path(model), **extra)
-
-
-def init_backbone(model: keras.Model, init: CheckpointInitConfig) -> int:
-    """Loads ``model.backbone`` from a pretrained checkpoint; returns the number of variables set.
-
-    With ``init.prefix``: by name (TF1 name-based checkpoints): the variable whose path relative to the
-    backbone is ``a/b`` is read from ``<prefix>a/b``; unmatched backbone variables keep their init and
-    are logged; a shape mismatch is an error naming the variable. When no such name exists, a TF1 ResNet
-    (``<prefix>conv2d_k/kernel``, ``<prefix>batch_normalization_k/...``) is mapped by creation order, see
-    :mod:`hierseg.training.tf1_resnet_checkpoint`. Without: a TF2 object-based
-    checkpoint written by hierseg (``model/backbone/...``), every backbone variable must match.
-    """
-    path = init.path
-    if tf.io.gfile.isdir(path):
-        path = tf.train.latest_checkpoint(path) or path
-    backbone = model.backbone
-    if not init.prefix:
-        mine = variables_by_path(model, under="backbone/")
-        status = tf.train.Checkpoint(model=mine).read(path)
-        status.expect_partial().assert_existing_objects_matched()
-        log.info("backbone initialised from %s (hierseg checkpoint, %d variables)", path, len(mine))
-        return len(mine)
-    reader = tf.train.load_checkpoint(path)
-    shapes = reader.get_variable_to_shape_map()
-    loaded, missing = 0, []
-    for v in backbone.variables:
-        rel = v.path.split(f"{backbone.name}/", 1)[-1]
-        name = init.prefix + rel
-        if name not in shapes:
-            missing.append(name)
-            continue
-        if list(shapes[name]) != list(v.shape):
-            raise ValueError(
-                f"{path}: variable {name} has shape {shapes[name]}, the backbone's {v.path} has {list(v.shape)}"
-            )
-        v.assign(reader.get_tensor(name).astype(v.dtype))
-        loaded += 1
-    if loaded == 0:
-        # Not our variable paths: a TF1 name-based ResNet (the TPU ImageNet ones), mapped by creation order.
-        tf1_loaded = load_tf1_resnet(backbone, reader, init.prefix, path)
-        if tf1_loaded is not None:
-            return tf1_loaded
-        raise ValueError(
-            f"{path}: no backbone variable found under prefix '{init.prefix}' "
-            f"(looked for e.g. {missing[:3]}; the checkpoint has e.g. {sorted(shapes)[:3]})"
-        )
-    log.info(
-        "backbone initialised from %s: %d variables loaded, %d not in the checkpoint%s",
-        path,
-        loaded,
-        len(missing),
-        f" (e.g. {missing[:3]})" if missing else "",
-    )
-    return loaded
-
-
-def latest_step(model_dir: str) -> int | None:
-    """The step of the latest checkpoint in ``model_dir`` (None when there is none)."""
-    path = tf.train.latest_checkpoint(model_dir)
-    return int(path.rsplit("-", 1)[-1]) if path else None
-
-
+# ------------------------------------------------------------------------------------ results
 def variables_fingerprint(variables: list) -> float:
     """A float summarising the variables' values (sum of |v| * position weight) to compare copies."""
     total = 0.0
@@ -290,7 +204,7 @@ def train(
         )
     tf.io.gfile.makedirs(model_dir)
     if chief:
-        save_config(config, os.path.join(model_dir, CONFIG_FILE))
+        save_config(stage_shape_priors(config, model_dir), os.path.join(model_dir, CONFIG_FILE))  # + ShapeMask priors
     keras.utils.set_random_seed(train_cfg.seed)
 
     previous_policy = keras.mixed_precision.global_policy()
@@ -323,7 +237,7 @@ def train(
         checkpoint.restore(restored).assert_existing_objects_matched()
         log.info("restored checkpoint %s at step %d", restored, int(step.numpy()))
     elif train_cfg.checkpoint.path:
-        init_backbone(model, train_cfg.checkpoint)
+        init_from_pretrained(model, train_cfg.checkpoint)
     start_step = int(step.numpy())
     log.info(
         "training from step %d to %d: %d replica(s), global batch %d",

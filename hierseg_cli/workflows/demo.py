@@ -19,6 +19,7 @@ The summary (each stage's time, each mAP, where the files are) is printed and wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -107,17 +108,18 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
     return resolve_num_classes(cfg)
 
 
-def _parents_only_submission(predict_dir: str, path: str, hierarchy, ensemble_config) -> None:
+def _parents_only_submission(predict_dir: str, path: str, hierarchy, config) -> None:
     """A submission from Layer0's predictions alone (Layer1 left out), ensembled the same way."""
     from ensembles.merge import ensemble_image
+    from ensembles.submission import write_submission
     from hierseg.detections import Detections, read_jsonl
-    from hierseg_cli.workflows.predict_folder import _write_submission
+    from hierseg_cli.workflows.predict_folder import FINAL_JSONL
 
     merged = (
-        ensemble_image(d, Detections(d.image_id, d.height, d.width), hierarchy, ensemble_config)
-        for d in read_jsonl(os.path.join(predict_dir, "layer0.jsonl"))
+        ensemble_image(d, Detections(d.image_id, d.height, d.width), hierarchy, config.ensemble)
+        for d in read_jsonl(os.path.join(predict_dir, FINAL_JSONL["layer0"]))
     )
-    _write_submission(path, merged, score_threshold=0.0, max_per_image=None, hierarchy=hierarchy)
+    write_submission(merged, path, hierarchy, config=config.submission)
 
 
 def _oid_eval(data_dir: str, submission: str, output: str, hierarchy) -> dict:
@@ -213,10 +215,11 @@ def run_demo(
         stages.run(f"export{layer}", export)
         exports.append(export_dir)
 
-    from hierseg_cli.commands.predict import load_ensemble_config
+    from ensembles.config import PredictConfig
     from hierseg_cli.workflows.predict_folder import predict_folder
 
-    ens_cfg = load_ensemble_config(None, None)
+    # A challenge submission: masks on the stored pixels, as the ground truth (no EXIF rotation).
+    predict_cfg = PredictConfig(apply_exif=False)
     predictors = None
 
     def predictors_once():
@@ -233,14 +236,10 @@ def run_demo(
                 *exports,
                 os.path.join(data_dir, split),
                 os.path.join(out_dir, f"predict_{name or split}"),
-                batch_size=4,
-                ensemble_config=ens_cfg,
+                dataclasses.replace(predict_cfg, visualize=visualize, tta=tta or predict_cfg.tta),
                 hierarchy=hierarchy,
-                visualize=visualize,
                 show_progress=show_progress,
                 predictors=predictors_once(),
-                apply_exif=False,  # a challenge submission: masks on the stored pixels, as the ground truth
-                tta=tta,
             )
             return {
                 k: res[k]
@@ -263,7 +262,7 @@ def run_demo(
     def oid_eval() -> dict:
         val_dir = os.path.join(out_dir, "predict_validation")
         parents = os.path.join(val_dir, "submission_parents_only.csv")
-        _parents_only_submission(val_dir, parents, hierarchy, ens_cfg)
+        _parents_only_submission(val_dir, parents, hierarchy, predict_cfg)
         return {
             "ensemble": _oid_eval(
                 data_dir,
