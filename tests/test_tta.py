@@ -120,3 +120,32 @@ def test_every_view_maps_back_onto_the_object(spec):
     assert len(merged) == 1 and merged.scores[0] == pytest.approx(0.9)  # found in every view
     truth_rle = Detections.from_dense("img", [MAN], np.ones(1), truth[None]).rles
     assert pairwise_iou(merged.rles, truth_rle)[0, 0] > 0.9
+
+
+def test_predict_cli_tta_flag_runs_the_views(tmp_path):
+    """The fake exports of test_predict answer with fixed boxes of the original image, whatever they
+    see: the mirrored view's answers, mirrored back, land on the other side, so with merging off every
+    layer's detections double and each keeps half its score (found by one view of two)."""
+    from hierseg_cli.main import main
+    from tests.test_predict import PERSON, _read, make_fake_export, write_image_folder
+
+    l0 = make_fake_export(str(tmp_path / "l0"), [PERSON], ["Person"], [[0.1, 0.05, 0.9, 0.45]], [1])
+    l1 = make_fake_export(str(tmp_path / "l1"), [MAN], ["Man"], [[0.2, 0.1, 0.8, 0.3]], [1], output_size=96)
+    write_image_folder(tmp_path / "imgs", n=2, broken=False)
+    argv = ["predict", "--layer0", l0, "--layer1", l1, "--images", str(tmp_path / "imgs" / "*.jpg"), "--no_progress"]
+    off = ["--params_override", "ensemble.iou_threshold=1.5"]  # no Layer0/Layer1 merging: count each layer
+    assert main([*argv, "--out", str(tmp_path / "plain"), *off]) == 0
+    assert main([*argv, "--out", str(tmp_path / "tta"), "--tta", "flip", *off]) == 0
+    plain = [Detections.from_json(x) for x in _read(tmp_path / "plain" / "layer0.jsonl").splitlines()]
+    tta = [Detections.from_json(x) for x in _read(tmp_path / "tta" / "layer0.jsonl").splitlines()]
+    for p, t in zip(plain, tta):
+        assert len(p) == 1 and len(t) == 2
+        mask = decode_rles(p.rles, p.height, p.width)[0]
+        got = decode_rles(t.rles, t.height, t.width)
+        assert {m.tobytes() for m in got} == {mask.tobytes(), np.ascontiguousarray(mask[:, ::-1]).tobytes()}
+        assert max(t.scores) <= p.scores[0] * 0.5 + 0.05  # half: found by one view of two
+    # The config's tta section does the same.
+    config = tmp_path / "predict.yaml"
+    config.write_text("tta:\n  enabled: true\n  flip: true\n")
+    assert main([*argv, "--out", str(tmp_path / "cfg"), "--config_file", str(config), *off]) == 0
+    assert _read(tmp_path / "cfg" / "layer0.jsonl") == _read(tmp_path / "tta" / "layer0.jsonl")
