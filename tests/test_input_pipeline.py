@@ -400,11 +400,12 @@ def test_reads_prepared_layer_and_matches_its_coco_json(prepared_dir):
     """The pipeline reads `hierseg prepare` shards, and their masks agree with validation_coco.json."""
     from hierseg.evaluation.coco_metric import evaluate_coco
     from hierseg.label_map import LabelMap
+    from hierseg.layout import PreparedLayer
 
-    layer = prepared_dir / "layer0"
-    label_map = LabelMap.load(str(layer / "label_map.pbtxt"))
+    layer = PreparedLayer.of(prepared_dir, 0)
+    label_map = LabelMap.load(layer.label_map)
     data = data_config(max_instances=20)
-    b = first_batch(str(layer / "train-*"), data, is_training=True, batch_size=4)
+    b = first_batch(layer.shard_pattern("train"), data, is_training=True, batch_size=4)
     valid = b[F.GT_VALID]
     assert valid.any() and np.all(b[F.GT_CLASSES][valid] >= 1) and np.all(b[F.GT_CLASSES][valid] <= len(label_map.mids))
     assert np.all(b[F.GT_BOXES] >= 0) and np.all(b[F.GT_BOXES] <= 1)
@@ -412,9 +413,10 @@ def test_reads_prepared_layer_and_matches_its_coco_json(prepared_dir):
     assert (b[F.RPN_SCORE_TARGETS] == 1).any()
 
     # Ground truth read back from the validation shards is a perfect detection of the COCO JSON.
-    coco = json.loads((layer / "validation_coco.json").read_text())
+    with open(layer.validation_coco_json) as f:
+        coco = json.load(f)
     detections = []
-    records = tf.data.TFRecordDataset(sorted(str(p) for p in layer.glob("validation-*")))
+    records = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(layer.shard_pattern("validation"))))
     for d in records.map(decode_example):
         mids = [label_map.mid_of(int(c)) for c in d["classes"].numpy()]
         masks = d["masks"].numpy()
@@ -423,5 +425,5 @@ def test_reads_prepared_layer_and_matches_its_coco_json(prepared_dir):
         )
     # The decoder's source_id is the ImageID (image/filename's stem), the JSON's file_name "<ImageID>.jpg".
     assert {det.image_id for det in detections} == {img["file_name"][: -len(".jpg")] for img in coco["images"]}
-    metrics = evaluate_coco(detections, str(layer / "validation_coco.json"), label_map)
+    metrics = evaluate_coco(detections, layer.validation_coco_json, label_map)
     assert metrics["mask/AP"] > 0.99, metrics

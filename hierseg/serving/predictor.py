@@ -139,4 +139,5 @@ class LayerPredictor:
             min_score=self.min_score,
             mask_threshold=self.mask_threshold,
             drop_empty_masks=True,
+            source=self.export_dir,
         )
