@@ -111,6 +111,7 @@ def voc_example(voc_dir: str, image_id: str) -> ImageResult:
         height=height,
         width=width,
         source_id=image_id,
+        filename=f"{image_id}.jpg",
         boxes=np.zeros([0, 4], np.float32),
         class_ids=[],
         mids=[],
