@@ -6,6 +6,7 @@ split (timing.json) and, with --visualize, one PNG per image. Re-running with th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 from hierseg.hierarchy import Hierarchy
@@ -53,6 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ignore EXIF orientation (use the stored pixels, as Open Images annotations do)",
     )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tta",
+        help="test-time augmentation of each layer, e.g. 'flip' or 'flip,scales=0.75:1[,merge=vote|nms][,iou=0.55]' "
+        "(hierseg.serving.tta); default: the config's tta section (tta.enabled), off",
+    )
 
 
 def print_result(result: dict) -> None:
@@ -77,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from hierseg_cli.workflows.predict_folder import predict_folder
 
     config = load_predict_config(args)  # before the models load: a config error costs nothing
+    if args.tta:  # --tta replaces the config's tta section
+        from hierseg.serving.tta import parse_tta
+
+        config = dataclasses.replace(config, tta=parse_tta(args.tta))
     hierarchy = Hierarchy.from_files(args.hierarchy, args.classes) if args.hierarchy else Hierarchy.builtin()
     result = predict_folder(
         args.layer0, args.layer1, args.images, args.out, config, hierarchy=hierarchy, show_progress=not args.no_progress
