@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from hierseg.layout import PreparedLayer
 from hierseg.serving.render import Instance
 
 
@@ -127,8 +128,9 @@ def prepared_examples(layer_dir: str, split: str, hierarchy, wanted: set[str] | 
     from hierseg.input import example_decoder as D
     from hierseg.label_map import LabelMap
 
-    label_map = LabelMap.load(os.path.join(layer_dir, "label_map.pbtxt"))
-    files = sorted(tf.io.gfile.glob(os.path.join(layer_dir, f"{split}-*.tfrecord")))
+    layer = PreparedLayer(layer_dir)
+    label_map = LabelMap.load(layer.label_map)
+    files = sorted(tf.io.gfile.glob(layer.shard_pattern(split)))
     if not files:
         raise FileNotFoundError(f"{layer_dir}: no {split}-*.tfrecord files")
     caption = lambda m: label_path_text(hierarchy, m)  # noqa: E731
