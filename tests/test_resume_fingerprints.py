@@ -71,3 +71,34 @@ def test_remove_leftovers_keeps_live_writers(tmp_path):
     assert sorted(removed) == sorted([str(dead), str(export_tmp)])
     assert live.exists() and (tmp_path / "ckpt-3_temp").exists()  # staging folders only with temp_dirs
     assert remove_leftovers(str(tmp_path), temp_dirs=True) == [str(tmp_path / "ckpt-3_temp")]
+
+
+def test_predict_resumes_only_matching_outputs(tmp_path, capsys):
+    from test_predict import MAN, PERSON, TEDDY, TOY, WOMAN, make_fake_export, write_image_folder
+
+    l0 = make_fake_export(str(tmp_path / "l0"), [PERSON, TOY], ["Person", "Toy"], [[0.1, 0.1, 0.5, 0.5]] * 2, [1, 2])
+    l1 = make_fake_export(
+        str(tmp_path / "l1"), [MAN, WOMAN, TEDDY], ["Man", "Woman", "Teddy bear"], [[0.1, 0.1, 0.5, 0.5]] * 3, [1, 2, 3]
+    )
+    write_image_folder(tmp_path / "imgs", n=3, broken=False)
+    out = tmp_path / "out"
+    base = ["predict", "--images", str(tmp_path / "imgs" / "*.jpg"), "--out", str(out), "--no_progress"]
+
+    def predict(*extra: str) -> tuple[int, str]:
+        code = main([*base, *extra])
+        return code, capsys.readouterr().err
+
+    assert predict("--layer0", l0, "--layer1", l1)[0] == 0
+    (out / f"submission.csv.tmp-{dead_pid()}-1").write_text("left by a killed run")
+    assert predict("--layer0", l0, "--layer1", l1, "--batch_size", "1")[0] == 0  # resumes
+    assert not list(out.glob("*.tmp-*"))
+    code, err = predict("--layer0", l0, "--layer1", l1, "--layer_min_score", "0.5")
+    assert code == 2
+    assert f"hierseg predict: error: {out}: written by an earlier hierseg predict run with other inputs or " in err
+    assert "(differs: config.ensemble.min_layer0_score, config.ensemble.min_layer1_score)" in err
+    code, err = predict("--layer0", l1, "--layer1", l0)
+    assert code == 2 and "differs: inputs.layer0.path, inputs.layer1.path" in err
+    # Afresh, the swapped exports are refused by the hierarchy check, naming both flags.
+    code, err = predict("--layer0", l1, "--layer1", l0, "--overwrite")
+    assert code == 2 and "the exports are given in swapped order?" in err
+    assert predict("--layer0", l0, "--layer1", l1, "--layer_min_score", "0.5", "--overwrite")[0] == 0

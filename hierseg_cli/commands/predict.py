@@ -1,7 +1,9 @@
 """Run both layers' exports over an image folder, ensemble each image's predictions into parent-child
 labeled masks, and write the challenge submission (submission.csv), per-image results with label paths
 (predictions.jsonl, layer0.jsonl, layer1.jsonl), a report of unreadable images (report.json), the time
-split (timing.json) and, with --visualize, one PNG per image. Re-running with the same --out resumes."""
+split (timing.json) and, with --visualize, one PNG per image. Re-running with the same --out resumes when
+the exports, images and config are the ones that wrote it (else it stops, naming what differs;
+--overwrite starts afresh)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ignore EXIF orientation (use the stored pixels, as Open Images annotations do)",
     )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start afresh when --out was written from other exports or config"
+    )
+
+
+# Settings a resumed run may change: they do not change what a finished image's results are.
+RESUMABLE_KEYS = ("batch_size", "visualize", "visualize_min_score")
+
+
+def check_resume(args: argparse.Namespace, config) -> None:
+    """Records (first run) or checks (rerun) the fingerprint of the exports, images and config in --out
+    (hierseg.fingerprint); removes temporary files of killed runs."""
+    import shutil
+
+    from hierseg.atomic_write import remove_leftovers, write_text
+    from hierseg.config import to_dict
+    from hierseg.fingerprint import check_or_record, fingerprint
+    from hierseg.layout import ExportDir
+    from hierseg_cli.workflows.predict_folder import PARTS_DIR
+
+    os.makedirs(args.out, exist_ok=True)
+    for folder in (args.out, os.path.join(args.out, PARTS_DIR)):
+        remove_leftovers(folder)
+    cfg = {k: v for k, v in to_dict(config).items() if k not in RESUMABLE_KEYS}
+    exports = {f"layer{i}": e for i, e in enumerate((args.layer0, args.layer1))}
+    files = [p for e in exports.values() for p in ExportDir(e).required_files()]
+    current = fingerprint({**cfg, "images": args.images, "hierarchy": args.hierarchy or "builtin"}, exports, files)
+    parts = os.path.join(args.out, PARTS_DIR)
+
+    def clear() -> None:
+        for name in os.listdir(args.out):
+            path = os.path.join(args.out, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+    def read(path: str) -> str:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+
+    check_or_record(
+        args.out,
+        current,
+        overwrite=args.overwrite,
+        has_outputs=os.path.isdir(parts) and bool(os.listdir(parts)),
+        clear=clear,
+        read=read,
+        write=write_text,
+        what="hierseg predict",
+    )
 
 
 def print_result(result: dict) -> None:
@@ -77,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from hierseg_cli.workflows.predict_folder import predict_folder
 
     config = load_predict_config(args)  # before the models load: a config error costs nothing
+    check_resume(args, config)
     hierarchy = Hierarchy.from_files(args.hierarchy, args.classes) if args.hierarchy else Hierarchy.builtin()
     result = predict_folder(
         args.layer0, args.layer1, args.images, args.out, config, hierarchy=hierarchy, show_progress=not args.no_progress
