@@ -9,9 +9,9 @@ import pytest
 
 from hierseg import features as F
 from hierseg.errors import WorkError
+from hierseg.evaluation.model_outputs import image_detections
 from hierseg.hierarchy import HierarchyError
 from hierseg.label_map import LabelMap
-from hierseg.serving.model_outputs import image_detections
 
 PERSON, MAN, TOY, TEDDY = "/m/01g317", "/m/04yx4", "/m/0138tl", "/m/0kmg4"
 

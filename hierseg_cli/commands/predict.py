@@ -8,6 +8,7 @@ the exports, images and config are the ones that wrote it (else it stops, naming
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 from hierseg.hierarchy import Hierarchy
@@ -55,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ignore EXIF orientation (use the stored pixels, as Open Images annotations do)",
     )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tta",
+        help="test-time augmentation of each layer, e.g. 'flip' or 'flip,scales=0.75:1[,merge=vote|nms][,iou=0.55]' "
+        "(hierseg.serving.tta); default: the config's tta section (tta.enabled), off",
+    )
     p.add_argument(
         "--overwrite", action="store_true", help="start afresh when --out was written from other exports or config"
     )
@@ -127,6 +133,10 @@ def run(args: argparse.Namespace) -> int:
     from hierseg_cli.workflows.predict_folder import predict_folder
 
     config = load_predict_config(args)  # before the models load: a config error costs nothing
+    if args.tta:  # --tta replaces the config's tta section
+        from hierseg.serving.tta import parse_tta
+
+        config = dataclasses.replace(config, tta=parse_tta(args.tta))
     check_resume(args, config)
     hierarchy = Hierarchy.from_files(args.hierarchy, args.classes) if args.hierarchy else Hierarchy.builtin()
     result = predict_folder(

@@ -10,6 +10,7 @@ skips the stages already done, so an interrupted demo picks up where it stopped)
     export0/1  hierseg.serving.export.export_saved_model -> OUT/exports/layer{0,1}
     predict    predict_folder over the test images and over the validation images (PNGs, ground truth beside)
     oid_eval   the challenge metric on the validation images: the ensemble, and Layer0 alone
+    *_tta      the validation images again with test-time augmentation (flip) and their challenge mAP
     submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png (validation images)
 
 The summary (each stage's time, each mAP, where the files are) is printed and written to
@@ -31,6 +32,7 @@ from hierseg.layout import ModelDir, PreparedLayer
 from hierseg.oid.layout import OidPaths
 
 STAGES_DIR = "stages"
+DEMO_TTA = "flip"  # test-time augmentation the demo compares against plain prediction
 DEFAULT_CONFIG = "tiny_cpu.yaml"
 
 
@@ -187,7 +189,7 @@ def run_demo(
         stages.run(f"train{layer}", train)
 
         def evaluate(cfg=cfg, model_dir=model_dir) -> dict:
-            from hierseg.training.evaluator import evaluate as run_eval
+            from hierseg.evaluation.evaluator import evaluate as run_eval
 
             m = run_eval(
                 cfg, model_dir, output_json=ModelDir(model_dir).eval_metrics_json(steps), show_progress=show_progress
@@ -225,13 +227,13 @@ def run_demo(
             predictors = (LayerPredictor(exports[0]), LayerPredictor(exports[1]))
         return predictors
 
-    def predict(split: str, visualize: bool) -> Callable[[], dict]:
+    def predict(split: str, visualize: bool, tta=None, name: str | None = None) -> Callable[[], dict]:
         def fn() -> dict:
             res = predict_folder(
                 *exports,
                 os.path.join(data_dir, split),
-                os.path.join(out_dir, f"predict_{split}"),
-                dataclasses.replace(predict_cfg, visualize=visualize),
+                os.path.join(out_dir, f"predict_{name or split}"),
+                dataclasses.replace(predict_cfg, visualize=visualize, tta=tta or predict_cfg.tta),
                 hierarchy=hierarchy,
                 show_progress=show_progress,
                 predictors=predictors_once(),
@@ -271,6 +273,19 @@ def run_demo(
         }
 
     oid = stages.run("oid_eval", oid_eval)
+    from hierseg.serving.tta import parse_tta
+
+    tta = parse_tta(DEMO_TTA)  # the same validation images with test-time augmentation, for comparison
+    stages.run("predict_tta", predict("validation", False, tta=tta, name="validation_tta"))
+    oid_tta = stages.run(
+        "oid_eval_tta",
+        lambda: _oid_eval(
+            data_dir,
+            os.path.join(out_dir, "predict_validation_tta", "submission.csv"),
+            os.path.join(out_dir, "oid_metrics_ensemble_tta.json"),
+            hierarchy,
+        ),
+    )
 
     def submit() -> dict:
         from ensembles.image_set import image_sizes_from_dir
@@ -308,7 +323,11 @@ def run_demo(
         "total_seconds_this_run": round(time.perf_counter() - total_start, 1),
         "coco_mask_mAP": {k: v["mask/AP"] for k, v in coco.items()},
         "coco_box_mAP": {k: v["box/AP"] for k, v in coco.items()},
-        "challenge_mAP_validation": {"ensemble": oid["ensemble"]["mAP"], "layer0_only": oid["layer0_only"]["mAP"]},
+        "challenge_mAP_validation": {
+            "ensemble": oid["ensemble"]["mAP"],
+            "layer0_only": oid["layer0_only"]["mAP"],
+            "ensemble_tta": oid_tta["mAP"],
+        },
         "submission_valid": sub["valid"],
         "predict_images_per_second": pred_test["images_per_second"],
         "files": {
@@ -337,6 +356,11 @@ def format_summary(s: dict) -> str:
         f"challenge mAP (validation): ensemble {ch['ensemble']:.3f} vs Layer0 only (parents) "
         f"{ch['layer0_only']:.3f} ({ch['ensemble'] - ch['layer0_only']:+.3f})"
     )
+    if "ensemble_tta" in ch:
+        lines.append(
+            f"challenge mAP (validation) with test-time augmentation ({DEMO_TTA}): {ch['ensemble_tta']:.3f} "
+            f"({ch['ensemble_tta'] - ch['ensemble']:+.3f} over without)"
+        )
     lines.append(f"submission valid: {s['submission_valid']}; predict {s['predict_images_per_second']:.2f} images/s")
     for k, v in s["files"].items():
         lines.append(f"  {k:<17}{v}")

@@ -272,6 +272,10 @@ def predict_folder(
                 "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
             )
     hierarchy.check_layer_order([l0.mids, l1.mids], [f"--layer0 {l0.export_dir}", f"--layer1 {l1.export_dir}"])
+    if config.tta.enabled:  # each layer runs its test-time views, merged (hierseg.serving.tta)
+        from hierseg.serving.tta import TTAPredictor
+
+        l0, l1 = TTAPredictor(l0, config.tta), TTAPredictor(l1, config.tta)
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 
