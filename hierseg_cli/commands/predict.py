@@ -66,51 +66,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-# Settings a resumed run may change: they do not change what a finished image's results are.
-RESUMABLE_KEYS = ("batch_size", "visualize", "visualize_min_score")
-
-
-def check_resume(args: argparse.Namespace, config) -> None:
-    """Records (first run) or checks (rerun) the fingerprint of the exports, images and config in --out
-    (hierseg.fingerprint); removes temporary files of killed runs."""
-    import shutil
-
-    from hierseg.atomic_write import remove_leftovers, write_text
-    from hierseg.config import to_dict
-    from hierseg.fingerprint import check_or_record, fingerprint
-    from hierseg.layout import ExportDir
-    from hierseg_cli.workflows.predict_folder import PARTS_DIR
-
-    os.makedirs(args.out, exist_ok=True)
-    for folder in (args.out, os.path.join(args.out, PARTS_DIR)):
-        remove_leftovers(folder)
-    cfg = {k: v for k, v in to_dict(config).items() if k not in RESUMABLE_KEYS}
-    exports = {f"layer{i}": e for i, e in enumerate((args.layer0, args.layer1))}
-    files = [p for e in exports.values() for p in ExportDir(e).required_files()]
-    current = fingerprint({**cfg, "images": args.images, "hierarchy": args.hierarchy or "builtin"}, exports, files)
-    parts = os.path.join(args.out, PARTS_DIR)
-
-    def clear() -> None:
-        for name in os.listdir(args.out):
-            path = os.path.join(args.out, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-    def read(path: str) -> str:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-
-    check_or_record(
-        args.out,
-        current,
-        overwrite=args.overwrite,
-        has_outputs=os.path.isdir(parts) and bool(os.listdir(parts)),
-        clear=clear,
-        read=read,
-        write=write_text,
-        what="hierseg predict",
-    )
-
-
 def print_result(result: dict) -> None:
     timing = result["timing"]
     total = sum(timing.values()) or 1.0
@@ -137,10 +92,16 @@ def run(args: argparse.Namespace) -> int:
         from hierseg.serving.tta import parse_tta
 
         config = dataclasses.replace(config, tta=parse_tta(args.tta))
-    check_resume(args, config)
     hierarchy = Hierarchy.from_files(args.hierarchy, args.classes) if args.hierarchy else Hierarchy.builtin()
     result = predict_folder(
-        args.layer0, args.layer1, args.images, args.out, config, hierarchy=hierarchy, show_progress=not args.no_progress
+        args.layer0,
+        args.layer1,
+        args.images,
+        args.out,
+        config,
+        hierarchy=hierarchy,
+        show_progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     print_result(result)
     return 0
