@@ -191,7 +191,7 @@ def csv_rows(path: str) -> Iterator[tuple[int, list[str]]]:
     :func:`non_utf8_problem` reports (the validator lists them; the readers raise).
     """
     allow_long_csv_fields()
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.reader(f)
         for row in reader:
             if row:

@@ -169,3 +169,13 @@ def test_byte_order_marks_read_like_plain_utf8(tmp_path, oid_data):
     lm = LabelMap.from_classes(["/m/01g317"], {"/m/01g317": "Person"})
     (tmp_path / "l.pbtxt").write_bytes(b"\xef\xbb\xbf" + lm.to_pbtxt().encode())
     assert LabelMap.load(str(tmp_path / "l.pbtxt")).mids == lm.mids
+
+
+def test_byte_order_mark_on_prediction_csvs(tmp_path):
+    from hierseg.prediction_file import csv_rows
+
+    (tmp_path / "s.csv").write_bytes(b"\xef\xbb\xbfImageID,ImageWidth,ImageHeight,PredictionString\r\nab,4,3,\r\n")
+    assert list(csv_rows(str(tmp_path / "s.csv"))) == [
+        (1, ["ImageID", "ImageWidth", "ImageHeight", "PredictionString"]),
+        (2, ["ab", "4", "3", ""]),
+    ]

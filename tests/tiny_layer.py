@@ -60,7 +60,7 @@ def encode_example(
         height=h,
         width=w,
         source_id=str(coco_id) if coco_id is not None else source_id,
-        filename=f"{source_id}.jpg",
+        filename=f"{source_id}.jpg",  # the decoder's SOURCE_ID (ImageID) is this file name's stem
         boxes=np.asarray(boxes, np.float32).reshape([-1, 4]),
         class_ids=(list(classes) + [1] * n)[:n],
         mids=(list(mids) + ["/m/x"] * n)[:n],
