@@ -89,8 +89,12 @@ def label_path(voc_dir: str, image_id: str) -> str:
     return ""
 
 
-def voc_example(voc_dir: str, image_id: str) -> ImageResult:
-    """One record (an :class:`ImageResult`, as the shard writer takes). Errors name the file."""
+def voc_example(voc_dir: str, image_id: str, source_id: str) -> ImageResult:
+    """One record (an :class:`ImageResult`, as the shard writer takes). Errors name the file.
+
+    ``source_id`` is the image's decimal 1-based position in its split (the records' convention of a
+    numeric image id); ``image/filename`` holds ``<VOC id>.jpg``.
+    """
     image_path = os.path.join(voc_dir, "JPEGImages", f"{image_id}.jpg")
     lpath = label_path(voc_dir, image_id)
     if not os.path.exists(image_path):
@@ -109,7 +113,8 @@ def voc_example(voc_dir: str, image_id: str) -> ImageResult:
         image_format="jpeg",
         height=height,
         width=width,
-        source_id=image_id,
+        source_id=source_id,
+        filename=f"{image_id}.jpg",
         boxes=np.zeros([0, 4], np.float32),
         class_ids=[],
         mids=[],
@@ -133,9 +138,10 @@ def split_ids(voc_dir: str) -> dict[str, list[str]]:
     return out
 
 
-def _chunks(ids: list[str], num_shards: int) -> Iterator[tuple[int, list[str]]]:
+def _chunks(ids: list[str], num_shards: int) -> Iterator[tuple[int, list[tuple[int, str]]]]:
+    numbered = list(enumerate(ids, start=1))
     for k in range(num_shards):
-        yield k, ids[k::num_shards]
+        yield k, numbered[k::num_shards]
 
 
 def prepare_voc(voc_dir: str, out_dir: str, *, images_per_shard: int = 1000, show_progress: bool = True) -> dict:
@@ -150,7 +156,7 @@ def prepare_voc(voc_dir: str, out_dir: str, *, images_per_shard: int = 1000, sho
         for k, chunk in tqdm(list(_chunks(ids, num_shards)), desc=split, unit="shard", disable=not show_progress):
             name = shards.shard_name(split, k, num_shards)
             if not shards.is_complete(out_dir, name):
-                shards.write_shard(out_dir, name, (voc_example(voc_dir, i) for i in chunk))
+                shards.write_shard(out_dir, name, (voc_example(voc_dir, i, str(n)) for n, i in chunk))
         counts[split] = len(ids)
     LabelMap.from_classes([f"voc/{c}" for c in VOC_CLASSES], VOC_CLASSES).save(storage.join(out_dir, "label_map.pbtxt"))
     return counts

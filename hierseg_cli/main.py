@@ -46,12 +46,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 TENSORFLOW_COMMANDS = frozenset({"prepare", "train", "evaluate", "export", "predict", "demo"})
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when it has one worth showing: never "(default: None)" after a help
+    text that already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser(name: str) -> argparse.ArgumentParser:
     module = importlib.import_module(f"hierseg_cli.commands.{COMMANDS[name][0]}")
     parser = argparse.ArgumentParser(
         prog=f"hierseg {name}",
         description=module.__doc__ or COMMANDS[name][1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     module.add_arguments(parser)
     parser.add_argument(

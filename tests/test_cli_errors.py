@@ -55,7 +55,7 @@ def test_train_config_errors_name_the_key(capsys, tmp_path, override, message):
             "--data_dir prepared/nope: no such folder (give a prepared layer folder, e.g. OUT/layer0)",
         ),
         (["--config_file", "/nope/x.yaml"], "/nope/x.yaml: config file not found"),
-        ([], "no training data: give --data_dir (a layer folder written by `hierseg prepare`"),
+        ([], "model.num_classes is 0 and data.label_map is empty: give --data_dir (a layer folder written by"),
         (["--strategy", "tpu", "--data_dir", "{layer}"], "--strategy tpu needs --tpu"),
     ],
 )

@@ -52,14 +52,18 @@ def test_confusion_matrix_matches_loop_on_random_input():
 
 
 def test_hierarchical_miou_counts_each_level_of_the_path():
-    # Level 0: 0 background, 1 Person. Level 1: 0 background, 1 Man, 2 Woman; 255 = path stops.
-    true = np.array([[[1, 1, 0]], [[1, 255, 0]]])  # (Person, Man), (Person), background
-    pred = np.array([[[1, 1, 0]], [[2, 1, 0]]])  # (Person, Woman), (Person, Man), background
+    # Level 0: 0 background, 1 Person. Level 1: 1 Man, 2 Woman; true 255 = the path stops, predicted 0 = stops.
+    true = np.array([[[1, 1, 1, 0]], [[1, 1, 255, 255]]])  # (Person, Man) x2, (Person), background
+    pred = np.array([[[1, 1, 1, 0]], [[2, 0, 1, 0]]])  # (Person, Woman), (Person), (Person, Man), background
     h = HierarchicalConfusion([2, 3], 255)
     h.update(true, pred)
     out = h.result()
     assert out["levels"][0]["mIoU"] == pytest.approx(1.0)  # level 0 all correct
-    # Level 1 over the pixels whose path reaches it: Man (t) -> Woman (p), bg -> bg.
-    # IoU bg = 1, Man = 0 / 1, Woman = 0 / 1.
-    assert out["levels"][1]["mIoU"] == pytest.approx(1 / 3)
-    assert out["hierarchical_mIoU"] == pytest.approx((1 + 1 + 1 + 0 + 0) / 5)
+    # Level 1 over the two pixels whose true path reaches it (both Man): predicted Woman and "stop".
+    # IoU Man = 0 / 2, Woman = 0 / 1; the stop id 0 is no class.
+    assert out["levels"][1]["mIoU"] == pytest.approx(0.0)
+    assert out["levels"][1]["pixel_accuracy"] == pytest.approx(0.0)
+    assert out["hierarchical_mIoU"] == pytest.approx((1 + 1 + 0 + 0) / 4)
+    h2 = HierarchicalConfusion([2, 3], 255)
+    h2.update(true, np.array([[[1, 1, 1, 0]], [[1, 0, 1, 0]]]))  # one Man right, one missed
+    assert h2.result()["hierarchical_mIoU"] == pytest.approx((1 + 1 + 0.5) / 3)

@@ -215,3 +215,24 @@ def test_checkpoint_paths_are_unique_whatever_stride_builds_first():
     paths = variables_by_path(model)  # raises on a duplicate path
     assert "aspp/atrous_2/conv/kernel" in paths and "backbone/stage5_1/conv2/kernel" in paths
     assert len(paths) == len(model.variables)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "voc_deeplab_v3plus_r101.yaml",
+        "layer0_deeplab_v3plus_r101.yaml",
+        "layer1_deeplab_v3plus_r101.yaml",
+        "tiny_cpu_deeplab.yaml",
+    ],
+)
+def test_deeplab_configs_load_strictly_and_are_consistent(name):
+    from hierseg.config import load
+    from hierseg.config.experiment import ExperimentConfig
+
+    cfg = load(ExperimentConfig, str(REPO / "configs" / name))
+    assert cfg.model.type == "deeplab_v3plus" and cfg.data.semantic.enabled
+    cfg.model.deeplab.validate(max(cfg.model.num_classes, 1))
+    lr = cfg.train.learning_rate
+    assert lr.policy == "poly" and lr.poly_steps == cfg.train.total_steps
+    assert (REPO / "configs" / name).read_text().startswith(f"# hierseg train --config_file configs/{name}")

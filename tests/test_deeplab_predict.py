@@ -89,8 +89,18 @@ def test_predict_semantic_folder_writes_maps_overlay_summary_and_resumes(exports
         img[16:, :, 1] = 255  # green bottom half: Teddy bear (Layer1)
         Image.fromarray(img).save(images / f"{k:016x}.png")
     (images / "broken.jpg").write_bytes(b"not an image")
+    # Ground truth: Person on the red columns, Man on all of them (predicted Man only on the top half).
+    gt0, gt1 = tmp_path / "gt0", tmp_path / "gt1"
+    gt0.mkdir()
+    gt1.mkdir()
+    for k in range(3):
+        labels = np.zeros((32, 64), np.uint8)
+        labels[:, : 20 + 10 * k] = 1
+        Image.fromarray(labels).save(gt0 / f"{k:016x}.png")
+        Image.fromarray(labels).save(gt1 / f"{k:016x}.png")
     out = tmp_path / "out"
     args = ["predict-semantic", "--layer0", exports[0], "--layer1", exports[1], "--images", str(images)]
+    args += ["--groundtruth_layer0", str(gt0), "--groundtruth_layer1", str(gt1)]
     assert main([*args, "--out", str(out), "--no_progress", "--batch_size", "2"]) == 0
 
     summary = json.loads((out / "summary.json").read_text())
@@ -108,6 +118,12 @@ def test_predict_semantic_folder_writes_maps_overlay_summary_and_resumes(exports
     overlay = Image.open(out / "overlay" / f"{0:016x}.png")
     assert overlay.size[0] == 64 and overlay.size[1] > 32  # legend below the image
     assert "error" in json.loads((out / "images" / "broken.json").read_text())
+    # Level 0 is exact; at level 1 every true Man pixel of the bottom half is predicted "(Person)" only:
+    # IoU Man = 1/2; the hierarchical mIoU averages background, Person (level 0) and Man (level 1).
+    h = summary["hierarchical"]
+    assert h["levels"][0]["mIoU"] == pytest.approx(1.0)
+    assert h["levels"][1]["mIoU"] == pytest.approx(0.5)
+    assert h["hierarchical_mIoU"] == pytest.approx(2.5 / 3)
 
     # Resume: only the image whose entry is missing is predicted again.
     stamp = os.stat(out / "layer0" / f"{1:016x}.png").st_mtime_ns

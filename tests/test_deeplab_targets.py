@@ -107,7 +107,8 @@ def test_labels_to_input_frame_resizes_crops_and_pads_with_ignore():
 
 def test_pipeline_gt_semantic_follows_the_flipped_image(tmp_path):
     """Training with flip_prob 1: every pixel labelled c shows class c's colour, and vice versa."""
-    from tiny_layer import COLORS, write_tiny_layer
+    from synthetic_scene import CLASS_COLORS as COLORS
+    from tiny_layer import write_tiny_layer
 
     from hierseg.config.data import DataConfig
     from hierseg.config.deeplab import SemanticTargetConfig

@@ -49,3 +49,35 @@ def test_tiny_deeplab_overfits_to_miou_06(trained, tmp_path):
     assert [c["class"] for c in written["per_class"]] == ["background", "Rectangle", "Ellipse", "Diamond"]
     assert all(c["gt_pixels"] > 0 for c in written["per_class"])
     assert "semantic/mIoU" in read_scalars(str(tmp_path / "tb"))
+
+
+def test_cli_evaluate_export_and_predict_semantic(trained, tmp_path):
+    """`hierseg evaluate` prints/writes mIoU for the semantic model; `hierseg export` gives the semantic
+    signatures; `hierseg predict-semantic` runs on two such exports."""
+    import numpy as np
+    import tensorflow as tf
+
+    from hierseg import features as F
+    from hierseg_cli.main import main
+
+    cfg, model_dir, _ = trained
+    layer = str(Path(cfg.data.label_map).parent)
+    assert main(["evaluate", "--model_dir", str(model_dir), "--data_dir", layer, "--no_progress"]) == 0
+    written = json.loads(next((Path(model_dir) / "eval").glob("metrics-*.json")).read_text())
+    assert written["semantic/mIoU"] >= 0.6
+    export = tmp_path / "export"
+    assert main(["export", "--model_dir", str(model_dir), "--export_dir", str(export)]) == 0
+    loaded = tf.saved_model.load(str(export))
+    image = np.zeros((50, 70, 3), np.uint8)
+    image[10:30, 20:50] = (220, 40, 40)  # a red rectangle: class 1 of the tiny layer
+    out = loaded.signatures["serving_default"](image_bytes=tf.io.encode_png(image))
+    labels = out[F.SEMANTIC_LABELS].numpy()
+    assert labels.shape == (50, 70) and (labels[15:25, 25:45] == 1).mean() > 0.5
+    images = tmp_path / "images"
+    images.mkdir()
+    tf.io.write_file(str(images / "a.png"), tf.io.encode_png(image))
+    out_dir = tmp_path / "semantic"
+    args = ["predict-semantic", "--layer0", str(export), "--layer1", str(export), "--images", str(images)]
+    assert main([*args, "--out", str(out_dir), "--no_progress"]) == 0
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["num_images"] == 1 and (out_dir / "layer0" / "a.png").exists()

@@ -62,7 +62,7 @@ def read_records(pattern: str) -> dict[str, tf.train.Example]:
     for path in sorted(tf.io.gfile.glob(pattern)):
         for raw in tf.data.TFRecordDataset(path):
             ex = tf.train.Example.FromString(raw.numpy())
-            out[ex.features.feature[F.IMAGE_SOURCE_ID].bytes_list.value[0].decode()] = ex
+            out[ex.features.feature[F.IMAGE_FILENAME].bytes_list.value[0].decode()[: -len(".jpg")]] = ex
     return out
 
 

@@ -55,6 +55,7 @@ def encode_example(
         height=h,
         width=w,
         source_id=source_id,
+        filename=f"{source_id}.jpg",
         boxes=np.asarray(boxes, np.float32).reshape([-1, 4]),
         class_ids=(list(classes) + [1] * n)[:n],
         mids=(list(mids) + ["/m/x"] * n)[:n],

@@ -11,7 +11,9 @@ model.py) with a ResNet backbone as in the Cloud TPU port (tensorflow/tpu models
 * decoder at stride 4: the C2 features projected by a 1x1 conv to 48 channels, concatenated with the
   bilinearly upsampled ASPP output, two 3x3 convs of 256 filters, a 1x1 classifier; logits bilinearly
   upsampled to the input size ("upsample_logits");
-* softmax cross-entropy over background + K classes, label 255 ignored.
+* softmax cross-entropy over background + K classes, label 255 ignored. The ignore label is the tensor
+  convention ``hierseg.features.SEMANTIC_IGNORE`` (VOC's 255) rather than a field here, so the targets the
+  input pipeline writes and the loss and metric that skip them cannot disagree.
 
 Output stride is a config value, not a graph change: the backbone's last stages trade their stride for
 dilation (atrous convolution), so the same weights run at either stride.

@@ -6,11 +6,13 @@ every labelled pixel of the evaluation set (pixels whose true label is the ignor
 the classes that occur (in the ground truth or the predictions), as DeepLab's
 ``tf.metrics.mean_iou`` does; classes that never occur have no IoU.
 
-Hierarchical mIoU (fused Layer0/Layer1 label paths): a pixel's path is one class id per level
-(the level's ignore value where the path stops). Each level has its own confusion matrix over the
-pixels whose true path reaches that level, so a (Person, Man) pixel predicted (Person, Woman) is
-correct at level 0 and wrong at level 1. The hierarchical mIoU is the mean over every (level,
-class) IoU.
+Hierarchical mIoU (fused Layer0/Layer1 label paths): a pixel's path is one class id per level. Level
+0 is a plain semantic map (0 = background). At deeper levels the true id is the ignore value where
+the true path stops (so those pixels are left out there) and the predicted id is 0 where the
+predicted path stops. Each level has its own confusion matrix, so a (Person, Man) pixel predicted
+(Person, Woman) is correct at level 0 and wrong at level 1, and one predicted (Person) is a miss
+of Man at level 1. The hierarchical mIoU is the mean IoU over level 0's classes (background
+included) and the real classes of deeper levels (their id 0, "the path stops", is not a class).
 """
 
 from __future__ import annotations
@@ -109,8 +111,13 @@ class HierarchicalConfusion:
 
     def result(self) -> dict:
         results = [cm.result() for cm in self.levels]
-        ious = np.concatenate([r.iou for r in results])
+        per_level = [r.iou if level == 0 else r.iou[1:] for level, r in enumerate(results)]
+        ious = np.concatenate(per_level)
+
+        def mean(x):
+            return float(np.nanmean(x)) if np.any(~np.isnan(x)) else 0.0
+
         return {
-            "hierarchical_mIoU": float(np.nanmean(ious)) if np.any(~np.isnan(ious)) else 0.0,
-            "levels": [{"mIoU": r.miou, "pixel_accuracy": r.pixel_accuracy} for r in results],
+            "hierarchical_mIoU": mean(ious),
+            "levels": [{"mIoU": mean(iou), "pixel_accuracy": r.pixel_accuracy} for iou, r in zip(per_level, results)],
         }

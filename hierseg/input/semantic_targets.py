@@ -74,22 +74,30 @@ def class_map_from_instances(
       the class of the last instance whose mask covers the pixel; else SEMANTIC_IGNORE on gray or
       mask-less boxes; else 0.
     """
-    inside = tf.cast(masks, tf.float32) > 0
-    n = tf.shape(inside)[0]
-    height, width = tf.shape(inside)[1], tf.shape(inside)[2]
-    unknown = tf.zeros([height, width], tf.bool)
-    if ignore_boxes_without_mask:
-        no_mask = ~tf.reduce_any(inside, axis=[1, 2])
-        regions = box_region(boxes, height, width) & no_mask[:, None, None]
-        unknown |= tf.reduce_any(regions, axis=0)
+    masks = tf.convert_to_tensor(masks)
+    classes = tf.cast(classes, tf.int32)
+    boxes = tf.cast(boxes, tf.float32)
+    n = tf.shape(masks)[0]
+    height, width = tf.shape(masks)[1], tf.shape(masks)[2]
+
+    # One instance at a time (memory O(H W), not O(n H W): records hold 100+ full-resolution masks).
+    def body(i, labels, unknown):
+        inside = tf.not_equal(masks[i], tf.zeros([], masks.dtype))
+        labels = tf.where(inside, classes[i], labels)
+        if ignore_boxes_without_mask:
+            region = box_region(boxes[i : i + 1], height, width)[0]
+            unknown = unknown | (region & ~tf.reduce_any(inside))
+        return i + 1, labels, unknown
+
+    _, labels, unknown = tf.while_loop(
+        lambda i, *_: i < n,
+        body,
+        [tf.constant(0), tf.zeros([height, width], tf.int32), tf.zeros([height, width], tf.bool)],
+    )
     if gray is not None:
         unknown |= tf.cast(gray, tf.bool)
-    base = tf.where(unknown, features.SEMANTIC_IGNORE, 0)
-    # 1 + index of the last instance covering each pixel (0 = none).
-    order = tf.range(1, n + 1, dtype=tf.int32)[:, None, None]
-    last = tf.maximum(tf.reduce_max(tf.where(inside, order, 0), axis=0), 0)  # n = 0: max of nothing
-    lookup = tf.concat([[0], tf.cast(classes, tf.int32)], axis=0)
-    return tf.where(last > 0, tf.gather(lookup, last), base)
+    # Classes are 1..K, so a positive label means "painted by a mask", which wins over the ignore rules.
+    return tf.where(labels > 0, labels, tf.where(unknown, features.SEMANTIC_IGNORE, 0))
 
 
 def labels_to_input_frame(labels: tf.Tensor, image_info: tf.Tensor, output_size: int) -> tf.Tensor:

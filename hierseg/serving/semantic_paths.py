@@ -52,6 +52,16 @@ class PathFuser:
         paths = [self._path(int(c), k1) for c in codes]
         return inverse.reshape(layer0.shape).astype(np.int32), paths
 
+    def levels(self, layer0: np.ndarray, layer1: np.ndarray, stop: int) -> np.ndarray:
+        """int64 ``[2, H, W]`` path ids per level: Layer0's map, and the Layer1 class where it descends
+        from the pixel's Layer0 class, else ``stop`` (0 for predictions, the ignore label for ground
+        truth; see :class:`hierseg.evaluation.semantic_metric.HierarchicalConfusion`)."""
+        a = layer0.astype(np.int64)
+        b = layer1.astype(np.int64)
+        ok = (a >= 0) & (a <= len(self.layer0_mids)) & (b >= 0) & (b <= len(self.layer1_mids))
+        compat = ok & self.compatible[np.clip(a, 0, len(self.layer0_mids)), np.clip(b, 0, len(self.layer1_mids))]
+        return np.stack([a, np.where(compat, b, stop)])
+
     def _path(self, code: int, k1: int) -> tuple[str, ...]:
         i, j = divmod(code, k1)
         if i == 0:

@@ -25,7 +25,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from hierseg import atomic_write
 from hierseg.config.params import load, merge
@@ -38,12 +37,10 @@ DEFAULT_CONFIG = "tiny_cpu.yaml"
 
 
 def find_config(name: str = DEFAULT_CONFIG) -> str:
-    """A shipped experiment config: ``hierseg_cli/configs/`` (installed) or the repository's ``configs/``."""
-    here = Path(__file__).resolve().parents[1]
-    for cand in (here / "configs" / name, here.parent / "configs" / name):
-        if cand.exists():
-            return str(cand)
-    raise FileNotFoundError(f"config {name} not found in {here / 'configs'} or {here.parent / 'configs'}")
+    """A shipped experiment config by name (:func:`hierseg.config.shipped.find_config`)."""
+    from hierseg.config.shipped import find_config as find_shipped
+
+    return find_shipped(name)
 
 
 class Stages:
@@ -192,7 +189,7 @@ def run_demo(
         stages.run(f"train{layer}", train)
 
         def evaluate(cfg=cfg, model_dir=model_dir) -> dict:
-            from hierseg.training.evaluator import evaluate as run_eval
+            from hierseg.evaluation.evaluator import evaluate as run_eval
 
             m = run_eval(
                 cfg, model_dir, output_json=ModelDir(model_dir).eval_metrics_json(steps), show_progress=show_progress

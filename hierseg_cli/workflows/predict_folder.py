@@ -271,6 +271,7 @@ def predict_folder(
                 f"--{layer} {predictor.export_dir}: a box-only model (no detection_masks, e.g. model.type "
                 "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
             )
+    hierarchy.check_layer_order([l0.mids, l1.mids], [f"--layer0 {l0.export_dir}", f"--layer1 {l1.export_dir}"])
     if config.tta.enabled:  # each layer runs its test-time views, merged (hierseg.serving.tta)
         from hierseg.serving.tta import TTAPredictor
 

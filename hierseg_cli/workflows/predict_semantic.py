@@ -9,7 +9,10 @@ fused by :class:`hierseg.serving.semantic_paths.PathFuser`. Written atomically i
 * ``overlay/<ImageID>.png``: the image with each label path's pixels in colour and a legend of paths;
 * ``images/<ImageID>.json``: the image's label paths (MIDs and names) with pixel counts, or its read
   error; written last, so its presence marks the image done: **running again resumes** with the rest;
-* ``summary.json``: every image's entry plus the pixel count of each label path over the folder.
+* ``summary.json``: every image's entry plus the pixel count of each label path over the folder and,
+  with ground truth (label PNGs ``<ImageID>.png`` of each layer, as written here, 255 = ignore), the
+  hierarchical mIoU of the fused paths and each level's mIoU
+  (:class:`hierseg.evaluation.semantic_metric.HierarchicalConfusion`), computed over every image.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from hierseg import features as F
+from hierseg.evaluation.semantic_metric import HierarchicalConfusion
 from hierseg.hierarchy import Hierarchy
 from hierseg.serving import image_io
 from hierseg.serving.predictor import LayerPredictor
@@ -74,6 +78,7 @@ def predict_semantic_folder(
     batch_size: int = 4,
     apply_exif: bool = True,
     show_progress: bool = True,
+    groundtruth: tuple[str, str] | None = None,
 ) -> dict:
     """Runs the folder (see the module docstring) and returns the summary dict written to summary.json."""
     predictors = [LayerPredictor(layer0_dir), LayerPredictor(layer1_dir)]
@@ -117,7 +122,7 @@ def predict_semantic_folder(
             batch = []
     if batch:
         finish(batch)
-    return _write_summary(out_dir, paths)
+    return _write_summary(out_dir, paths, fuser, groundtruth)
 
 
 def _entry(out_dir: str, image_id: str) -> str:
@@ -145,19 +150,37 @@ def _write_image(out_dir: str, image_id: str, image: np.ndarray, maps: list, fus
     _save_json(entry, _entry(out_dir, image_id))
 
 
-def _write_summary(out_dir: str, paths: list[str]) -> dict:
+def _read_labels(path: str) -> np.ndarray:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: label PNG missing")
+    with Image.open(path) as im:
+        return np.array(im).astype(np.int64)
+
+
+def _write_summary(out_dir: str, paths: list[str], fuser: PathFuser, groundtruth: tuple[str, str] | None) -> dict:
     entries, totals = [], Counter()
+    sizes = [len(fuser.layer0_mids) + 1, len(fuser.layer1_mids) + 1]
+    confusion = HierarchicalConfusion(sizes, F.SEMANTIC_IGNORE) if groundtruth else None
     for p in paths:
-        with open(_entry(out_dir, image_io.image_id_of(p)), encoding="utf-8") as f:
+        image_id = image_io.image_id_of(p)
+        with open(_entry(out_dir, image_id), encoding="utf-8") as f:
             entry = json.load(f)
         entries.append(entry)
         for lp in entry.get("label_paths", []):
             totals[" › ".join(lp["names"])] += lp["pixels"]
+        if confusion is not None and "error" not in entry:
+            pred = [_read_labels(os.path.join(out_dir, layer, f"{image_id}.png")) for layer in ("layer0", "layer1")]
+            true = [_read_labels(os.path.join(d, f"{image_id}.png")) for d in groundtruth]
+            if true[0].shape != pred[0].shape or true[1].shape != pred[0].shape:
+                raise ValueError(f"{groundtruth[0]}/{image_id}.png: ground truth size differs from the image")
+            confusion.update(fuser.levels(true[0], true[1], F.SEMANTIC_IGNORE), fuser.levels(pred[0], pred[1], 0))
     summary = {
         "num_images": len(entries),
         "num_unreadable": sum("error" in e for e in entries),
         "label_path_pixels": dict(sorted(totals.items())),
         "images": entries,
     }
+    if confusion is not None:
+        summary["hierarchical"] = confusion.result()
     _save_json(summary, os.path.join(out_dir, "summary.json"))
     return summary
