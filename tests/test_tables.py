@@ -89,3 +89,20 @@ def test_oid_eval_command_prints_the_table(synth_dir, tmp_path, capsys):
     rows = _table_rows(out)
     assert len(rows) == 2 and rows[0][:3] == ["Brown", "bear", "Carnivore/Bear/Brown"]
     assert rows[0][-1] == "0.0" and "more classes (--top 2" in out
+
+
+def test_semantic_table_worst_first_with_dash_for_absent_classes():
+    from hierseg.evaluation.tables import semantic_table
+
+    metrics = {
+        "semantic/mIoU": 0.5,
+        "semantic/pixel_accuracy": 0.9,
+        "per_class": [
+            {"class": "background", "iou": 0.9, "gt_pixels": 1000, "pred_pixels": 990},
+            {"class": "Person", "iou": 0.1, "gt_pixels": 50, "pred_pixels": 70},
+            {"class": "Car", "iou": None, "gt_pixels": 0, "pred_pixels": 0},
+        ],
+    }
+    text = semantic_table(metrics, Hierarchy.builtin())
+    assert [r[0] for r in _table_rows(text)] == ["Person", "background", "Car"]  # unmeasured last
+    assert _table_rows(text)[2][-1] == MISSING and "semantic/mIoU" in text and "50.0" in text
