@@ -18,6 +18,7 @@ A killed process (SIGKILL, power loss) can still leave a temporary file behind; 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import threading
@@ -125,3 +126,12 @@ def write_text(path: str, text: str) -> None:
 def write_json(path: str, obj: Any, *, indent: int | None = 1, sort_keys: bool = False, default=None) -> None:
     """Writes ``obj`` as JSON (``json.dumps`` with these options) plus a final newline, atomically."""
     write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default) + "\n")
+
+
+def write_figure(path: str, figure: Any, **savefig_kwargs: Any) -> None:
+    """Saves a matplotlib ``figure`` to ``path`` atomically (``figure.savefig`` into memory, then
+    :func:`write_bytes`); the format is the path's extension unless ``format`` is given."""
+    savefig_kwargs.setdefault("format", os.path.splitext(str(path))[1].lstrip(".").lower() or "png")
+    data = io.BytesIO()
+    figure.savefig(data, **savefig_kwargs)
+    write_bytes(path, data.getvalue())
