@@ -40,14 +40,11 @@ def read_priors(path: str) -> np.ndarray:
 
 def write_priors(priors: np.ndarray, path: str) -> None:
     """Writes float32 priors as .npy, atomically (a temporary file renamed into place; local or gs://)."""
-    import tensorflow as tf
+    from hierseg import atomic_write
 
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(priors, np.float32), allow_pickle=False)
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_write.write_bytes(path, buffer.getvalue())
 
 
 PRIORS_FILE = "shape_priors.npy"  # the copy of a ShapeMask's priors in its model directory and export

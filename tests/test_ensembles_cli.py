@@ -387,6 +387,34 @@ def test_oid_eval_command_bad_score_unknown_class_and_cache(synth, ground_truth,
     assert "score 'nan' is not a number in [0, 1]" in err and len(err.strip().splitlines()) == 1
 
 
+def test_warm_oid_eval_imports_neither_pandas_nor_pyarrow(synth, ground_truth, tmp_path, cache_home):
+    """A warm run only decodes the submission: the CSV readers' pandas/pyarrow (0.3-0.5 s of start-up,
+    reached before through the eager ``hierseg.oid`` package) stay unimported. A fresh interpreter,
+    since this one has long imported both."""
+    import os
+    import subprocess
+    import sys
+
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.submission import write_submission
+
+    oid_dir, hierarchy = synth
+    sub = tmp_path / "sub.csv"
+    write_submission((ground_truth_as_detections(g) for g in ground_truth.values()), str(sub), hierarchy)
+    args = ["oid-eval", "--oid_dir", str(oid_dir), "--submission", str(sub), "--num_workers", "1", "--no_progress"]
+    assert main(args) == 0  # cold: writes the ground-truth cache
+    script = (
+        "import sys\nfrom hierseg_cli.main import main\n"
+        f"assert main({args!r}) == 0\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "ground-truth cache: hit" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_validate_submission_command_reports_a_non_utf8_byte(synth, tmp_path, capsys):
     sub = tmp_path / "bad.csv"
     sub.write_bytes(b"ImageID,ImageWidth,ImageHeight,PredictionString\nimg\xff,10,10,\n")

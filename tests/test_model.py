@@ -385,3 +385,30 @@ def test_tf_checkpoint_restores_every_variable(tiny, tmp_path):
     assert len(model.variables) == len(other.variables)
     for a, b in zip(model.variables, other.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_freeze_at_2_fixes_the_stem_and_res2_and_is_auto_with_a_pretrained_start():
+    from hierseg.config import merge
+    from hierseg.config.experiment import ExperimentConfig
+    from hierseg.config.model import BackboneConfig
+    from hierseg.models.resnet import ResNet
+    from hierseg.training.optimizer import resolve_freeze_at, trainable_variables
+
+    net = ResNet(BackboneConfig(depth=18, width_multiplier=0.25, norm="frozen", freeze_at=2), name="backbone")
+    images = tf.random.normal([1, 64, 64, 3])
+    with tf.GradientTape() as tape:
+        out = net(images, training=True)
+        loss = tf.reduce_sum(out[2]) + tf.reduce_sum(out[5])
+    grads = dict(zip([v.path for v in net.trainable_variables], tape.gradient(loss, net.trainable_variables)))
+    frozen = [p for p in grads if "/stem_" in p or "/stage2_" in p]
+    assert frozen and all(grads[p] is None for p in frozen)
+    assert all(grads[p] is not None for p in grads if "/stage3_" in p)
+    kept = {v.path for v in trainable_variables(net, "", freeze_at=2)}
+    assert kept == set(grads) - set(frozen)
+    assert {v.path for v in trainable_variables(net, "", freeze_at=0)} == set(grads)
+    auto = ExperimentConfig()
+    assert resolve_freeze_at(auto).model.backbone.freeze_at == 0  # random init: everything trains
+    pretrained = merge(auto, {"train": {"checkpoint": {"path": "/ckpt/resnet50"}}})
+    assert resolve_freeze_at(pretrained).model.backbone.freeze_at == 2  # Detectron's default from ImageNet
+    explicit = merge(pretrained, {"model": {"backbone": {"freeze_at": 0}}})
+    assert resolve_freeze_at(explicit).model.backbone.freeze_at == 0

@@ -54,7 +54,7 @@ def test_every_yaml_loads_strictly_and_starts_with_its_command(path):
     assert cfg is not None
     config_file = re.search(r"--config_file (\S+)", first).group(1)
     assert (CONFIGS.parent / config_file).exists()
-    override = re.search(r"--params_override (\S+)", first)
+    override = re.search(r"--params_override (\S+\.yaml)\b", first)  # a file override (key=value ones aside)
     if command.group(1) == "train" and override:
         assert (CONFIGS.parent / override.group(1)) == path
 

@@ -39,6 +39,9 @@ class BackboneConfig:
     norm_momentum: float = 0.997  # batch-norm moving-average momentum ("sync" / "batch")
     norm_epsilon: float = 1e-4  # batch-norm epsilon (TPU ResNet checkpoints use 1e-4)
     freeze_stem: bool = False  # stop gradients below conv2 (stem), as when fine-tuning from ImageNet
+    # Stages kept fixed (no gradient, no update, no weight decay): 0 none, 1 the stem, 2 the stem and res2
+    # (Detectron's FREEZE_AT); -1 = auto: 2 when training starts from a pretrained train.checkpoint, else 0.
+    freeze_at: int = -1
 
 
 @dataclass

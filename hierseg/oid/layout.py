@@ -196,30 +196,30 @@ class OidPaths:
             what = "annotated split" if annotated else "split"
             raise ValueError(f"unknown {what} {split!r}; expected one of {list(allowed)}")
 
+    def _of_annotated_split(self, split: str, field: str) -> str:
+        """The ``{split}_{field}`` path of an annotated split (checked)."""
+        self._check_split(split, annotated=True)
+        return getattr(self, f"{split}_{field}")
+
     def masks_csv(self, split: str) -> str:
         """The segmentation CSV (MaskPath, ImageID, LabelName, BoxID, boxes, PredictedIoU, Clicks)."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_masks_csv")
+        return self._of_annotated_split(split, "masks_csv")
 
     def bbox_csv(self, split: str) -> str:
         """The bbox CSV (ImageID, LabelName, XMin, XMax, YMin, YMax, IsGroupOf)."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_bbox_csv")
+        return self._of_annotated_split(split, "bbox_csv")
 
     def labels_csv(self, split: str) -> str:
         """The image-level labels CSV (ImageID, LabelName, Confidence)."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_labels_csv")
+        return self._of_annotated_split(split, "labels_csv")
 
     def mask_zip_dir(self, split: str) -> str:
         """The folder of the split's 16 mask zip shards."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_mask_zip_dir")
+        return self._of_annotated_split(split, "mask_zip_dir")
 
     def mask_zip_prefix(self, split: str) -> str:
         """The shards' file name before ``-{shard}.zip``."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_mask_zip_prefix")
+        return self._of_annotated_split(split, "mask_zip_prefix")
 
     def mask_zip(self, split: str, shard: str) -> str:
         """The zip shard holding masks whose MaskPath starts with ``shard`` (one hex character)."""

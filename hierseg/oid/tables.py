@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -179,10 +179,10 @@ def _read_header(path: str, schema: _Schema) -> list[str]:
     return header
 
 
-def _scan_lines(path: str, ncols: int, data_index: int | None) -> tuple[tuple[int, int] | None, int | None]:
-    """Sequential scan: the (line, field count) of the first row with a wrong field count, and the
-    line of the ``data_index``-th well-formed data row (0-based; blank lines are skipped as pyarrow does)."""
-    first_bad: tuple[int, int] | None = None
+def _numbered_rows(path: str, ncols: int) -> Iterator[tuple[int | None, int, int]]:
+    """Sequential scan of the rows after the header (blank lines skipped, as pyarrow does): per row,
+    (its 0-based index among the well-formed data rows, None for a wrong field count; its file line;
+    its field count)."""
     index = -1
     with open_binary(path) as f:
         reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8-sig", newline=""))
@@ -191,38 +191,40 @@ def _scan_lines(path: str, ncols: int, data_index: int | None) -> tuple[tuple[in
             if not row:
                 continue
             if len(row) != ncols:
-                if first_bad is None:
-                    first_bad = (reader.line_num, len(row))
+                yield None, reader.line_num, len(row)
                 continue
             index += 1
-            if data_index is not None and index == data_index:
-                return first_bad, reader.line_num
-            if data_index is None and first_bad is not None:
-                break
+            yield index, reader.line_num, ncols
+
+
+def _scan_lines(path: str, ncols: int, data_index: int | None) -> tuple[tuple[int, int] | None, int | None]:
+    """The (line, field count) of the first row with a wrong field count, and the line of the
+    ``data_index``-th well-formed data row (0-based)."""
+    first_bad: tuple[int, int] | None = None
+    for index, line, nfields in _numbered_rows(path, ncols):
+        if index is None:
+            if first_bad is None:
+                first_bad = (line, nfields)
+        elif index == data_index:
+            return first_bad, line
+        elif data_index is None and first_bad is not None:
+            break
     return first_bad, None
 
 
 def _lines_of(path: str, ncols: int, data_indices: Iterable[int]) -> tuple[dict[int, int], list[int]]:
-    """One sequential scan: the file line of each of ``data_indices`` (0-based well-formed data rows,
-    blank lines skipped as pyarrow does) and the lines of the first MAX_EXAMPLES rows with a wrong
-    field count. Only run when something was skipped, to name examples by ``file:line``."""
+    """The file line of each of ``data_indices`` (0-based well-formed data rows) and the lines of the
+    first MAX_EXAMPLES rows with a wrong field count, in one scan. Only run when something was
+    skipped, to name examples by ``file:line``."""
     wanted, found, bad = set(data_indices), {}, []
-    index = -1
-    with open_binary(path) as f:
-        reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8-sig", newline=""))
-        next(reader, None)  # header
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != ncols:
-                if len(bad) < MAX_EXAMPLES:
-                    bad.append(reader.line_num)
-                continue
-            index += 1
-            if index in wanted:
-                found[index] = reader.line_num
-                if len(found) == len(wanted) and len(bad) >= MAX_EXAMPLES:
-                    break
+    for index, line, _ in _numbered_rows(path, ncols):
+        if index is None:
+            if len(bad) < MAX_EXAMPLES:
+                bad.append(line)
+        elif index in wanted:
+            found[index] = line
+            if len(found) == len(wanted) and len(bad) >= MAX_EXAMPLES:
+                break
     return found, bad
 
 

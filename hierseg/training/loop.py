@@ -39,7 +39,7 @@ from hierseg.layout import ModelDir
 from hierseg.models.factory import build_model, build_train_targets
 from hierseg.priors import stage_shape_priors
 from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint, variables_fingerprint
-from hierseg.training.optimizer import MomentumSGD, trainable_variables, weight_decay_loss
+from hierseg.training.optimizer import MomentumSGD, resolve_freeze_at, trainable_variables, weight_decay_loss
 from hierseg.training.schedule import WarmupStepDecay
 from hierseg.training.strategy import effective_precision, is_chief, task_id
 from hierseg.training.summaries import write_scalars
@@ -153,7 +153,7 @@ def _build(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> tuple:
     try:
         with strategy.scope():
             model = build_model(config.model, config.data.output_size)
-            variables = trainable_variables(model, train_cfg.frozen_variables)
+            variables = trainable_variables(model, train_cfg.frozen_variables, config.model.backbone.freeze_at)
             optimizer = MomentumSGD(variables, momentum=train_cfg.momentum)
             step = tf.Variable(
                 0,
@@ -240,6 +240,8 @@ def train(
       ``{"start_step", "step", "checkpoint", "metrics" (last loop's), "images_per_second",
       "variables_fingerprint"}``.
     """
+    config = resolve_freeze_at(config)
+    log.info("backbone stages frozen: %d (model.backbone.freeze_at)", config.model.backbone.freeze_at)
     train_cfg = config.train
     if not config.data.train_file_pattern:
         raise ValueError("data.train_file_pattern is empty (set it, or pass --data_dir)")

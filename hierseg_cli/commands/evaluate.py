@@ -4,7 +4,6 @@ and TensorBoard summaries (MODEL_DIR/eval)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from hierseg.layout import ModelDir
@@ -42,13 +41,11 @@ def run(args: argparse.Namespace) -> int:
         predictions_jsonl=args.predictions_jsonl,
         show_progress=not args.no_progress,
     )
-    if "semantic/mIoU" in metrics:  # a semantic model (hierseg.evaluation.semantic_eval)
-        print(json.dumps({k: v for k, v in metrics.items() if k.startswith("semantic/m")}, indent=1))
-    else:
-        from hierseg.evaluation.tables import coco_table
-        from hierseg.hierarchy import Hierarchy
+    from hierseg.evaluation.tables import coco_table, semantic_table
+    from hierseg.hierarchy import Hierarchy
 
-        print(coco_table(metrics, Hierarchy.builtin(), top=args.top))
+    table = semantic_table if "semantic/mIoU" in metrics else coco_table  # hierseg.evaluation.semantic_eval
+    print(table(metrics, Hierarchy.builtin(), top=args.top))
     if out_json:
         print(f"wrote {out_json}")
     return 0

@@ -8,10 +8,11 @@ skips the stages already done, so an interrupted demo picks up where it stopped)
     train0/1   hierseg.training.loop.train (tiny_cpu)   -> OUT/models/layer{0,1}
     eval0/1    COCO mask mAP of each layer on its prepared validation split
     export0/1  hierseg.serving.export.export_saved_model -> OUT/exports/layer{0,1}
-    predict    predict_folder over the test images and over the validation images (PNGs, ground truth beside)
+    predict    predict_folder over the test images (with PNGs) and over the validation images
     oid_eval   the challenge metric on the validation images: the ensemble, and Layer0 alone
     *_tta      the validation images again with test-time augmentation (flip) and their challenge mAP
-    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png (validation images)
+    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png (six validation images,
+               each beside its ground truth)
 
 The summary (each stage's time, each mAP, where the files are) is printed and written to
 ``OUT/summary.json``.
@@ -139,8 +140,6 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Runs every stage (see the module docstring) and returns the summary (also in OUT/summary.json)."""
-    import tensorflow as tf
-
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     config_file = config_file or find_config()
@@ -254,7 +253,7 @@ def run_demo(
         return fn
 
     pred_test = stages.run("predict_test", predict("test", True))
-    stages.run("predict_validation", predict("validation", True))  # pictures with the ground truth beside
+    stages.run("predict_validation", predict("validation", False))
 
     def oid_eval() -> dict:
         val_dir = os.path.join(out_dir, "predict_validation")
@@ -291,6 +290,7 @@ def run_demo(
         from ensembles.image_set import image_sizes_from_dir
         from ensembles.validate_submission import validate_submission
         from hierseg.serving.render import tile
+        from hierseg_cli.ground_truth_view import draw_prediction_file
 
         submission = os.path.join(out_dir, "submission.csv")
         with atomic_write.atomic_path(submission) as tmp:
@@ -300,7 +300,15 @@ def run_demo(
             expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
             valid_mids=hierarchy.classes,
         )
-        pngs = sorted(tf.io.gfile.glob(os.path.join(out_dir, "predict_validation", "visualize", "*.png")))[:6]
+        val_dir = os.path.join(out_dir, "predict_validation")
+        pngs = draw_prediction_file(  # six validation images, their ground truth beside
+            os.path.join(val_dir, "predictions.jsonl"),
+            os.path.join(data_dir, "validation"),
+            os.path.join(val_dir, "visualize"),
+            hierarchy.name,
+            min_score=predict_cfg.visualize_min_score,
+            limit=6,
+        )
         grid = os.path.join(out_dir, "predictions_grid.png")
         tile(pngs, grid, columns=2)
         return {
