@@ -109,6 +109,7 @@ def test_semantic_loss_matches_numpy_with_ignore_and_class_weights():
     assert got == pytest.approx(float(np.sum(np.array(per_image) * ew) / 3), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_train_step_compiles_with_xla_and_matches_eager():
     model = tiny(64, dropout=0.0)
     feats = batch(64)
