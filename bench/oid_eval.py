@@ -39,9 +39,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from hierseg.hierarchy import Hierarchy  # noqa: E402
+from hierseg.mask_resize import nearest_indices  # noqa: E402
 from hierseg.oid.layout import SHARDS, OidPaths  # noqa: E402
 from hierseg.oid.mask_codec import oid_mask_from_rle  # noqa: E402
-from hierseg.oid.mask_zip import nearest_indices  # noqa: E402
 from hierseg.prediction_file import SubmissionCsvWriter  # noqa: E402
 from hierseg.rle import encode_resampled  # noqa: E402
 

@@ -10,7 +10,7 @@ hierarchy.
 
 A second table measures memory on one 10000 x 8000 JPEG with 100 detections (a fresh process per
 run, so its peak RSS is that image's): decoding it and turning 100 box masks into full-resolution
-RLEs (:func:`hierseg.serving.model_outputs.image_detections`, pasted one detection at a time inside
+RLEs (:func:`hierseg.evaluation.model_outputs.image_detections`, pasted one detection at a time inside
 its box). Target: peak < 1.5 GB (it was 6.3 GB when every detection was pasted full-size at once).
 
     python bench/predict.py [--images 8] [--r50_images 4] [--batch_size 2] [--skip_r50] [--skip_big_image]
@@ -139,7 +139,7 @@ from PIL import Image
 from hierseg import features as F
 from hierseg.label_map import LabelMap
 from hierseg.serving.image_io import decode_bytes
-from hierseg.serving.model_outputs import image_detections
+from hierseg.evaluation.model_outputs import image_detections
 
 width, height, num = {width}, {height}, {num}
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -60,13 +60,14 @@ class ImageTask:
 
 @dataclass
 class ImageResult:
-    """Output of one image: the serialized Example (None when skipped), skips per reason, and the
-    MaskPaths of instances that were dropped (to keep the manifest exact)."""
+    """Output of one image: the serialized Example (None when skipped), skips per reason, the
+    MaskPaths of instances that were dropped (to keep the manifest exact) and the instances written."""
 
     image_id: str
     example: bytes | None
     skips: Counter
     dropped_masks: tuple[str, ...] = ()
+    num_instances: int = 0
 
 
 class PixelProcessor:
@@ -115,13 +116,16 @@ class PixelProcessor:
                 os.makedirs(local_dir, exist_ok=True)
                 for shard_path in self.paths.mask_zips(split):
                     target = os.path.join(local_dir, os.path.basename(shard_path))
-                    if os.path.exists(target):
-                        continue
                     try:
+                        version = storage.object_version(shard_path)
+                        # Reused only when it is the same object version (generation and size).
+                        if os.path.exists(target) and _read_local(target + ".version") == version:
+                            continue
                         os.replace(storage.localize(shard_path, local_dir), target)
+                        _write_local(target + ".version", version)
                     except FileNotFoundError:  # a missing shard: its masks count as missing_mask
                         continue
-                reader = MaskZipReader(local_dir, split)
+                reader = MaskZipReader(local_dir, self.paths.mask_zip_prefix(split))
             else:
                 reader = MaskZipReader.for_split(self.paths, split)
             self._readers[split] = reader
@@ -129,6 +133,23 @@ class PixelProcessor:
 
     def process(self, task: ImageTask) -> ImageResult:
         return process_image(task, self)
+
+
+def _read_local(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_local(path: str, text: str) -> None:
+    import os
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _decode_image(data: bytes, verify: bool) -> tuple[Image.Image, str]:
@@ -237,4 +258,6 @@ def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
     )
     # deterministic=True sorts the feature map: otherwise its order follows the per-process string hash
     # seed and two runs (or two workers) would write different bytes for the same example.
-    return ImageResult(task.image_id, example.SerializeToString(deterministic=True), skips, tuple(dropped))
+    return ImageResult(
+        task.image_id, example.SerializeToString(deterministic=True), skips, tuple(dropped), num_instances=len(keep)
+    )

@@ -98,6 +98,7 @@ class ShardWriter:
         self.tmp = os.path.join(scratch, f"{name}{TMP_MARK}{os.getpid()}")
         self._writer = TFRecordWriter(self.tmp)
         self.num_examples = 0
+        self.num_instances = 0
         self.skips: Counter = Counter()
         self.dropped_masks: list[str] = []
         self.skipped_images: list[str] = []
@@ -111,12 +112,14 @@ class ShardWriter:
         else:
             self._writer.write(result.example)
             self.num_examples += 1
+            self.num_instances += result.num_instances
 
     def commit(self) -> dict:
         self._writer.close()
         stats = {
             "shard": self.name,
             "num_examples": self.num_examples,
+            "num_instances": self.num_instances,
             "skips": dict(sorted(self.skips.items())),
             "dropped_masks": sorted(set(self.dropped_masks)),
             "skipped_images": sorted(set(self.skipped_images)),

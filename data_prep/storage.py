@@ -132,12 +132,29 @@ def publish_file(local_path: str, path: str) -> None:
         os.replace(local_path, path)
 
 
+def object_version(path: str) -> str:
+    """``"{generation}-{size}"`` of a gs:// object: it changes whenever the object is rewritten.
+
+    Raises:
+      FileNotFoundError: when the object does not exist.
+    """
+    blob = _blob(path)
+    try:
+        blob.reload()
+    except Exception as e:
+        if type(e).__name__ == "NotFound":
+            raise FileNotFoundError(f"{path}: not found") from None
+        raise
+    return f"{blob.generation}-{blob.size}"
+
+
 def localize(path: str, cache_dir: str) -> str:
-    """A local path holding the file: ``path`` itself when local, else a cached download."""
+    """A local path holding the file: ``path`` itself when local, else a cached download keyed by the
+    object's generation and size (a cache file is never reused for a rewritten object)."""
     if not is_gcs(path):
         return path
     digest = hashlib.sha1(path.encode()).hexdigest()[:12]
-    local = os.path.join(cache_dir, f"{digest}-{os.path.basename(path)}")
+    local = os.path.join(cache_dir, f"{digest}-{object_version(path)}-{os.path.basename(path)}")
     if not os.path.exists(local):
         os.makedirs(cache_dir, exist_ok=True)
         try:

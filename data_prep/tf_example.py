@@ -95,13 +95,13 @@ def build_example(
     height: int,
     width: int,
     source_id: str,
-    filename: str,
     boxes: np.ndarray,
     class_ids: Sequence[int],
     mids: Sequence[str],
     is_crowd: Sequence[bool],
     mask_pngs: Sequence[bytes],
     weight: float = 1.0,
+    filename: str | None = None,
 ):
     """Builds the Example.
 
@@ -109,7 +109,8 @@ def build_example(
       image: encoded image bytes (JPEG or PNG); image_format "jpeg" or "png".
       height, width: image size in pixels.
       source_id: the image's decimal id in the split's COCO JSON ("17").
-      filename: ``<ImageID>.jpg``, the COCO JSON's file_name.
+      filename: ``<ImageID>.jpg``, the COCO JSON's file_name (image/filename; None: no such key, and
+        readers take image/source_id as the image's name).
       boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax).
       class_ids: [N] ids 1..K; mids: [N] class MIDs; is_crowd: [N] IsGroupOf.
       mask_pngs: [N] PNG bytes, each [height, width] with values 0/1.
@@ -125,7 +126,6 @@ def build_example(
         F.IMAGE_HEIGHT: _ints([height]),
         F.IMAGE_WIDTH: _ints([width]),
         F.IMAGE_SOURCE_ID: _bytes([source_id.encode()]),
-        F.IMAGE_FILENAME: _bytes([filename.encode()]),
         F.IMAGE_KEY_SHA256: _bytes([hashlib.sha256(image).hexdigest().encode()]),
         F.OBJECT_YMIN: _floats(boxes[:, 0]),
         F.OBJECT_XMIN: _floats(boxes[:, 1]),
@@ -137,6 +137,8 @@ def build_example(
         F.OBJECT_MASK: _bytes(mask_pngs),
         F.EXAMPLE_WEIGHT: _floats([weight]),
     }
+    if filename is not None:
+        feature[F.IMAGE_FILENAME] = _bytes([filename.encode()])
     c = _classes()
     return c["Example"](features=c["Features"](feature=feature))
 
@@ -151,7 +153,7 @@ def parsing_spec() -> dict:
         F.IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
         F.IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
         F.IMAGE_SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
-        F.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string),
+        F.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
         F.IMAGE_KEY_SHA256: tf.io.FixedLenFeature([], tf.string),
         F.OBJECT_XMIN: tf.io.VarLenFeature(tf.float32),
         F.OBJECT_XMAX: tf.io.VarLenFeature(tf.float32),

@@ -34,6 +34,7 @@ from data_prep.pixels import ImageResult
 from data_prep.tf_example import build_example
 from hierseg import features as F
 from hierseg.label_map import LabelMap
+from hierseg.layout import PreparedLayer
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -158,5 +159,5 @@ def prepare_voc(voc_dir: str, out_dir: str, *, images_per_shard: int = 1000, sho
             if not shards.is_complete(out_dir, name):
                 shards.write_shard(out_dir, name, (voc_example(voc_dir, i, str(n)) for n, i in chunk))
         counts[split] = len(ids)
-    LabelMap.from_classes([f"voc/{c}" for c in VOC_CLASSES], VOC_CLASSES).save(storage.join(out_dir, "label_map.pbtxt"))
+    LabelMap.from_classes([f"voc/{c}" for c in VOC_CLASSES], VOC_CLASSES).save(PreparedLayer(out_dir).label_map)
     return counts

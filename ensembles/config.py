@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from hierseg.serving.tta import TTAConfig
+
 MaskSource = Literal["layer1", "layer0", "union", "intersection", "average"]
 ScoreSource = Literal["child", "parent", "product", "max", "mean"]
 
@@ -85,5 +87,6 @@ class PredictConfig:
     apply_exif: bool = True  # rotate images by their EXIF orientation; False = the stored pixels (predict)
     visualize: bool = False  # also write OUT/visualize/<ImageID>.png (predict)
     visualize_min_score: float = 0.3  # instances below this are not drawn (they stay in every output)
+    tta: TTAConfig = field(default_factory=TTAConfig)  # test-time augmentation of each layer (predict)
 
     RANGES: ClassVar[dict[str, str]] = {"batch_size": ">= 1", "chunk_size": ">= 0", "visualize_min_score": "0..1"}

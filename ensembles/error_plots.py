@@ -4,9 +4,9 @@ per-class text table and CSV."""
 from __future__ import annotations
 
 import csv
-import os
 
 from ensembles.error_analysis import FIXABLE_MISSES, FP_KINDS, MISS_KINDS
+from hierseg import atomic_write
 from hierseg.evaluation.tables import ClassRow, format_table, label_path
 from hierseg.hierarchy import Hierarchy
 
@@ -56,13 +56,11 @@ def summary_text(result: dict) -> str:
 
 def write_class_csv(result: dict, hierarchy: Hierarchy, path: str) -> None:
     """The per-class table as CSV (class, label path, GT count, AP50, every kind's count), atomically."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_write.atomic_open(path, newline="") as f:
         w = csv.writer(f)
         w.writerow(["mid", "name", "label_path", "num_gt", *TABLE_COLUMNS])
         for r in class_rows(result, hierarchy):
             w.writerow([r.mid, r.name, r.label_path, f"{r.num_gt:g}", *(f"{r.values[k]:g}" for k in TABLE_COLUMNS)])
-    os.replace(tmp, path)
 
 
 def class_table(result: dict, hierarchy: Hierarchy, top: int | None = None) -> str:
@@ -108,7 +106,6 @@ def plot_summary(result: dict, path: str) -> None:
     for i, (k, gv) in enumerate(zip(kinds, gains)):
         ax1.text(gv, i, f" {gv:+.2f}" if k in fixable else " –", va="center", fontsize=8)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_write.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -130,30 +130,28 @@ def write_parquet(path: str, detections: Iterable[Detections]) -> None:
 
     schema = _parquet_schema()
     rows: list[dict] = []
-    with atomic_write.atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, schema) as writer:
+    with atomic_write.atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
 
-            def flush() -> None:
-                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
-                rows.clear()
+        def flush() -> None:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            rows.clear()
 
-            for d in detections:
-                rows.append(
-                    {
-                        "image_id": d.image_id,
-                        "height": d.height,
-                        "width": d.width,
-                        "classes": list(d.classes),
-                        "scores": d.scores.tolist(),
-                        "boxes": d.boxes.tolist(),
-                        "masks": [
-                            r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"]
-                            for r in d.rles
-                        ],
-                        "label_paths": [list(p) for p in d.label_paths],
-                    }
-                )
-                if len(rows) >= _PARQUET_BATCH:
-                    flush()
-            if rows:
+        for d in detections:
+            rows.append(
+                {
+                    "image_id": d.image_id,
+                    "height": d.height,
+                    "width": d.width,
+                    "classes": list(d.classes),
+                    "scores": d.scores.tolist(),
+                    "boxes": d.boxes.tolist(),
+                    "masks": [
+                        r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"] for r in d.rles
+                    ],
+                    "label_paths": [list(p) for p in d.label_paths],
+                }
+            )
+            if len(rows) >= _PARQUET_BATCH:
                 flush()
+        if rows:
+            flush()

@@ -125,3 +125,43 @@ def write_text(path: str, text: str) -> None:
 def write_json(path: str, obj: Any, *, indent: int | None = 1, sort_keys: bool = False, default=None) -> None:
     """Writes ``obj`` as JSON (``json.dumps`` with these options) plus a final newline, atomically."""
     write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=default) + "\n")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(folder: str, *, prefix: str = "", temp_dirs: bool = False) -> list[str]:
+    """Removes what killed runs left in a local ``folder``; returns the removed paths.
+
+    Removed: entries named ``{prefix}...{TMP_MARK}{pid}...`` (files, or folders such as an export's
+    ``EXPORT.tmp-PID/``) whose process is gone (a live writer's temporary is left alone), and with
+    ``temp_dirs`` TensorFlow's checkpoint staging folders ``*_temp/`` (``ckpt-N_temp/``; call it
+    only where one trainer writes). URLs are left alone (no process ids to check there).
+    """
+    import shutil
+
+    if is_remote(folder) or not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        stale = False
+        if name.startswith(prefix) and TMP_MARK in name:
+            pid = name.rsplit(TMP_MARK, 1)[1].split("-", 1)[0]
+            stale = not (pid.isdigit() and _pid_alive(int(pid)))
+        elif temp_dirs and name.endswith("_temp") and os.path.isdir(path):
+            stale = True
+        if stale:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                _remove_quietly(path)
+            removed.append(path)
+    return removed

@@ -10,8 +10,8 @@ the exporter produce them):
     (anchors, proposals, ROIs, box and RPN targets, detections before output) is in input pixels.
   - *input-normalized*: input pixels divided by the scaled content size ``scaled_hw(image_info)``.
     ``GT_BOXES`` of the input pipeline are in this frame (after any crop, within ``[0, 1]``);
-    :func:`boxes_to_input_pixels` is the one conversion to input pixels (and
-    :func:`input_pixels_to_boxes` its inverse). Without a crop this equals normalized to the original.
+    :func:`boxes_to_input_pixels` is the one conversion to input pixels (nothing converts back). Without
+    a crop this equals normalized to the original.
   - *original-normalized*: normalized by the original image's height and width: the TFRecords (as the
     OD-API keys ``xmin, xmax, ymin, ymax``), the model's ``DET_BOXES`` and the host-side ``Detections``.
     :func:`input_pixels_to_original` is the one conversion from input pixels.
@@ -160,14 +160,6 @@ def boxes_to_input_pixels(boxes, image_info):
     import tensorflow as tf
 
     return tf.cast(boxes, tf.float32) * _yxyx(scaled_hw(tf.cast(image_info, tf.float32)))
-
-
-def input_pixels_to_boxes(boxes_pixels, image_info):
-    """Inverse of :func:`boxes_to_input_pixels`."""
-    import tensorflow as tf
-
-    info = tf.cast(image_info, tf.float32)
-    return tf.cast(boxes_pixels, tf.float32) / _yxyx(scaled_hw(info))
 
 
 def input_pixels_to_original(boxes_pixels, image_info):

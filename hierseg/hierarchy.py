@@ -357,6 +357,34 @@ class Hierarchy:
             out[where[d]].append(c)
         return [tuple(x) for x in out]
 
+    def check_layer_order(self, layer_classes: Sequence[Sequence[str]], sources: Sequence[str]) -> None:
+        """Checks models given for layers 0, 1, ... against the hierarchy: every class is known, and no
+        class of a later layer is an ancestor of a class of an earlier one (exports given in swapped order).
+
+        Args:
+          layer_classes: the MIDs each layer's model predicts, in layer order.
+          sources: what to name for each layer in messages (``"--layer0 exports/l0"``).
+        Raises:
+          HierarchyError: naming the source, the class and what is wrong.
+        """
+        for classes, source in zip(layer_classes, sources):
+            unknown = [m for m in classes if m not in self._children]
+            if unknown:
+                raise HierarchyError(
+                    f"{source}: {len(unknown)} class(es) not in the hierarchy (first: {unknown[0]}): "
+                    "an export of another class set?"
+                )
+        for i, (early, early_src) in enumerate(zip(layer_classes, sources)):
+            for late, late_src in zip(layer_classes[i + 1 :], sources[i + 1 :]):
+                late_set = set(late)
+                for m in early:
+                    above = sorted(self.ancestors(m) & late_set)
+                    if above:
+                        raise HierarchyError(
+                            f"{late_src} predicts {self.names[above[0]]} ({above[0]}), a parent of "
+                            f"{self.names[m]} ({m}) of {early_src}: the exports are given in swapped order?"
+                        )
+
     def layer_of(self, mid: str, depth_groups: Sequence[Sequence[int]] = DEFAULT_DEPTH_GROUPS) -> int:
         for i, layer in enumerate(self.layers(depth_groups)):
             if mid in layer:

@@ -38,14 +38,16 @@ import numpy as np
 
 from hierseg import atomic_write
 from hierseg.detections import Detections
+from hierseg.errors import UsageError
 from hierseg.rle import RleError, rle_boxes
 
 SUBMISSION_HEADER = ("ImageID", "ImageWidth", "ImageHeight", "PredictionString")
 INSTANCE_CSV_HEADER = ("ImageID", "ImageWidth", "ImageHeight", "LabelName", "Score", "Mask")
 
 
-class PredictionFileError(ValueError):
-    """A prediction file that cannot be read, with the file and line named."""
+class PredictionFileError(UsageError):
+    """A prediction file that cannot be read, with the file and line named (a ValueError; the `hierseg`
+    command prints it as one line, see :mod:`hierseg.errors`)."""
 
 
 # ---------------------------------------------------------------------------------------- scores
@@ -129,9 +131,9 @@ def detections_from_json(line: str) -> Detections:
 
 
 def write_jsonl(path: str, detections: Iterable[Detections]) -> int:
-    """Writes detections as JSON lines, atomically; returns the number of images written."""
+    """Writes detections as JSON lines, atomically (:mod:`hierseg.atomic_write`); returns the number of images."""
     count = 0
-    with atomic_write.atomic_open(path, newline="") as f:
+    with atomic_write.atomic_open(path, "w", newline="") as f:
         for d in detections:
             f.write(detections_to_json(d) + "\n")
             count += 1
@@ -189,7 +191,7 @@ def csv_rows(path: str) -> Iterator[tuple[int, list[str]]]:
     :func:`non_utf8_problem` reports (the validator lists them; the readers raise).
     """
     allow_long_csv_fields()
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         reader = csv.reader(f)
         for row in reader:
             if row:
@@ -370,9 +372,8 @@ class SubmissionCsvWriter:
 
     def __init__(self, path: str):
         self.path = path
-        self._open = atomic_write.atomic_open(path, newline="")
-        self._file = self._open.__enter__()
-        self._writer = csv.writer(self._file, lineterminator="\n")
+        self._opened = atomic_write.atomic_open(path, "w", newline="")
+        self._writer = csv.writer(self._opened.__enter__(), lineterminator="\n")
         self._writer.writerow(SUBMISSION_HEADER)
 
     def write_row(self, image_id: str, height: int, width: int, triples: Iterable[tuple[str, float, str]]) -> None:
@@ -383,4 +384,4 @@ class SubmissionCsvWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._open.__exit__(exc_type, exc, tb)  # renames into place, or removes the temporary file
+        self._opened.__exit__(exc_type, exc, tb)  # renames into place, or removes the temporary file

@@ -40,24 +40,22 @@ def read_priors(path: str) -> np.ndarray:
 
 def write_priors(priors: np.ndarray, path: str) -> None:
     """Writes float32 priors as .npy, atomically (a temporary file renamed into place; local or gs://)."""
-    import tensorflow as tf
+    from hierseg import atomic_write
 
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(priors, np.float32), allow_pickle=False)
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write(buffer.getvalue())
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_write.write_bytes(path, buffer.getvalue())
 
 
 PRIORS_FILE = "shape_priors.npy"  # the copy of a ShapeMask's priors in its model directory and export
 
 
-def stage_shape_priors(config, directory: str):
+def stage_shape_priors(config, directory: str, final_directory: str | None = None):
     """A ShapeMask experiment's priors copied to ``directory/shape_priors.npy`` (model dir or export), and
-    the config pointing at that copy (returned); other configs are returned unchanged.
+    the config pointing at the copy (returned); other configs are returned unchanged.
 
-    So a model directory or an export holds everything its config names, even when the original file moves.
+    ``final_directory``: where ``directory`` will be renamed to (an export written to a temporary folder),
+    for the path in the config. So a model directory or an export holds everything its config names.
     """
     from hierseg.config import merge
 
@@ -67,7 +65,8 @@ def stage_shape_priors(config, directory: str):
     target = f"{directory.rstrip('/')}/{PRIORS_FILE}"
     if path != target:
         write_priors(read_priors(path), target)
-    return merge(config, {"model": {"shapemask": {"shape_prior_path": target}}})
+    final = f"{(final_directory or directory).rstrip('/')}/{PRIORS_FILE}"
+    return merge(config, {"model": {"shapemask": {"shape_prior_path": final}}})
 
 
 def class_priors(masks: np.ndarray, k: int, seed: int, n_init: int = 3) -> np.ndarray:

@@ -23,11 +23,14 @@ from collections.abc import Sequence
 import numpy as np
 from pycocotools import mask as coco_mask
 
+from hierseg.errors import UsageError
+
 _AREA_CHUNK = 255  # pycocotools' area() keeps its mask count in a uint8 array
 
 
-class RleError(ValueError):
-    """An RLE that cannot be decoded (bad characters, runs not covering the size, ...).
+class RleError(UsageError):
+    """An RLE that cannot be decoded (bad characters, runs not covering the size, ...): a ValueError,
+    reported by the `hierseg` command as one line (bad input, :class:`hierseg.errors.UsageError`).
 
     ``index``: for the functions checking many strings at once, the position of the first bad one.
     """

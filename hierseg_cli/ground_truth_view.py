@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from hierseg.layout import PreparedLayer
 from hierseg.serving.render import Instance
 
 
@@ -127,8 +128,9 @@ def prepared_examples(layer_dir: str, split: str, hierarchy, wanted: set[str] | 
     from hierseg.input import example_decoder as D
     from hierseg.label_map import LabelMap
 
-    label_map = LabelMap.load(os.path.join(layer_dir, "label_map.pbtxt"))
-    files = sorted(tf.io.gfile.glob(os.path.join(layer_dir, f"{split}-*.tfrecord")))
+    layer = PreparedLayer(layer_dir)
+    label_map = LabelMap.load(layer.label_map)
+    files = sorted(tf.io.gfile.glob(layer.shard_pattern(split)))
     if not files:
         raise FileNotFoundError(f"{layer_dir}: no {split}-*.tfrecord files")
     caption = lambda m: label_path_text(hierarchy, m)  # noqa: E731
@@ -144,3 +146,25 @@ def prepared_examples(layer_dir: str, split: str, hierarchy, wanted: set[str] | 
         count += 1
         if count >= limit:
             return
+
+
+def draw_prediction_file(
+    predictions_jsonl: str, images_dir: str, out_dir: str, name: Callable[[str], str], *, min_score: float, limit: int
+) -> list[str]:
+    """Pictures (ground truth beside, when ``images_dir`` is an annotated split) of the first ``limit``
+    images of a ``predictions.jsonl`` written by ``predict``, as ``out_dir/<ImageID>.png``; their paths."""
+    from itertools import islice
+
+    from hierseg.detections import read_jsonl
+    from hierseg.serving import image_io
+
+    path_of = {image_io.image_id_of(p): p for p in image_io.list_images(images_dir)}
+    os.makedirs(out_dir, exist_ok=True)
+    pngs = []
+    for det in islice(read_jsonl(predictions_jsonl), limit):
+        image, err = image_io.read_image(path_of[det.image_id], apply_exif=False)
+        if err:
+            raise ValueError(f"{path_of[det.image_id]}: {err}")
+        pngs.append(os.path.join(out_dir, f"{det.image_id}.png"))
+        write_prediction_png(image, det, name, pngs[-1], image_path=path_of[det.image_id], min_score=min_score)
+    return pngs

@@ -46,12 +46,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 TENSORFLOW_COMMANDS = frozenset({"prepare", "train", "evaluate", "export", "predict", "demo"})
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when it has one worth showing: never "(default: None)" after a help
+    text that already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, [], argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser(name: str) -> argparse.ArgumentParser:
     module = importlib.import_module(f"hierseg_cli.commands.{COMMANDS[name][0]}")
     parser = argparse.ArgumentParser(
         prog=f"hierseg {name}",
         description=module.__doc__ or COMMANDS[name][1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     module.add_arguments(parser)
     parser.add_argument(
@@ -65,11 +75,10 @@ def build_parser(name: str) -> argparse.ArgumentParser:
 # (module, class name) they are defined under, with the exit status; checked along the MRO, so
 # subclasses count. Named rather than imported so that `hierseg --help` stays free of heavy imports.
 USER_ERRORS: dict[tuple[str, str], int] = {
-    ("hierseg.errors", "UsageError"): 2,  # also hierseg.config.ConfigError
+    ("hierseg.errors", "UsageError"): 2,  # also ConfigError, and PredictionFileError (a bad --predictions/--submission)
     ("hierseg.errors", "WorkError"): 1,
     ("hierseg.hierarchy", "HierarchyError"): 2,
-    ("hierseg.oid.errors", "OidFormatError"): 1,  # also MaskCodecError
-    ("ensembles.prediction_io", "PredictionFormatError"): 1,
+    ("hierseg.oid.errors", "OidFormatError"): 1,  # a dataset file (MaskCodecError is a UsageError)
     ("builtins", "FileNotFoundError"): 2,
     ("builtins", "NotADirectoryError"): 2,
     ("builtins", "IsADirectoryError"): 2,

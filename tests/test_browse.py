@@ -53,3 +53,25 @@ def test_label_path_text():
     h = Hierarchy.builtin()
     assert label_path_text(h, h.mid_of("Man")) == "Person › Man"
     assert label_path_text(h, "/m/unknown") == "/m/unknown"
+
+
+def test_prediction_pictures_of_an_annotated_split_show_the_ground_truth_beside(synth_dir, tmp_path):
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.metric.groundtruth_files import load_ground_truth
+    from hierseg.detections import write_jsonl
+    from hierseg.oid.layout import OidPaths
+    from hierseg.serving.render import display_size
+    from hierseg_cli.ground_truth_view import draw_prediction_file
+
+    h = OidPaths.from_dir(str(synth_dir)).load_hierarchy()
+    gts = load_ground_truth(str(synth_dir), "validation", h)[0]
+    dets = [ground_truth_as_detections(g, 0.9) for g in list(gts.values())[:2]]
+    write_jsonl(str(tmp_path / "p.jsonl"), dets)
+    pngs = draw_prediction_file(
+        str(tmp_path / "p.jsonl"), str(synth_dir / "validation"), str(tmp_path / "vis"), h.name, min_score=0.3, limit=5
+    )
+    assert [p.rsplit("/", 1)[-1] for p in pngs] == [f"{d.image_id}.png" for d in dets]
+    for d, png in zip(dets, pngs):
+        width = Image.open(png).size[0]
+        assert width == 2 * display_size(d.height, d.width, 512)[1] + 6  # ground truth | prediction
+        assert colour_pixels(png, d.classes[0]) > 40  # drawn on both sides

@@ -55,7 +55,7 @@ def test_train_config_errors_name_the_key(capsys, tmp_path, override, message):
             "--data_dir prepared/nope: no such folder (give a prepared layer folder, e.g. OUT/layer0)",
         ),
         (["--config_file", "/nope/x.yaml"], "/nope/x.yaml: config file not found"),
-        ([], "no training data: give --data_dir (a layer folder written by `hierseg prepare`"),
+        ([], "model.num_classes is 0 and data.label_map is empty: give --data_dir (a layer folder written by"),
         (["--strategy", "tpu", "--data_dir", "{layer}"], "--strategy tpu needs --tpu"),
     ],
 )
@@ -152,3 +152,51 @@ def test_a_usage_error_in_a_fresh_process_prints_one_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["hierseg export: error: --model_dir /nope: no such folder"], proc.stderr
+
+
+def test_every_user_error_name_is_an_exception_class_defined_there():
+    """USER_ERRORS matches by (module, qualified name) along the MRO: an entry naming an alias or a
+    moved class never matches and silently turns that error into a 'bug' (this happened to
+    ensembles.prediction_io.PredictionFormatError, now an alias of hierseg.prediction_file.PredictionFileError)."""
+    import importlib
+
+    from hierseg_cli.main import USER_ERRORS
+
+    for (module, qualname), code in USER_ERRORS.items():
+        cls = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        assert isinstance(cls, type) and issubclass(cls, BaseException), (module, qualname)
+        assert (cls.__module__, cls.__qualname__) == (module, qualname), f"{module}.{qualname} is an alias of {cls}"
+        assert code in (1, 2)
+
+
+def test_bad_input_files_exit_codes():
+    """A malformed prediction or submission file named by --predictions/--submission is a wrong input (2,
+    like a missing one), as is an undecodable mask; an unusable file of the dataset folder (OidFormatError)
+    is failed work (1)."""
+    from ensembles.prediction_io import PredictionFormatError
+    from hierseg.oid.errors import OidFormatError
+    from hierseg.oid.mask_codec import MaskCodecError
+    from hierseg.prediction_file import PredictionFileError
+    from hierseg_cli.main import exit_code_of
+
+    assert exit_code_of(PredictionFileError("p.jsonl:3: bad JSON")) == 2
+    assert exit_code_of(PredictionFormatError("p.jsonl:3: bad JSON")) == 2
+    assert exit_code_of(FileNotFoundError(2, "No such file", "p.jsonl")) == 2
+    assert exit_code_of(OidFormatError("masks.csv:3: bad row")) == 1
+    assert exit_code_of(MaskCodecError("bad mask")) == 2  # an undecodable RLE/EncodedMask: hierseg.rle.RleError
+
+
+def test_submit_with_a_malformed_predictions_file(capsys, tmp_path):
+    from ensembles.prediction_io import write_predictions
+    from hierseg.detections import Detections
+
+    preds = tmp_path / "p.jsonl"
+    write_predictions(str(preds), [Detections.empty("a", 4, 4)])
+    with open(preds, "a") as f:
+        f.write("{not json\n")
+    out = str(tmp_path / "s.csv")
+    code, line = run_cli(capsys, "submit", "--predictions", str(preds), "--out", out, "--no_progress")
+    assert code == 2 and line.startswith(f"hierseg submit: error: {preds}:2: "), line
+    assert not (tmp_path / "s.csv").exists()

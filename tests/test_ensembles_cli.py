@@ -381,9 +381,38 @@ def test_oid_eval_command_bad_score_unknown_class_and_cache(synth, ground_truth,
     tokens[1] = "nan"
     lines[k] = ",".join([*row[:3], " ".join(tokens)])
     sub.write_text("\n".join(lines) + "\n")
-    assert main(args) == 1
+    assert main(args) == 2  # a wrong input named on the command line (hierseg.errors.UsageError)
     err = capsys.readouterr().err
-    assert f"{sub}:{k + 1}: image {row[0]}: triple 1" in err and "score 'nan' is not a number in [0, 1]" in err
+    assert err.startswith(f"hierseg oid-eval: error: {sub}:{k + 1}: image {row[0]}: triple 1")
+    assert "score 'nan' is not a number in [0, 1]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_warm_oid_eval_imports_neither_pandas_nor_pyarrow(synth, ground_truth, tmp_path, cache_home):
+    """A warm run only decodes the submission: the CSV readers' pandas/pyarrow (0.3-0.5 s of start-up,
+    reached before through the eager ``hierseg.oid`` package) stay unimported. A fresh interpreter,
+    since this one has long imported both."""
+    import os
+    import subprocess
+    import sys
+
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.submission import write_submission
+
+    oid_dir, hierarchy = synth
+    sub = tmp_path / "sub.csv"
+    write_submission((ground_truth_as_detections(g) for g in ground_truth.values()), str(sub), hierarchy)
+    args = ["oid-eval", "--oid_dir", str(oid_dir), "--submission", str(sub), "--num_workers", "1", "--no_progress"]
+    assert main(args) == 0  # cold: writes the ground-truth cache
+    script = (
+        "import sys\nfrom hierseg_cli.main import main\n"
+        f"assert main({args!r}) == 0\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "ground-truth cache: hit" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_validate_submission_command_reports_a_non_utf8_byte(synth, tmp_path, capsys):
@@ -414,3 +443,32 @@ def test_images_without_masks_need_no_size(synth, tmp_path):
     assert box_only.is_group_of.tolist() == [True] and label_only.negative_labels == (coin,) and len(label_only) == 0
     cached, _ = load_ground_truth(str(copy), "validation", hierarchy, cache_dir=str(tmp_path / "c"))
     assert cached["ffffffffffffffff"].rles == [None] and cached["eeeeeeeeeeeeeeee"].negative_labels == (coin,)
+
+
+def test_oid_eval_result_depends_neither_on_row_order_nor_on_workers(synth, ground_truth, tmp_path):
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.submission import write_submission
+
+    oid_dir, hierarchy = synth
+    rng = np.random.default_rng(0)
+    dets = []
+    for g in ground_truth.values():
+        d = ground_truth_as_detections(g)
+        d.scores = rng.choice([0.3, 0.6, 0.9], len(d))  # many ties across images
+        d = d[rng.random(len(d)) < 0.7]  # some instances missed
+        dup = d[rng.random(len(d)) < 0.4]  # duplicates: false positives, tied with true ones elsewhere
+        dup.scores = rng.choice([0.3, 0.6, 0.9], len(dup))
+        dets.append(Detections.cat([d, dup]))
+    sub = tmp_path / "sub.csv"
+    write_submission(dets, str(sub), hierarchy)
+    header, *rows = sub.read_text().splitlines()
+    rev = tmp_path / "reversed.csv"
+    rev.write_text("\n".join([header, *rows[::-1]]) + "\n")
+    results = []
+    for path, workers in ((sub, "1"), (rev, "2")):
+        out = tmp_path / f"m{workers}.json"
+        argv = ["oid-eval", "--oid_dir", str(oid_dir), "--submission", str(path), "--no_progress"]
+        assert main([*argv, "--num_workers", workers, "--output_metrics", str(out)]) == 0
+        results.append(read_metrics(out))
+    assert 0 < results[0]["mAP"] < 1
+    assert results[0]["per_class"] == results[1]["per_class"] and results[0]["mAP"] == results[1]["mAP"]

@@ -21,14 +21,18 @@ def model_types() -> tuple[str, ...]:
     return MODEL_TYPES
 
 
-def tiny(model_type: str, size: int = 128):
-    config = merge(load(ExperimentConfig, TINY), {"model": {"num_classes": 3}, "data": {"output_size": size}})
-    if model_type != "mask_rcnn":
-        config = merge(config, {"model": {"type": model_type}})
-    return config
+def tiny(model_type: str, size: int | None = None):
+    """The shipped tiny CPU config of a model type (configs/tiny_cpu_<type>.yaml, tiny_cpu.yaml for Mask
+    R-CNN), with 3 classes and optionally another input size."""
+    name = {"mask_rcnn": "tiny_cpu", "deeplab_v3plus": "tiny_cpu_deeplab"}.get(model_type, f"tiny_cpu_{model_type}")
+    config = load(ExperimentConfig, str(Path(TINY).parent / f"{name}.yaml"))
+    config = merge(config, {"model": {"num_classes": 3, "type": model_type}})
+    return merge(config, {"data": {"output_size": size}}) if size else config
 
 
-@pytest.mark.parametrize("model_type", model_types())
+@pytest.mark.parametrize(
+    "model_type", [t if t == "mask_rcnn" else pytest.param(t, marks=pytest.mark.slow) for t in model_types()]
+)
 def test_params_per_module_add_up_and_flops_are_counted(model_type):
     try:
         info = model_info(tiny(model_type))
@@ -44,7 +48,8 @@ def test_params_per_module_add_up_and_flops_are_counted(model_type):
     assert all(m.flops > 0 for m in info["modules"] if m.params)  # every module with weights computes
     assert info["total_flops"] == sum(m.flops for m in info["modules"])
     text = format_info(info)
-    assert "backbone" in text and "GFLOPs/image" in text and "input 128x128" in text
+    size = tiny(model_type).data.output_size
+    assert f"model {model_type}, 3 classes, input {size}x{size}" in text and "GFLOPs/image" in text
 
 
 @pytest.mark.slow

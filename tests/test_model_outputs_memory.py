@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from hierseg import features as F
+from hierseg.evaluation.model_outputs import image_detections, paste_one
 from hierseg.label_map import LabelMap
 from hierseg.ops.mask_paste import paste_masks_numpy
 from hierseg.rle import encode_rle, encode_rle_window
-from hierseg.serving.model_outputs import image_detections, paste_one
 
 
 @pytest.mark.parametrize("seed", range(3))

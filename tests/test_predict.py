@@ -24,6 +24,7 @@ from PIL import Image
 from ensembles.config import PredictConfig
 from hierseg.detections import Detections
 from hierseg.label_map import LabelMap
+from hierseg.layout import ExportDir
 from hierseg.serving import image_io
 from hierseg.serving.render import display_size
 from hierseg.serving.visualize import caption, class_color, draw_detections, make_grid, save_png, text_color
@@ -92,8 +93,8 @@ def make_fake_export(
     tf.saved_model.save(
         module, export_dir, signatures={"serving_default": module.serve_bytes, "serve_images": module.serve_images}
     )
-    LabelMap.from_classes(mids, names).save(os.path.join(export_dir, "label_map.pbtxt"))
-    with open(os.path.join(export_dir, "export_config.yaml"), "w") as f:
+    LabelMap.from_classes(mids, names).save(ExportDir(export_dir).label_map)
+    with open(ExportDir(export_dir).config_yaml, "w") as f:
         yaml.safe_dump({"data": {"output_size": output_size}}, f)
     return export_dir
 
@@ -292,9 +293,8 @@ def test_layer_predictor_uses_the_exports_own_mask_threshold(exports, tmp_path):
     for threshold, instances in ((0.95, 0), (0.85, 3)):
         export = tmp_path / f"export{threshold}"
         shutil.copytree(exports[1], export)
-        (export / "export_config.yaml").write_text(
-            yaml.safe_dump({"data": {"output_size": 96}, "eval": {"mask_threshold": threshold}})
-        )
+        with open(ExportDir(export).config_yaml, "w") as f:
+            yaml.safe_dump({"data": {"output_size": 96}, "eval": {"mask_threshold": threshold}}, f)
         pred = LayerPredictor(str(export))
         assert pred.mask_threshold == threshold
         det = pred.predict(image[None].numpy(), info[None].numpy(), ["a"])[0]
@@ -302,9 +302,8 @@ def test_layer_predictor_uses_the_exports_own_mask_threshold(exports, tmp_path):
         if instances:  # the pasted border ramps 0 -> 0.9: a higher threshold keeps fewer pixels
             masks, wider = det.dense_masks(), expected.dense_masks()
             assert (masks <= wider).all() and 0 < masks.sum() < wider.sum()
-    (export / "export_config.yaml").write_text(
-        yaml.safe_dump({"data": {"output_size": 96}, "eval": {"mask_threshold": 2}})
-    )
+    with open(ExportDir(export).config_yaml, "w") as f:
+        yaml.safe_dump({"data": {"output_size": 96}, "eval": {"mask_threshold": 2}}, f)
     with pytest.raises(ValueError, match="export_config.yaml: eval.mask_threshold"):
         LayerPredictor(str(export))
 

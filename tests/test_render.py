@@ -64,7 +64,7 @@ def test_render_styles_and_caption_boxes():
     h, w = 100, 200
     image = np.full([h, w, 3], 100, np.uint8)
     instances = [
-        Instance(MAN, (0.1, 0.05, 0.6, 0.3), "Man", _rect(h, w, 10, 10, 60, 60), "mask"),
+        Instance(MAN, (0.05, 0.025, 0.7, 0.35), "Man", _rect(h, w, 10, 10, 60, 60), "mask"),  # box > mask
         Instance(CAR, (0.1, 0.4, 0.6, 0.7), "Car (group)", _rect(h, w, 10, 80, 60, 140), "group_of"),
         Instance(WOMAN, (0.7, 0.75, 0.95, 0.95), "Woman (box)", None, "box_only"),
     ] + [Instance(PERSON, (0.3, 0.3, 0.5, 0.5), f"Person {k}", None, "box_only") for k in range(12)]
@@ -79,6 +79,9 @@ def test_render_styles_and_caption_boxes():
         return out[2 * y0 : 2 * y1, 2 * x0 : 2 * x1][free[2 * y0 : 2 * y1, 2 * x0 : 2 * x1]]
 
     man = np.array(class_color(MAN))
+    row = 139  # the bottom edge of the Man's box: 0.7 of the 200-pixel display height, last pixel
+    edge = out[row, 12:138][free[row, 12:138]]
+    assert len(edge) > 50 and (edge == man).all(-1).all()  # a thin solid box, apart from the mask
     inside = region(15, 55, 15, 55)
     assert len(inside) > 1000
     np.testing.assert_allclose(inside, np.broadcast_to(0.55 * 100 + 0.45 * man, inside.shape), atol=1)

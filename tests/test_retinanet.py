@@ -176,3 +176,22 @@ def test_train_step_compiles_with_xla(tiny_batch):
     assert float(losses["retinanet_box_loss"]) > 0 and all(g is not None for g in grads)
     # Training-mode batch norm makes eager and compiled runs agree only up to float error.
     assert float(losses["total_loss"]) == pytest.approx(float(eager["total_loss"]), rel=1e-3)
+
+
+def test_box_only_outputs_become_detections_with_filled_box_masks():
+    from pycocotools import mask as coco_mask
+
+    from hierseg.evaluation.model_outputs import image_detections
+    from hierseg.label_map import LabelMap
+
+    outputs = {
+        F.DET_BOXES: np.array([[[0.0, 0.0, 0.5, 0.25], [0.5, 0.5, 1.0, 1.0], [0, 0, 0, 0]]], np.float32),
+        F.DET_CLASSES: np.array([[2, 1, 0]], np.int32),
+        F.DET_SCORES: np.array([[0.9, 0.8, 0.0]], np.float32),
+        F.NUM_DETECTIONS: np.array([2], np.int32),
+    }
+    det = image_detections(outputs, 0, "0000000000000001", 8, 12, LabelMap.from_classes(["/m/a", "/m/b"], ["A", "B"]))
+    assert det.classes == ["/m/b", "/m/a"]
+    masks = coco_mask.decode(det.rles)  # [H, W, N]
+    np.testing.assert_array_equal(masks[:, :, 0], np.pad(np.ones([4, 3]), [[0, 4], [0, 9]]))
+    np.testing.assert_array_equal(masks[:, :, 1], np.pad(np.ones([4, 6]), [[4, 0], [6, 0]]))

@@ -134,7 +134,7 @@ def test_shapemask_export_has_mask_rcnn_structure_and_priors(shapemask_trained, 
     np.testing.assert_array_equal(batched[F.DET_CLASSES][0, :n].numpy(), out[F.DET_CLASSES].numpy())
 
 
-def test_retinanet_exports_boxes_and_predict_refuses_it(retinanet_trained, shapemask_trained, layer, tmp_path):
+def test_retinanet_exports_boxes_and_predict_refuses_it(retinanet_trained, tmp_path):
     from hierseg.serving.export import export_saved_model
 
     _, model_dir = retinanet_trained

@@ -66,3 +66,43 @@ def test_oid_table_sorted_worst_first_with_counts():
     rows = _table_rows(oid_table(metrics, h))
     assert rows == [["Man", "Person/Man", "3", "25.0"], ["Person", "Person", "4", "75.0"], ["Car", "Car", "1", "100.0"]]
     assert len(_table_rows(oid_table(metrics, h, top=2))) == 2
+
+
+def test_oid_eval_command_prints_the_table(synth_dir, tmp_path, capsys):
+    """A perfect submission but for Brown bear: Brown bear prints first (AP 0), --top 2 keeps two rows."""
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.metric.groundtruth_files import load_ground_truth
+    from ensembles.submission import write_submission
+    from hierseg.oid.layout import OidPaths
+    from hierseg_cli.main import main
+
+    hierarchy = OidPaths.from_dir(str(synth_dir)).load_hierarchy()
+    brown_bear = hierarchy.mid_of("Brown bear")
+    gts = load_ground_truth(str(synth_dir), "validation", hierarchy)[0]
+    sub = tmp_path / "sub.csv"
+    write_submission(
+        (ground_truth_as_detections(g, drop_classes=[brown_bear]) for g in gts.values()), str(sub), hierarchy
+    )
+    argv = ["oid-eval", "--oid_dir", str(synth_dir), "--submission", str(sub), "--num_workers", "1", "--no_progress"]
+    assert main([*argv, "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    rows = _table_rows(out)
+    assert len(rows) == 2 and rows[0][:3] == ["Brown", "bear", "Carnivore/Bear/Brown"]
+    assert rows[0][-1] == "0.0" and "more classes (--top 2" in out
+
+
+def test_semantic_table_worst_first_with_dash_for_absent_classes():
+    from hierseg.evaluation.tables import semantic_table
+
+    metrics = {
+        "semantic/mIoU": 0.5,
+        "semantic/pixel_accuracy": 0.9,
+        "per_class": [
+            {"class": "background", "iou": 0.9, "gt_pixels": 1000, "pred_pixels": 990},
+            {"class": "Person", "iou": 0.1, "gt_pixels": 50, "pred_pixels": 70},
+            {"class": "Car", "iou": None, "gt_pixels": 0, "pred_pixels": 0},
+        ],
+    }
+    text = semantic_table(metrics, Hierarchy.builtin())
+    assert [r[0] for r in _table_rows(text)] == ["Person", "background", "Car"]  # unmeasured last
+    assert _table_rows(text)[2][-1] == MISSING and "semantic/mIoU" in text and "50.0" in text

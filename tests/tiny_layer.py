@@ -16,6 +16,7 @@ import tensorflow as tf
 from pycocotools import mask as coco_mask
 from synthetic_scene import synthetic_scene
 
+from data_prep.pixels import encode_mask_png
 from data_prep.tf_example import build_example
 from hierseg import features as F
 from hierseg.atomic_write import write_json
@@ -35,8 +36,12 @@ def encode_example(
     is_crowd: list[int] | None = None,
     weight: float | None = None,
     fmt: str = "png",
+    coco_id: int | None = None,
 ) -> bytes:
-    """One serialized tf.Example built by data_prep's own ``build_example`` (boxes: the masks' tight boxes).
+    """One serialized tf.Example built by data_prep's own ``build_example`` (boxes: the masks' tight boxes;
+    masks by data_prep's ``encode_mask_png``), as ``hierseg prepare`` writes it: ``source_id`` is the
+    ImageID (``image/filename`` = ``<source_id>.jpg``, what the decoder reports), ``coco_id`` the numeric
+    id in ``image/source_id`` (the ImageID itself when None).
 
     ``weight`` None writes data_prep's default 1.0. ``classes`` or ``mids`` of another length than
     ``masks`` make an inconsistent record (for the decoder's error tests): the Example is built
@@ -54,13 +59,13 @@ def encode_example(
         image_format=fmt,
         height=h,
         width=w,
-        source_id=source_id,
-        filename=f"{source_id}.jpg",
+        source_id=str(coco_id) if coco_id is not None else source_id,
+        filename=f"{source_id}.jpg",  # the decoder's SOURCE_ID (ImageID) is this file name's stem
         boxes=np.asarray(boxes, np.float32).reshape([-1, 4]),
         class_ids=(list(classes) + [1] * n)[:n],
         mids=(list(mids) + ["/m/x"] * n)[:n],
         is_crowd=is_crowd if is_crowd is not None else [0] * n,
-        mask_pngs=[tf.io.encode_png((m[..., None] * 255).astype(np.uint8)).numpy() for m in masks],
+        mask_pngs=[encode_mask_png(m) for m in masks],
         weight=1.0 if weight is None else weight,
     )
     feature = example.features.feature
@@ -84,7 +89,9 @@ def write_tiny_layer(out_dir: Path, num_images: int = 6, height: int = 96, width
         image, masks, classes = scene.image, scene.masks, scene.classes
         source_id = f"{k:016x}"
         records.append(
-            encode_example(image, masks, classes, [MIDS[c - 1] for c in classes], source_id, weight=1.0, fmt="jpeg")
+            encode_example(
+                image, masks, classes, [MIDS[c - 1] for c in classes], source_id, weight=1.0, fmt="jpeg", coco_id=k + 1
+            )
         )
         images.append({"id": k + 1, "file_name": f"{source_id}.jpg", "source_id": source_id, "height": h, "width": w})
         for m, c in zip(masks, classes):

@@ -31,8 +31,31 @@ def _empty_rle(height: int, width: int) -> dict:
     return rle_from_runs(np.array([height * width]), height, width)
 
 
+class _InstancesWithMasks:
+    """The fields both ground-truth types read through their ``instances`` (a :class:`Detections`)
+    and ``has_mask`` ([N] bool)."""
+
+    instances: Detections
+    has_mask: np.ndarray
+
+    image_id = property(lambda self: self.instances.image_id)
+    height = property(lambda self: self.instances.height)
+    width = property(lambda self: self.instances.width)
+    classes = property(lambda self: self.instances.classes)
+    boxes = property(lambda self: self.instances.boxes)
+
+    @property
+    def rles(self) -> list[dict | None]:
+        """One RLE per instance, None where ``has_mask`` is False (a box without a mask; after the
+        expansion also an empty mask)."""
+        return [r if m else None for r, m in zip(self.instances.rles, self.has_mask)]
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+
 @dataclass
-class ImageGroundTruth:
+class ImageGroundTruth(_InstancesWithMasks):
     """The annotations of one image, before expansion.
 
     Attributes:
@@ -99,21 +122,6 @@ class ImageGroundTruth:
         )
         return cls(instances, [r is not None for r in rles], is_group_of, positive_labels, negative_labels)
 
-    # The instances' fields, for readers of the ground truth.
-    image_id = property(lambda self: self.instances.image_id)
-    height = property(lambda self: self.instances.height)
-    width = property(lambda self: self.instances.width)
-    classes = property(lambda self: self.instances.classes)
-    boxes = property(lambda self: self.instances.boxes)
-
-    @property
-    def rles(self) -> list[dict | None]:
-        """N RLEs, None for a box without a mask."""
-        return [r if m else None for r, m in zip(self.instances.rles, self.has_mask)]
-
-    def __len__(self) -> int:
-        return len(self.instances)
-
     def expand(self, hierarchy: Hierarchy) -> ExpandedGroundTruth:
         """The official expansion (see the module docstring).
 
@@ -144,7 +152,7 @@ class ImageGroundTruth:
 
 
 @dataclass
-class ExpandedGroundTruth:
+class ExpandedGroundTruth(_InstancesWithMasks):
     """One image's ground truth after the hierarchy expansion, as the per-image evaluation uses it.
 
     Attributes:
@@ -160,17 +168,6 @@ class ExpandedGroundTruth:
     is_group_of: np.ndarray
     areas: np.ndarray
     evaluatable: frozenset[str]
-
-    image_id = property(lambda self: self.instances.image_id)
-    height = property(lambda self: self.instances.height)
-    width = property(lambda self: self.instances.width)
-    classes = property(lambda self: self.instances.classes)
-    boxes = property(lambda self: self.instances.boxes)
-
-    @property
-    def rles(self) -> list[dict | None]:
-        """K RLEs, None for a box without a mask (or an empty mask)."""
-        return [r if m else None for r, m in zip(self.instances.rles, self.has_mask)]
 
     def num_gt(self, group_of_weight: float) -> dict[str, float]:
         """Per class, what the image adds to the ground-truth count: 1 per non-group-of instance with a

@@ -84,9 +84,9 @@ def write(path: str, gts: dict[str, ImageGroundTruth], report: dict) -> None:
         ),
         "report": np.frombuffer(json.dumps(report).encode("utf-8"), np.uint8),
     }
-    directory = os.path.dirname(path) or "."
-    with atomic_write.atomic_open(path, "wb") as f:  # a file object: np.savez adds no ".npz" to it
+    with atomic_write.atomic_open(path, "wb") as f:
         np.savez(f, **arrays)
+    directory = os.path.dirname(path) or "."
     prefix = os.path.basename(path).rsplit("-", 1)[0]
     for old in glob.glob(os.path.join(directory, f"{prefix}-*.npz")):
         if os.path.abspath(old) != os.path.abspath(path):

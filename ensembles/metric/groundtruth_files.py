@@ -30,45 +30,21 @@ def _match_masks_to_boxes(masks, boxes, tolerance: float) -> tuple[np.ndarray, n
     """
     import pandas as pd
 
-    m = pd.DataFrame(
-        {
-            "ImageID": masks["ImageID"].to_numpy(),
-            "LabelName": masks["LabelName"].to_numpy(),
-            "mi": np.arange(len(masks)),
-            "mx0": masks["BoxXMin"].to_numpy(),
-            "mx1": masks["BoxXMax"].to_numpy(),
-            "my0": masks["BoxYMin"].to_numpy(),
-            "my1": masks["BoxYMax"].to_numpy(),
-        }
-    )
-    b = pd.DataFrame(
-        {
-            "ImageID": boxes["ImageID"].to_numpy(),
-            "LabelName": boxes["LabelName"].to_numpy(),
-            "bi": np.arange(len(boxes)),
-            "bx0": boxes["XMin"].to_numpy(),
-            "bx1": boxes["XMax"].to_numpy(),
-            "by0": boxes["YMin"].to_numpy(),
-            "by1": boxes["YMax"].to_numpy(),
-        }
-    )
+    coords = ("x0", "x1", "y0", "y1")
+
+    def keyed(table, box_columns: tuple[str, ...], prefix: str) -> pd.DataFrame:
+        """ImageID, LabelName, the row position ``{prefix}i`` and the box as ``{prefix}x0`` ... ``{prefix}y1``."""
+        columns = {"ImageID": table["ImageID"].to_numpy(), "LabelName": table["LabelName"].to_numpy()}
+        columns[f"{prefix}i"] = np.arange(len(table))
+        columns.update({f"{prefix}{c}": table[col].to_numpy() for c, col in zip(coords, box_columns)})
+        return pd.DataFrame(columns)
+
+    m = keyed(masks, ("BoxXMin", "BoxXMax", "BoxYMin", "BoxYMax"), "m")
+    b = keyed(boxes, ("XMin", "XMax", "YMin", "YMax"), "b")
     pairs = m.merge(b, on=["ImageID", "LabelName"])
     if pairs.empty:
         return np.zeros([0], np.int64), np.zeros([0], np.int64)
-    dist = np.max(
-        np.abs(
-            np.stack(
-                [
-                    pairs["mx0"] - pairs["bx0"],
-                    pairs["mx1"] - pairs["bx1"],
-                    pairs["my0"] - pairs["by0"],
-                    pairs["my1"] - pairs["by1"],
-                ],
-                axis=1,
-            )
-        ),
-        axis=1,
-    )
+    dist = np.max(np.abs(np.stack([pairs[f"m{c}"] - pairs[f"b{c}"] for c in coords], axis=1)), axis=1)
     keep = dist <= tolerance
     mi, bi, dist = pairs["mi"].to_numpy()[keep], pairs["bi"].to_numpy()[keep], dist[keep]
     order = np.lexsort((bi, mi, dist))

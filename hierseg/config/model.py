@@ -39,6 +39,9 @@ class BackboneConfig:
     norm_momentum: float = 0.997  # batch-norm moving-average momentum ("sync" / "batch")
     norm_epsilon: float = 1e-4  # batch-norm epsilon (TPU ResNet checkpoints use 1e-4)
     freeze_stem: bool = False  # stop gradients below conv2 (stem), as when fine-tuning from ImageNet
+    # Stages kept fixed (no gradient, no update, no weight decay): 0 none, 1 the stem, 2 the stem and res2
+    # (Detectron's FREEZE_AT); -1 = auto: 2 when training starts from a pretrained train.checkpoint, else 0.
+    freeze_at: int = -1
 
 
 @dataclass
@@ -78,7 +81,7 @@ class ROISamplingConfig:
 @dataclass
 class BoxHeadConfig:
     roi_size: int = 7  # ROIAlign output side for the box head
-    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side
+    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side: 2 = 2x2 (paper); 1 = one, ~4x cheaper ROIAlign
     num_convs: int = 0  # 3x3 convs before the fcs (0 = the paper's 2fc head)
     conv_dims: int = 256  # filters of those convs
     num_fcs: int = 2  # fully connected layers
@@ -91,16 +94,22 @@ class BoxHeadConfig:
 @dataclass
 class MaskHeadConfig:
     roi_size: int = 14  # ROIAlign output side for the mask head (upsampled x2 to mask_size)
-    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side
+    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side: 2 = 2x2 (paper); 1 = one, ~4x cheaper ROIAlign
     num_convs: int = 4  # 3x3 convs of the mask FCN
     num_filters: int = 256  # filters of those convs and of the deconv
     mask_size: int = 28  # side of the predicted mask (= 2 * roi_size)
+    # Foreground ROIs per image the mask head trains on: a static cap, padded (TPU/XLA shapes stay fixed);
+    # with more foreground a random subset; the loss is the mean over the real ones. 0 = every foreground
+    # slot of the sampler (roi_sampling.num_samples * fg_fraction, 128 by default), as before.
+    max_rois: int = 0
     loss_weight: float = 1.0  # multiplier of mask_loss in total_loss
 
 
 @dataclass
 class DetectionConfig:
-    pre_nms_topk: int = 1000  # (ROI, class) candidates with the best scores entering the class-aware NMS
+    # per class: the ROIs with that class's best scores entering its NMS (the seed keeps 1000 per class on
+    # TPU; 100 keeps CPU/GPU inference of a 300-class head cheap, and NMS rarely leaves 100 of one class)
+    pre_nms_topk: int = 100
     max_detections: int = 100  # detections per image (fixed count, padded with class 0 / score 0)
     nms_iou: float = 0.5  # IoU threshold of the per-class NMS
     score_threshold: float = 0.05  # candidates below this score are dropped

@@ -232,9 +232,12 @@ def load(
       section: when given, only this top-level key of the file/overrides applies to ``cls`` (so one
         experiment file can hold the sections of several tools); other top-level keys are ignored.
     """
+    from hierseg.config.shipped import resolve_config_file
+
     cfg = cls()
     layers: list[tuple[str, dict]] = []
     if config_file:
+        config_file = resolve_config_file(config_file)  # a shipped config by name works from any folder
         layers.append((config_file, read_yaml(config_file)))
     if isinstance(params_override, str):
         params_override = [params_override]

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -28,6 +27,7 @@ from hierseg import atomic_write
 from hierseg.detections import Detections
 from hierseg.evaluation.tables import coco_per_class
 from hierseg.label_map import LabelMap
+from hierseg.mask_resize import resize_rle
 
 # Names of COCOeval.stats, in order (pycocotools summarize()).
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
@@ -70,14 +70,6 @@ def load_ground_truth(coco_json_path: str, label_map: LabelMap) -> COCO:
     return gt
 
 
-def _resize_rle(rle: dict, height: int, width: int) -> dict:
-    """Nearest-neighbour resize of one RLE mask to ``[height, width]`` (bytes counts)."""
-    m = coco_mask.decode(rle)
-    ys = np.minimum((np.arange(height) + 0.5) * m.shape[0] / height, m.shape[0] - 1).astype(np.int64)
-    xs = np.minimum((np.arange(width) + 0.5) * m.shape[1] / width, m.shape[1] - 1).astype(np.int64)
-    return coco_mask.encode(np.asfortranarray(m[ys][:, xs].astype(np.uint8)))
-
-
 def to_coco_results(
     detections: Iterable[Detections | Mapping[str, Any]],
     gt: COCO,
@@ -117,7 +109,7 @@ def to_coco_results(
                 }
             )
             if list(rle["size"]) != [h, w]:
-                rle = _resize_rle(rle, h, w)
+                rle = resize_rle(rle, h, w)  # PIL's NEAREST, as the ground truth everywhere else
                 counts["resized_masks"] += 1
             counts_str = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
             masks_out.append(

@@ -152,3 +152,22 @@ def oid_table(metrics: Mapping[str, Any], hierarchy: Hierarchy | None = None, *,
         for mid, ap in metrics.get("per_class", {}).items()
     ]
     return format_table(rows, ["AP50"], sort_by="AP50", top=top, title="per class (AP@0.5 mask IoU, in %):")
+
+
+def semantic_table(metrics: Mapping[str, Any], hierarchy: Hierarchy | None = None, *, top: int | None = None) -> str:
+    """``hierseg evaluate``'s printout for a semantic model: per-class IoU worst first (GT = ground-truth
+    pixels; a class without pixels in either map prints ``–``), then mIoU and pixel accuracy, from
+    :func:`hierseg.evaluation.semantic_eval.evaluate_semantic`'s ``per_class`` list."""
+    rows = []
+    for entry in metrics.get("per_class", []):
+        name = str(entry["class"])
+        mid = hierarchy.mid_of(name) if hierarchy is not None and name in hierarchy.names.values() else name
+        iou = entry.get("iou")
+        values = {"IoU": float("nan") if iou is None else float(iou)}
+        rows.append(ClassRow(mid, name, label_path(hierarchy, mid), float(entry.get("gt_pixels", 0)), values))
+    text = format_table(rows, ["IoU"], sort_by="IoU", top=top, title="per class (IoU in %, GT in pixels):")
+    summary = [(k, v) for k, v in metrics.items() if k in ("semantic/mIoU", "semantic/pixel_accuracy")]
+    text += "\n\nsummary (in %):\n" + "\n".join(f"  {k:<24}{_cell(v):>6}" for k, v in summary)
+    if MISSING in text:
+        text += "\n" + f"{MISSING} = no pixel of that class in the ground truth or the prediction"
+    return text

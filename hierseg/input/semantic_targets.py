@@ -109,8 +109,8 @@ def labels_to_input_frame(labels: tf.Tensor, image_info: tf.Tensor, output_size:
     SEMANTIC_IGNORE, so padding never counts as background.
     """
     info = tf.cast(image_info, tf.float32)
-    sh, sw = tf.cast(info[1, 0], tf.int32), tf.cast(info[1, 1], tf.int32)
-    oy, ox = tf.cast(info[3, 0], tf.int32), tf.cast(info[3, 1], tf.int32)
+    sh, sw = tf.unstack(tf.cast(features.scaled_hw(info), tf.int32))
+    oy, ox = tf.unstack(tf.cast(features.crop_offset(info), tf.int32))
     # Shift by one so that padding (0 after pad) is distinguishable from class 0.
     shifted = tf.cast(labels, tf.int32)[:, :, None] + 1
     resized = tf.image.resize(shifted, tf.stack([sh, sw]), method="nearest")

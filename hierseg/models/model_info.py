@@ -60,9 +60,12 @@ def inference_flops(model: keras.Model, inputs: dict[str, tf.Tensor]) -> dict[st
 
     fn = tf.function(lambda feats: model(feats, training=False))
     graph = fn.get_concrete_function({k: tf.TensorSpec(v.shape, v.dtype) for k, v in inputs.items()}).graph
+    from tensorflow.python.util import deprecation
+
     options = option_builder.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    profile = model_analyzer.profile(graph, options=options)
+    with deprecation.silence():  # the v1 profiler is the one that counts FLOPs; its notice is noise
+        profile = model_analyzer.profile(graph, options=options)
     out: dict[str, int] = {}
 
     def walk(node) -> None:

@@ -145,7 +145,8 @@ class ResNet(keras.Model):
         if output_stride not in (8, 16, 32):
             raise ValueError(f"ResNet output_stride must be 8, 16 or 32, got {output_stride}")
         x = keras.ops.relu(self.stem_bn(self.stem_conv(images), training=training))
-        if self.config.freeze_stem:
+        frozen = max(self.config.freeze_at, 1 if self.config.freeze_stem else 0)  # -1 (unresolved) = none
+        if frozen >= 1:
             x = keras.ops.stop_gradient(x)
         x = self.stem_pool(x)
         outputs = {}
@@ -156,5 +157,7 @@ class ResNet(keras.Model):
             unit = unit + 1 if level == 5 else 0
             dilation = rate * multi_grid[(unit - 1) % len(multi_grid)] if level == 5 and rate > 1 else rate
             x = block(x, training=training, dilation=dilation)
+            if level == 2 and frozen >= 2:
+                x = keras.ops.stop_gradient(x)
             outputs[level] = x  # the last block of each stage wins
         return outputs

@@ -8,7 +8,7 @@ so shards whose PNGs sit in a sub-folder of the zip read too.
 Masks are binary PNGs, usually at a lower resolution than their image: 1-bit (mode "1"), or 8-bit
 with values 0/255 or 0/1. Foreground is ``> 0`` for 0/1 masks and ``> 127`` otherwise (the threshold
 Open Images tools use). :meth:`MaskZipReader.read_resized` brings a mask to the image size with
-nearest-neighbour sampling exactly as PIL's ``NEAREST`` (see :func:`nearest_indices`).
+nearest-neighbour sampling exactly as PIL's ``NEAREST`` (:mod:`hierseg.mask_resize`).
 
 Zips are opened lazily, at most once per process: a reader copied into a worker process (fork, or
 pickled for spawn) reopens its own handles there, so no file handle is ever shared between processes.
@@ -17,7 +17,6 @@ Concurrent reads from several threads of one process are safe.
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import stat
@@ -28,52 +27,12 @@ import numpy as np
 from PIL import Image
 
 from hierseg import atomic_write
+from hierseg.mask_resize import nearest_indices, resize_nearest
 from hierseg.oid.errors import OidFormatError
 from hierseg.oid.layout import ANNOTATED_SPLITS, MASK_ZIP_DIR_NAME, SHARDS, OidPaths, join, open_binary
 from hierseg.rle import encode_resampled
 
-
-@functools.lru_cache(maxsize=4096)  # images share sizes: the tables are reused (returned read-only)
-def nearest_indices(source_size: int, target_size: int) -> np.ndarray:
-    """The source pixel of each target pixel along one axis, exactly as PIL's ``Image.resize(NEAREST)``.
-
-    PIL (``ImagingScaleAffine`` in libImaging/Geometry.c) steps a double ``pos`` from ``scale / 2`` by
-    ``scale = source_size / target_size`` and truncates it, adding the steps one by one; on a pixel
-    boundary the rounding of that running sum, not the exact centre ``(i + 0.5) * scale``, decides the
-    pixel. ``np.cumsum`` adds in the same order, so the indices are PIL's bit for bit. An index that
-    lands outside the source (possible only through rounding) is returned as ``source_size``, which
-    :func:`resize_nearest` reads as 0, as PIL fills such pixels with 0.
-
-    Returns:
-      [target_size] int64, non-decreasing, in [0, source_size].
-    """
-    if target_size <= 0:
-        return np.zeros([0], np.int64)
-    scale = float(source_size) / float(target_size)
-    steps = np.full(target_size, scale, np.float64)
-    steps[0] = scale * 0.5
-    idx = np.minimum(np.cumsum(steps).astype(np.int64), source_size)  # >= 0: truncation is PIL's COORD()
-    idx.flags.writeable = False
-    return idx
-
-
-def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """[h, w] -> [height, width] nearest-neighbour resize, equal to PIL's ``resize((width, height), NEAREST)``.
-
-    The indices are :func:`nearest_indices` (PIL's convention: pixel centres, which keeps a mask
-    centred; OpenCV's ``INTER_NEAREST`` shifts it by up to half a source pixel towards the top-left).
-    Data preparation (:meth:`MaskZipReader.read_resized`) and the challenge metric's ground truth
-    (:meth:`MaskZipReader.read_resized_rle`) both resize this way, so ground truth built with PIL
-    by a user (as the official metric's CSV usually is) is the same mask.
-    """
-    mask = np.asarray(mask)
-    h, w = mask.shape[:2]
-    if (h, w) == (height, width):
-        return mask
-    rows, cols = nearest_indices(h, height), nearest_indices(w, width)
-    padded = np.zeros((h + 1, w + 1, *mask.shape[2:]), mask.dtype)
-    padded[:h, :w] = mask  # index h / w reads zeros
-    return padded[rows[:, None], cols[None, :]]
+__all__ = ["MaskZipReader", "decode_mask_png", "nearest_indices", "resize_nearest", "safe_extract"]
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -126,7 +85,7 @@ class MaskZipReader:
     @classmethod
     def for_split(cls, paths: OidPaths, split: str) -> MaskZipReader:
         """The reader of a split's shards in the dataset layout (``paths.mask_zip(split, shard)``)."""
-        return cls(paths.mask_zip_dir(split), MASK_ZIP_DIR_NAME.format(split=split))
+        return cls(paths.mask_zip_dir(split), paths.mask_zip_prefix(split))
 
     def zip_path(self, shard: str) -> str:
         return join(self.zip_dir, f"{self.split_prefix}-{shard}.zip")
@@ -161,7 +120,18 @@ class MaskZipReader:
                     raise OidFormatError(f"{path}: cannot open mask zip shard: {e}") from None
                 except zipfile.BadZipFile as e:
                     raise OidFormatError(f"{path}: not a zip file: {e}") from None
-                names = {n.rsplit("/", 1)[-1]: n for n in zf.namelist() if not n.endswith("/")}
+                names: dict[str, str] = {}
+                for n in zf.namelist():
+                    if n.endswith("/"):
+                        continue
+                    base = n.rsplit("/", 1)[-1]
+                    if base in names:  # which one is the mask? refuse rather than pick one silently
+                        zf.close()
+                        raise OidFormatError(
+                            f"{path}:{n}: a second entry named {base} (first: {names[base]}); a MaskPath must "
+                            "name one entry"
+                        )
+                    names[base] = n
                 self._zips[shard] = (zf, names)
             return self._zips[shard]
 

@@ -129,7 +129,9 @@ def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: s
         LabelMap.load(config.data.label_map).save(os.path.join(tmp, LABEL_MAP_FILE))
     else:
         log.warning("data.label_map is empty: the export has no %s", LABEL_MAP_FILE)
-    save_config(stage_shape_priors(config, tmp), os.path.join(tmp, CONFIG_FILE))  # a ShapeMask's priors go along
+    save_config(
+        stage_shape_priors(config, tmp, export_dir), os.path.join(tmp, CONFIG_FILE)
+    )  # a ShapeMask's priors go along
     if local:
         old = f"{export_dir}.old-{os.getpid()}"
         if os.path.exists(export_dir):

@@ -5,8 +5,8 @@ Every picture is rendered at a *display size* (the image scaled so its long side
 pixels; masks scaled with it, nearest neighbour), so a caption is :data:`FONT_PX` pixels high in every
 picture and every grid built from them. An instance is drawn by style:
 
-* ``"mask"``: its mask blended in the class colour (:func:`hierseg.serving.visualize.class_color`) and
-  outlined;
+* ``"mask"``: its mask blended in the class colour (:func:`hierseg.serving.visualize.class_color`),
+  outlined, and its box drawn as a thin solid line;
 * ``"group_of"``: the mask hatched with diagonal stripes (not filled) and a dashed box: one region
   standing for several objects;
 * ``"box_only"``: a dashed box, no fill: an object annotated without a mask.
@@ -154,7 +154,9 @@ def render(
     picture = Image.fromarray(np.clip(np.round(canvas), 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(picture)
     for inst, box in zip(instances, boxes_px):
-        if inst.style != "mask":
+        if inst.style == "mask":  # a thin solid box around the mask
+            draw.rectangle(box, outline=class_color(inst.mid), width=1)
+        else:
             _dashed_rect(draw, box, class_color(inst.mid))
     font = caption_font(FONT_PX)
     sizes = []

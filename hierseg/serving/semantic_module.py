@@ -54,7 +54,7 @@ class SemanticModule(tf.Module):
         size = tf.shape(image)[:2]
         padded, info = resize_and_pad(image, self.output_size)
         out = self._serve_images(padded[tf.newaxis], info[tf.newaxis])
-        scaled = tf.cast(tf.round(info[1]), tf.int32)
+        scaled = tf.cast(tf.round(features.scaled_hw(info)), tf.int32)
         maps = tf.stack([tf.cast(out[features.SEMANTIC_LABELS][0], tf.float32), out[features.SEMANTIC_SCORES][0]], -1)
         maps = tf.image.resize(maps[: scaled[0], : scaled[1]], size, method="nearest")
         return {features.SEMANTIC_LABELS: tf.cast(maps[..., 0], tf.int32), features.SEMANTIC_SCORES: maps[..., 1]}

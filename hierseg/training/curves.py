@@ -17,6 +17,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from hierseg import atomic_write
+
 Series = dict[str, list[tuple[int, float]]]  # tag -> [(step, value)] sorted by step
 
 
@@ -112,8 +114,7 @@ def plot_curves(model_dir: str, out_png: str) -> dict[str, list[str]]:
         ax.legend(fontsize=7, ncol=2 if len(series) > 6 else 1, loc="best")
     fig.suptitle(os.path.abspath(model_dir), fontsize=9)
     fig.tight_layout()
-    tmp = f"{out_png}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=90)
+    with atomic_write.atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    os.replace(tmp, out_png)
     return {k: sorted(v) for k, v in groups.items()}

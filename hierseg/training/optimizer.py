@@ -8,6 +8,7 @@ seed's): ``accum = momentum * accum + grad; var -= lr * accum``. Its slots are t
 
 from __future__ import annotations
 
+import re
 import types
 
 import keras
@@ -64,3 +65,40 @@ class MomentumSGD(tf.Module):
 
         for var, grad, accum in zip(self._vars, grads, self.accumulators):
             distribution.extended.update(var, step, args=(grad, accum, learning_rate), group=False)
+
+
+# ------------------------------------------------------------------------- what it updates
+# Variable paths of the backbone stages that model.backbone.freeze_at keeps fixed (index = freeze_at).
+FROZEN_STAGES = ("", r"backbone/stem_", r"backbone/(stem_|stage2_)")
+
+
+def resolve_freeze_at(config):
+    """``model.backbone.freeze_at = -1`` (auto) -> 2 (stem + res2, Detectron) with a pretrained start, else 0."""
+    from hierseg.config import merge
+
+    backbone = config.model.backbone
+    if backbone.freeze_at >= 0:
+        return config
+    stages = 2 if config.train.checkpoint.path else 0
+    return merge(config, {"model": {"backbone": {"freeze_at": stages}}})
+
+
+def trainable_variables(model: keras.Model, frozen_regex: str, freeze_at: int = 0) -> list:
+    """The variables the optimizer updates: trainable ones not matching ``train.frozen_variables`` nor in
+    the backbone stages ``freeze_at`` keeps fixed (``FROZEN_STAGES``)."""
+    variables = list(model.trainable_variables)
+    for regex in (frozen_regex, FROZEN_STAGES[min(max(freeze_at, 0), 2)]):
+        if regex:
+            pattern = re.compile(regex)
+            variables = [v for v in variables if not pattern.search(v.path)]
+    if not variables:
+        raise ValueError(f"train.frozen_variables={frozen_regex!r} freezes every variable")
+    return variables
+
+
+def weight_decay_loss(variables: list, weight_decay: float) -> tf.Tensor:
+    """``weight_decay * sum(||w||^2) / 2`` over kernels: variables of rank >= 2 (no BN gammas/betas, biases)."""
+    kernels = [v for v in variables if len(v.shape) >= 2]
+    if weight_decay <= 0 or not kernels:
+        return tf.constant(0.0, tf.float32)
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])

@@ -7,8 +7,9 @@ OUT/error_analysis.json."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
+
+from hierseg import atomic_write
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,8 +49,6 @@ def run(args: argparse.Namespace) -> int:
     write_class_csv(result, hierarchy, os.path.join(args.out, "per_class_errors.csv"))
     plot_summary(result, os.path.join(args.out, "error_summary.png"))
     path = os.path.join(args.out, "error_analysis.json")
-    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f"{path}.tmp", path)
+    atomic_write.write_json(path, result, indent=1)
     print(f"wrote {args.out}/error_summary.png, per_class_errors.csv, error_analysis.json")
     return 0

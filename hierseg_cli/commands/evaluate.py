@@ -4,7 +4,6 @@ and TensorBoard summaries (MODEL_DIR/eval)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from hierseg.layout import ModelDir
@@ -25,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     setup_logging()
     check_model_dir(args)
     config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
+    from hierseg.evaluation.evaluator import evaluate
     from hierseg.training.checkpoints import checkpoint_path, checkpoint_step
-    from hierseg.training.evaluator import evaluate
 
     ckpt = checkpoint_path(args.checkpoint or args.model_dir)
     step = checkpoint_step(ckpt) or 0
@@ -42,13 +41,11 @@ def run(args: argparse.Namespace) -> int:
         predictions_jsonl=args.predictions_jsonl,
         show_progress=not args.no_progress,
     )
-    if "semantic/mIoU" in metrics:  # a semantic model (hierseg.evaluation.semantic_eval)
-        print(json.dumps({k: v for k, v in metrics.items() if k.startswith("semantic/m")}, indent=1))
-    else:
-        from hierseg.evaluation.tables import coco_table
-        from hierseg.hierarchy import Hierarchy
+    from hierseg.evaluation.tables import coco_table, semantic_table
+    from hierseg.hierarchy import Hierarchy
 
-        print(coco_table(metrics, Hierarchy.builtin(), top=args.top))
+    table = semantic_table if "semantic/mIoU" in metrics else coco_table  # hierseg.evaluation.semantic_eval
+    print(table(metrics, Hierarchy.builtin(), top=args.top))
     if out_json:
         print(f"wrote {out_json}")
     return 0

@@ -22,8 +22,12 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
+    from hierseg.atomic_write import remove_leftovers
     from hierseg.serving.export import export_saved_model
 
+    # EXPORT.tmp-PID/ folders of killed exports (a live export's own is left alone).
+    parent, name = os.path.split(os.path.normpath(args.export_dir))
+    remove_leftovers(parent or ".", prefix=name + ".tmp-")
     out = export_saved_model(config, args.checkpoint or args.model_dir, args.export_dir)
     print(f"exported {out}")
     return 0

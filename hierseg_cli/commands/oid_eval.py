@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,14 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ensembles.metric.evaluator import write_metrics
-    from hierseg.oid.errors import OidFormatError
-    from hierseg.prediction_file import PredictionFileError
 
-    try:
-        metrics = _evaluate(args)
-    except (PredictionFileError, OidFormatError) as e:  # bad input: one line naming the file and line
-        print(f"hierseg oid-eval: {e}", file=sys.stderr)
-        return 1
+    metrics = _evaluate(args)  # bad input raises one-line errors naming file and line (hierseg_cli.main prints them)
     _report(metrics)
     from hierseg.evaluation.tables import oid_table
     from hierseg_cli.ensemble_args import load_hierarchy

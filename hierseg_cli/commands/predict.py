@@ -1,11 +1,14 @@
 """Run both layers' exports over an image folder, ensemble each image's predictions into parent-child
 labeled masks, and write the challenge submission (submission.csv), per-image results with label paths
 (predictions.jsonl, layer0.jsonl, layer1.jsonl), a report of unreadable images (report.json), the time
-split (timing.json) and, with --visualize, one PNG per image. Re-running with the same --out resumes."""
+split (timing.json) and, with --visualize, one PNG per image. Re-running with the same --out resumes when
+the exports, images and config are the ones that wrote it (else it stops, naming what differs;
+--overwrite starts afresh)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 from hierseg.hierarchy import Hierarchy
@@ -53,6 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="ignore EXIF orientation (use the stored pixels, as Open Images annotations do)",
     )
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tta",
+        help="test-time augmentation of each layer, e.g. 'flip' or 'flip,scales=0.75:1[,merge=vote|nms][,iou=0.55]' "
+        "(hierseg.serving.tta); default: the config's tta section (tta.enabled), off",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="start afresh when --out was written from other exports or config"
+    )
 
 
 def print_result(result: dict) -> None:
@@ -77,9 +88,20 @@ def run(args: argparse.Namespace) -> int:
     from hierseg_cli.workflows.predict_folder import predict_folder
 
     config = load_predict_config(args)  # before the models load: a config error costs nothing
+    if args.tta:  # --tta replaces the config's tta section
+        from hierseg.serving.tta import parse_tta
+
+        config = dataclasses.replace(config, tta=parse_tta(args.tta))
     hierarchy = Hierarchy.from_files(args.hierarchy, args.classes) if args.hierarchy else Hierarchy.builtin()
     result = predict_folder(
-        args.layer0, args.layer1, args.images, args.out, config, hierarchy=hierarchy, show_progress=not args.no_progress
+        args.layer0,
+        args.layer1,
+        args.images,
+        args.out,
+        config,
+        hierarchy=hierarchy,
+        show_progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     print_result(result)
     return 0

@@ -8,9 +8,11 @@ skips the stages already done, so an interrupted demo picks up where it stopped)
     train0/1   hierseg.training.loop.train (tiny_cpu)   -> OUT/models/layer{0,1}
     eval0/1    COCO mask mAP of each layer on its prepared validation split
     export0/1  hierseg.serving.export.export_saved_model -> OUT/exports/layer{0,1}
-    predict    predict_folder over the test images and over the validation images (PNGs, ground truth beside)
+    predict    predict_folder over the test images (with PNGs) and over the validation images
     oid_eval   the challenge metric on the validation images: the ensemble, and Layer0 alone
-    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png (validation images)
+    *_tta      the validation images again with test-time augmentation (flip) and their challenge mAP
+    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png (six validation images,
+               each beside its ground truth)
 
 The summary (each stage's time, each mAP, where the files are) is printed and written to
 ``OUT/summary.json``.
@@ -24,7 +26,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from hierseg import atomic_write
 from hierseg.config.params import load, merge
@@ -32,16 +33,15 @@ from hierseg.layout import ModelDir, PreparedLayer
 from hierseg.oid.layout import OidPaths
 
 STAGES_DIR = "stages"
+DEMO_TTA = "flip"  # test-time augmentation the demo compares against plain prediction
 DEFAULT_CONFIG = "tiny_cpu.yaml"
 
 
 def find_config(name: str = DEFAULT_CONFIG) -> str:
-    """A shipped experiment config: ``hierseg_cli/configs/`` (installed) or the repository's ``configs/``."""
-    here = Path(__file__).resolve().parents[1]
-    for cand in (here / "configs" / name, here.parent / "configs" / name):
-        if cand.exists():
-            return str(cand)
-    raise FileNotFoundError(f"config {name} not found in {here / 'configs'} or {here.parent / 'configs'}")
+    """A shipped experiment config by name (:func:`hierseg.config.shipped.find_config`)."""
+    from hierseg.config.shipped import find_config as find_shipped
+
+    return find_shipped(name)
 
 
 class Stages:
@@ -140,8 +140,6 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Runs every stage (see the module docstring) and returns the summary (also in OUT/summary.json)."""
-    import tensorflow as tf
-
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     config_file = config_file or find_config()
@@ -190,7 +188,7 @@ def run_demo(
         stages.run(f"train{layer}", train)
 
         def evaluate(cfg=cfg, model_dir=model_dir) -> dict:
-            from hierseg.training.evaluator import evaluate as run_eval
+            from hierseg.evaluation.evaluator import evaluate as run_eval
 
             m = run_eval(
                 cfg, model_dir, output_json=ModelDir(model_dir).eval_metrics_json(steps), show_progress=show_progress
@@ -228,13 +226,13 @@ def run_demo(
             predictors = (LayerPredictor(exports[0]), LayerPredictor(exports[1]))
         return predictors
 
-    def predict(split: str, visualize: bool) -> Callable[[], dict]:
+    def predict(split: str, visualize: bool, tta=None, name: str | None = None) -> Callable[[], dict]:
         def fn() -> dict:
             res = predict_folder(
                 *exports,
                 os.path.join(data_dir, split),
-                os.path.join(out_dir, f"predict_{split}"),
-                dataclasses.replace(predict_cfg, visualize=visualize),
+                os.path.join(out_dir, f"predict_{name or split}"),
+                dataclasses.replace(predict_cfg, visualize=visualize, tta=tta or predict_cfg.tta),
                 hierarchy=hierarchy,
                 show_progress=show_progress,
                 predictors=predictors_once(),
@@ -255,7 +253,7 @@ def run_demo(
         return fn
 
     pred_test = stages.run("predict_test", predict("test", True))
-    stages.run("predict_validation", predict("validation", True))  # pictures with the ground truth beside
+    stages.run("predict_validation", predict("validation", False))
 
     def oid_eval() -> dict:
         val_dir = os.path.join(out_dir, "predict_validation")
@@ -274,11 +272,25 @@ def run_demo(
         }
 
     oid = stages.run("oid_eval", oid_eval)
+    from hierseg.serving.tta import parse_tta
+
+    tta = parse_tta(DEMO_TTA)  # the same validation images with test-time augmentation, for comparison
+    stages.run("predict_tta", predict("validation", False, tta=tta, name="validation_tta"))
+    oid_tta = stages.run(
+        "oid_eval_tta",
+        lambda: _oid_eval(
+            data_dir,
+            os.path.join(out_dir, "predict_validation_tta", "submission.csv"),
+            os.path.join(out_dir, "oid_metrics_ensemble_tta.json"),
+            hierarchy,
+        ),
+    )
 
     def submit() -> dict:
         from ensembles.image_set import image_sizes_from_dir
         from ensembles.validate_submission import validate_submission
         from hierseg.serving.render import tile
+        from hierseg_cli.ground_truth_view import draw_prediction_file
 
         submission = os.path.join(out_dir, "submission.csv")
         with atomic_write.atomic_path(submission) as tmp:
@@ -288,7 +300,15 @@ def run_demo(
             expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
             valid_mids=hierarchy.classes,
         )
-        pngs = sorted(tf.io.gfile.glob(os.path.join(out_dir, "predict_validation", "visualize", "*.png")))[:6]
+        val_dir = os.path.join(out_dir, "predict_validation")
+        pngs = draw_prediction_file(  # six validation images, their ground truth beside
+            os.path.join(val_dir, "predictions.jsonl"),
+            os.path.join(data_dir, "validation"),
+            os.path.join(val_dir, "visualize"),
+            hierarchy.name,
+            min_score=predict_cfg.visualize_min_score,
+            limit=6,
+        )
         grid = os.path.join(out_dir, "predictions_grid.png")
         tile(pngs, grid, columns=2)
         return {
@@ -311,7 +331,11 @@ def run_demo(
         "total_seconds_this_run": round(time.perf_counter() - total_start, 1),
         "coco_mask_mAP": {k: v["mask/AP"] for k, v in coco.items()},
         "coco_box_mAP": {k: v["box/AP"] for k, v in coco.items()},
-        "challenge_mAP_validation": {"ensemble": oid["ensemble"]["mAP"], "layer0_only": oid["layer0_only"]["mAP"]},
+        "challenge_mAP_validation": {
+            "ensemble": oid["ensemble"]["mAP"],
+            "layer0_only": oid["layer0_only"]["mAP"],
+            "ensemble_tta": oid_tta["mAP"],
+        },
         "submission_valid": sub["valid"],
         "predict_images_per_second": pred_test["images_per_second"],
         "files": {
@@ -340,6 +364,11 @@ def format_summary(s: dict) -> str:
         f"challenge mAP (validation): ensemble {ch['ensemble']:.3f} vs Layer0 only (parents) "
         f"{ch['layer0_only']:.3f} ({ch['ensemble'] - ch['layer0_only']:+.3f})"
     )
+    if "ensemble_tta" in ch:
+        lines.append(
+            f"challenge mAP (validation) with test-time augmentation ({DEMO_TTA}): {ch['ensemble_tta']:.3f} "
+            f"({ch['ensemble_tta'] - ch['ensemble']:+.3f} over without)"
+        )
     lines.append(f"submission valid: {s['submission_valid']}; predict {s['predict_images_per_second']:.2f} images/s")
     for k, v in s["files"].items():
         lines.append(f"  {k:<17}{v}")

@@ -46,8 +46,8 @@ from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
 from hierseg.serving import image_io
 from hierseg.serving.predictor import LayerPredictor
+from hierseg_cli.workflows.predict_resume import PARTS_DIR, check_resume
 
-PARTS_DIR = "parts"
 VISUALIZE_DIR = "visualize"
 TIMING_KEYS = ("decode", "layer0", "layer1", "ensembling", "encoding", "visualize")
 
@@ -223,6 +223,7 @@ def predict_folder(
     hierarchy: Hierarchy | None = None,
     show_progress: bool = True,
     predictors: tuple[LayerPredictor, LayerPredictor] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Predicts, ensembles and writes every image of ``images`` (see the module docstring).
 
@@ -237,6 +238,8 @@ def predict_folder(
       show_progress: a progress bar.
       predictors: already loaded predictors (bench and demo reuse them); else loaded from the exports,
         with ``config.ensemble.min_layer{0,1}_score`` as their score floors.
+      overwrite: start afresh when ``out_dir`` was written from other exports, images or config (else
+        such a rerun is an error; see :mod:`hierseg_cli.workflows.predict_resume`).
 
     Returns:
       A dict: ``num_images``, ``num_resumed`` (done by an earlier run), ``num_predicted``,
@@ -252,6 +255,7 @@ def predict_folder(
         if i in seen:
             raise ValueError(f"two images have the ImageID {i}: {seen[i]} and {p}")
         seen[i] = p
+    check_resume(out_dir, (layer0_export, layer1_export), images, config, hierarchy, overwrite=overwrite)
     batch_size, visualize = config.batch_size, config.visualize
     chunk_size = config.chunk_size or max(batch_size, 32)
     os.makedirs(os.path.join(out_dir, PARTS_DIR), exist_ok=True)
@@ -271,6 +275,11 @@ def predict_folder(
                 f"--{layer} {predictor.export_dir}: a box-only model (no detection_masks, e.g. model.type "
                 "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
             )
+    hierarchy.check_layer_order([l0.mids, l1.mids], [f"--layer0 {l0.export_dir}", f"--layer1 {l1.export_dir}"])
+    if config.tta.enabled:  # each layer runs its test-time views, merged (hierseg.serving.tta)
+        from hierseg.serving.tta import TTAPredictor
+
+        l0, l1 = TTAPredictor(l0, config.tta), TTAPredictor(l1, config.tta)
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from hierseg import atomic_write
 from hierseg import features as F
 from hierseg.evaluation.semantic_metric import HierarchicalConfusion
 from hierseg.hierarchy import Hierarchy
@@ -36,9 +37,8 @@ SUBDIRS = ("layer0", "layer1", "overlay", "images")
 
 
 def _atomic_save(write, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_write.atomic_path(path) as tmp:
+        write(tmp)
 
 
 def save_label_png(labels: np.ndarray, path: str) -> None:

@@ -16,7 +16,9 @@ import numpy as np
 
 from hierseg import features
 from hierseg.detections import Detections
+from hierseg.errors import WorkError
 from hierseg.label_map import LabelMap
+from hierseg.prediction_file import check_scores
 from hierseg.rle import encode_rle_window
 
 ROW_BLOCK = 1024  # output rows pasted per matrix product: bounds the float32 scratch to ROW_BLOCK x box width
@@ -81,6 +83,7 @@ def image_detections(
     min_score: float = 0.0,
     mask_threshold: float = 0.5,
     drop_empty_masks: bool = False,
+    source: str = "model outputs",
 ) -> Detections:
     """Image ``b`` of a batch of outputs (numpy) -> :class:`Detections` at ``height`` x ``width``.
 
@@ -89,8 +92,17 @@ def image_detections(
     since a submission cannot carry an empty mask; COCO evaluation keeps them as the model's output).
     """
     num = int(outputs[features.NUM_DETECTIONS][b])
-    scores = outputs[features.DET_SCORES][b, :num].astype(np.float32)
     classes = outputs[features.DET_CLASSES][b, :num].astype(np.int64)
+    try:  # a NaN, infinite or out-of-range score is a broken model, never silently dropped
+        scores = check_scores(outputs[features.DET_SCORES][b, :num], f"{source}: image {image_id}").astype(np.float32)
+    except ValueError as e:
+        raise WorkError(str(e)) from None
+    bad = np.flatnonzero((classes < 0) | (classes > label_map.num_classes))
+    if len(bad):
+        raise WorkError(
+            f"{source}: image {image_id}: instance {int(bad[0])}: class id {int(classes[bad[0]])} is not in the "
+            f"label map (1..{label_map.num_classes})"
+        )
     keep = np.flatnonzero((scores >= min_score) & (classes >= 1))
     if not len(keep):
         return Detections(image_id, height, width)
