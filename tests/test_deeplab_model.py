@@ -237,3 +237,17 @@ def test_deeplab_configs_load_strictly_and_are_consistent(name):
     lr = cfg.train.learning_rate
     assert lr.policy == "poly" and lr.poly_steps == cfg.train.total_steps
     assert (REPO / "configs" / name).read_text().startswith(f"# hierseg train --config_file configs/{name}")
+
+
+def test_deeplab_config_values_are_range_checked_naming_the_key():
+    from hierseg.config import load
+    from hierseg.config.experiment import ExperimentConfig
+    from hierseg.config.params import ConfigError
+
+    tiny_cfg = str(REPO / "configs" / "tiny_cpu_deeplab.yaml")
+    with pytest.raises(ConfigError, match=r"model.deeplab.aspp.dropout: 1.5 is out of range"):
+        load(ExperimentConfig, tiny_cfg, "model.deeplab.aspp.dropout=1.5")
+    with pytest.raises(ConfigError, match=r"data.semantic.gray_value: 300 is out of range"):
+        load(ExperimentConfig, tiny_cfg, "data.semantic.gray_value=300")
+    with pytest.raises(ConfigError, match=r"model.deeplab.aspp.atrous_rates"):
+        load(ExperimentConfig, tiny_cfg, "model.deeplab.aspp.atrous_rates=[1]")
