@@ -83,7 +83,8 @@ class DeepLabConfig:
     multi_grid: list[int] = field(default_factory=lambda: [1, 2, 4])  # C5 unit rate multipliers (resnet_beta)
     aspp: ASPPConfig = field(default_factory=ASPPConfig)  # atrous spatial pyramid pooling
     decoder: DecoderConfig = field(default_factory=DecoderConfig)  # stride-4 refinement (the "+" of v3+)
-    ignore_label: int = 255  # target value excluded from loss and metric (VOC boundaries, gray, padding)
+    upsample_logits: bool = True  # loss on logits upsampled to the input (DeepLab); False: on the stride-4
+    # logits against nearest-downsampled labels (16x less logit memory, for layers with many classes)
     class_weights: list[float] = field(default_factory=list)  # per-class loss weights [K + 1], bg first; [] = 1
     loss_weight: float = 1.0  # multiplier of semantic_loss in total_loss
     head_norm_momentum: float = 0.9997  # batch-norm momentum of ASPP/decoder (DeepLab batch_norm_decay)
@@ -106,10 +107,8 @@ class DeepLabConfig:
             raise ValueError(
                 f"model.deeplab.decoder.low_level_level must be 2 or 3, got {self.decoder.low_level_level}"
             )
-        if not max(0, num_classes) < self.ignore_label <= 255:
-            raise ValueError(
-                f"model.deeplab.ignore_label={self.ignore_label} must be in 0..255 and not a class id 1..{num_classes}"
-            )
+        if num_classes >= 255:
+            raise ValueError(f"num_classes={num_classes}: semantic class ids must stay below the ignore label 255")
         if self.class_weights and len(self.class_weights) != num_classes + 1:
             raise ValueError(
                 f"model.deeplab.class_weights has {len(self.class_weights)} entries, needs num_classes + 1 = "
