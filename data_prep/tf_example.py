@@ -99,6 +99,7 @@ def build_example(
     is_crowd: Sequence[bool],
     mask_pngs: Sequence[bytes],
     weight: float = 1.0,
+    mask_valid: Sequence[bool] | None = None,
 ):
     """Builds the Example.
 
@@ -110,6 +111,8 @@ def build_example(
       class_ids: [N] ids 1..K; mids: [N] class MIDs; is_crowd: [N] IsGroupOf.
       mask_pngs: [N] PNG bytes, each [height, width] with values 0/255.
       weight: image/weight (repeat factor when balancing by weights, else 1.0).
+      mask_valid: [N] image/object/mask_valid (False: a box-only instance, its PNG all zero); None =
+        the key is not written (readers then take every mask as valid).
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     n = len(boxes)
@@ -132,6 +135,10 @@ def build_example(
         F.OBJECT_MASK: _bytes(mask_pngs),
         F.EXAMPLE_WEIGHT: _floats([weight]),
     }
+    if mask_valid is not None:
+        if len(mask_valid) != n:
+            raise ValueError("build_example: mask_valid and boxes differ in length")
+        feature[F.OBJECT_MASK_VALID] = _ints([bool(v) for v in mask_valid])
     c = _classes()
     return c["Example"](features=c["Features"](feature=feature))
 
@@ -155,5 +162,6 @@ def parsing_spec() -> dict:
         F.OBJECT_CLASS_TEXT: tf.io.VarLenFeature(tf.string),
         F.OBJECT_IS_CROWD: tf.io.VarLenFeature(tf.int64),
         F.OBJECT_MASK: tf.io.VarLenFeature(tf.string),
+        F.OBJECT_MASK_VALID: tf.io.VarLenFeature(tf.int64),
         F.EXAMPLE_WEIGHT: tf.io.FixedLenFeature([], tf.float32, default_value=1.0),
     }

@@ -4,7 +4,8 @@ Call contract (feature keys from :mod:`hierseg.features`, batched; S = input siz
 
 ``model(features, training=True)`` needs IMAGE ``[B, S, S, 3]``, IMAGE_INFO ``[B, 4, 2]``, GT_BOXES
 (normalized to the scaled image content), GT_CLASSES, GT_VALID, GT_IS_CROWD, GT_MASKS ``[B, N, Sm, Sm]``
-(cropped to the box), RPN_SCORE_TARGETS ``[B, A]``, RPN_BOX_TARGETS ``[B, A, 4]`` (encoded with
+(cropped to the box), optionally GT_MASK_VALID ``[B, N]`` (False = box-only instance: a positive for
+the RPN and Fast R-CNN losses, left out of the mask loss; absent = all True), RPN_SCORE_TARGETS ``[B, A]``, RPN_BOX_TARGETS ``[B, A, 4]`` (encoded with
 ``config.rpn.box_coding_weights``) and optionally WEIGHT ``[B]``; it returns a dict of float32 scalars
 ``total_loss, rpn_score_loss, rpn_box_loss, frcnn_class_loss, frcnn_box_loss, mask_loss`` (per-replica
 means, each image weighted by WEIGHT; no weight decay). Static shapes throughout: it compiles with
@@ -146,6 +147,9 @@ class MaskRCNN(keras.Model):
         mask_rois = sampled["rois"][:, :num_masks]
         mask_classes = sampled["classes"][:, :num_masks]
         mask_fg = sampled["is_fg"][:, :num_masks]
+        if F.GT_MASK_VALID in features:  # box-only instances teach boxes, never masks
+            gt_mask_valid = tf.cast(features[F.GT_MASK_VALID], tf.bool)
+            mask_fg &= tf.gather(gt_mask_valid, sampled["matched_index"][:, :num_masks], batch_dims=1)
         mask_logits = self.mask_head(self._roi_align(roi_features, mask_rois, cfg.mask_head))
         mask_targets = crop_mask_targets(
             features[F.GT_MASKS],
