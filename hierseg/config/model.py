@@ -30,6 +30,7 @@ class BackboneConfig:
     norm_momentum: float = 0.997  # batch-norm moving-average momentum ("sync" / "batch")
     norm_epsilon: float = 1e-4  # batch-norm epsilon (TPU ResNet checkpoints use 1e-4)
     freeze_stem: bool = False  # stop gradients below conv2 (stem), as when fine-tuning from ImageNet
+    conv_padding: Literal["same", "fixed"] = "same"  # strided convs: TF2/Model Garden "same" | TF1 TPU "fixed"
 
 
 @dataclass
