@@ -36,12 +36,14 @@ class BackboneConfig:
 @dataclass
 class FPNConfig:
     num_filters: int = 256  # channels of every pyramid level P2..P6 (levels come from `anchor`)
-    use_norm: bool = False  # batch norm after FPN convs (needs norm != "frozen"); off in the paper
+    use_norm: bool = False  # batch norm (backbone.norm settings) on every output level; on in Model Garden
+    extra_levels: Literal["max_pool", "conv"] = "max_pool"  # P6+: stride-2 max pool (paper) | 3x3 s2 conv (MG)
 
 
 @dataclass
 class RPNConfig:
     num_convs: int = 1  # shared 3x3 convs of the RPN head before the objectness/box 1x1 convs
+    use_norm: bool = False  # a batch norm per level after each of those convs (Model Garden); off in the paper
     pre_nms_topk_train: int = 2000  # proposals kept per FPN level before NMS, training
     pre_nms_topk_test: int = 1000  # ... at inference
     post_nms_topk_train: int = 1000  # proposals per image after NMS (fixed count, padded), training
@@ -76,6 +78,7 @@ class BoxHeadConfig:
     conv_dims: int = 256  # filters of those convs
     num_fcs: int = 2  # fully connected layers
     fc_dims: int = 1024  # units per fc
+    use_norm: bool = False  # batch norm after every conv and fc, before the ReLU (Model Garden)
     smooth_l1_beta: float = 1.0  # smooth-L1 transition point of the Fast R-CNN box loss
     class_loss_weight: float = 1.0  # multiplier of frcnn_class_loss in total_loss
     box_loss_weight: float = 1.0  # multiplier of frcnn_box_loss in total_loss
@@ -88,6 +91,7 @@ class MaskHeadConfig:
     num_convs: int = 4  # 3x3 convs of the mask FCN
     num_filters: int = 256  # filters of those convs and of the deconv
     mask_size: int = 28  # side of the predicted mask (= 2 * roi_size)
+    use_norm: bool = False  # batch norm after every conv and the deconv, before the ReLU (Model Garden)
     loss_weight: float = 1.0  # multiplier of mask_loss in total_loss
 
 
@@ -115,6 +119,7 @@ class ModelConfig:
     focal_alpha: float = 0.25  # focal-loss alpha (sigmoid_loss = "focal")
     focal_gamma: float = 2.0  # focal-loss gamma (sigmoid_loss = "focal")
     box_coding_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # Fast R-CNN deltas
+    roi_align_aligned: bool = True  # ROIAlign half-pixel shift (detectron2); False = Model Garden / TPU sampling
 
     @classmethod
     def tiny(cls, num_classes: int = 0) -> ModelConfig:

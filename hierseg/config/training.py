@@ -28,17 +28,29 @@ class LearningRateConfig:
 
 @dataclass
 class CheckpointInitConfig:
-    """A pretrained backbone to start from when model_dir holds no checkpoint (seed: ``checkpoint: {path, prefix}``).
+    """Pretrained weights to start from when model_dir holds no checkpoint (``train.init``; README "Start from
+    pretrained weights"). Readers: :mod:`hierseg.training.checkpoint_readers`.
 
-    With ``prefix`` set the checkpoint is read by variable NAME (TF1 / name-based checkpoints such as the
-    TPU ResNet ones): backbone variable ``<backbone path>/a/b`` is looked up as ``<prefix>a/b``; when no
-    name matches and the checkpoint holds TF1 ``conv2d_k``/``batch_normalization_k`` layers under the
-    prefix, they are mapped by TF1 creation order (``hierseg.training.tf1_resnet_checkpoint``). With an
-    empty prefix it is read as a TF2 object-based checkpoint written by hierseg (``model.backbone``).
+    Sources (``source: auto`` tells them apart by variable names): a checkpoint written by hierseg (whole
+    detector or some modules; class-specific layers of another class count are skipped and listed), a
+    TF Model Garden TF2 Mask R-CNN (``official/vision`` ``maskrcnn_resnetfpn_coco``; the 91-class layers
+    are skipped), or a TF1 Cloud TPU ResNet (backbone only, variables under ``prefix``, mapped by TF1
+    creation order). After loading a table is logged: per module the variables loaded, skipped (with
+    the reason) and left random. A shape or count mismatch in a module asked for is an error naming the
+    variable.
+
+    With ``architecture: source`` the model config takes the source's architecture choices before the
+    model is built (``checkpoint_readers.init.source_architecture``: Model Garden = batch norm in FPN, RPN
+    and heads, conv P6, 4conv1fc box head, ROIAlign without half-pixel shift; TF1 ResNet = fixed padding,
+    BN epsilon 1e-5), and ``params.yaml`` records the result. Remaining differences are listed in
+    docs/ (config reference, "Pretrained sources").
     """
 
-    path: str = ""  # checkpoint prefix or directory, local or gs:// ("" = random init)
-    prefix: str = ""  # variable-name prefix inside the checkpoint, e.g. "resnet50/"
+    path: str = ""  # checkpoint prefix or directory (latest checkpoint), local or gs:// ("" = random init)
+    modules: str = "all"  # "all" or a comma list of backbone,fpn,rpn,box_head,mask_head
+    prefix: str = ""  # variable-name prefix of a TF1 name-based checkpoint, e.g. "resnet50/"
+    source: Literal["auto", "hierseg", "model_garden", "tf1_resnet"] = "auto"  # auto = from the variable names
+    architecture: Literal["source", "config"] = "source"  # source: adopt the source's choices; config: as written
 
 
 @dataclass
@@ -54,7 +66,7 @@ class TrainConfig:
     gradient_clip_norm: float = 0.0  # clip the all-reduced gradients to this global norm (0 = off)
     precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16 = keras "mixed_bfloat16" (float32 vars)
     jit_compile: bool = False  # XLA-compile the forward/backward pass (always compiled on TPU anyway)
-    checkpoint: CheckpointInitConfig = field(default_factory=CheckpointInitConfig)  # pretrained backbone init
+    init: CheckpointInitConfig = field(default_factory=CheckpointInitConfig)  # pretrained start (whole or modules)
     frozen_variables: str = ""  # regex on variable paths excluded from training ("" = train everything)
     seed: int = 42  # seed of the input shuffling/augmentation and of the model's random sampling
     summary_every: int = 100  # steps between TensorBoard scalar summaries (rounded to loop ends)

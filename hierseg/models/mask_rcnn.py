@@ -58,15 +58,18 @@ class MaskRCNN(keras.Model):
         sigmoid = config.classification == "sigmoid"
 
         self.backbone = ResNet(config.backbone, name="backbone")
-        self.fpn = FPN(config.fpn, anchor, name="fpn")
-        self.rpn_head = RPNHead(k, config.fpn.num_filters, config.rpn.num_convs, name="rpn_head")
-        self.box_head = BoxHead(config.box_head, num_classes, sigmoid=sigmoid, name="box_head")
-        self.mask_head = MaskHead(config.mask_head, num_classes, name="mask_head")
+        norm = config.backbone  # batch-norm settings of the optional FPN / head norms (Model Garden layout)
+        self.fpn = FPN(config.fpn, anchor, norm=norm, name="fpn")
+        rpn_norm = norm if config.rpn.use_norm else None
+        num_levels = anchor.max_level - anchor.min_level + 1
+        self.rpn_head = RPNHead(k, config.fpn.num_filters, config.rpn.num_convs, rpn_norm, num_levels, name="rpn_head")
+        self.box_head = BoxHead(config.box_head, num_classes, sigmoid=sigmoid, norm=norm, name="box_head")
+        self.mask_head = MaskHead(config.mask_head, num_classes, norm=norm, name="mask_head")
 
     # -- shared trunk ---------------------------------------------------------------------------
     def _pyramid_and_proposals(self, images, image_hw, training: bool):
-        pyramid = self.fpn(self.backbone(images, training=training))
-        scores, deltas = self.rpn_head(pyramid)
+        pyramid = self.fpn(self.backbone(images, training=training), training=training)
+        scores, deltas = self.rpn_head(pyramid, training=training)
         rpn = self.config.rpn
         proposals, _, valid = generate_proposals(
             scores,
@@ -84,7 +87,9 @@ class MaskRCNN(keras.Model):
         return roi_features, scores, deltas, proposals, valid
 
     def _roi_align(self, features, rois, head_config):
-        return multilevel_roi_align(features, rois, head_config.roi_size, head_config.sampling_ratio)
+        return multilevel_roi_align(
+            features, rois, head_config.roi_size, head_config.sampling_ratio, aligned=self.config.roi_align_aligned
+        )
 
     def call(self, features, training=False):
         images = features[F.IMAGE]
@@ -121,7 +126,9 @@ class MaskRCNN(keras.Model):
 
         # Fast R-CNN: sample ROIs among the proposals (+ gt boxes), classify and refine them.
         sampled = sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_crowd, cfg.roi_sampling)
-        class_logits, class_deltas = self.box_head(self._roi_align(roi_features, sampled["rois"], cfg.box_head))
+        class_logits, class_deltas = self.box_head(
+            self._roi_align(roi_features, sampled["rois"], cfg.box_head), training=True
+        )
         targets = box_targets(sampled["matched_boxes"], sampled["rois"], sampled["is_fg"], cfg.box_coding_weights)
         out["frcnn_class_loss"] = losses.fast_rcnn_class_loss(
             class_logits,
@@ -150,7 +157,7 @@ class MaskRCNN(keras.Model):
         if F.GT_MASK_VALID in features:  # box-only instances teach boxes, never masks
             gt_mask_valid = tf.cast(features[F.GT_MASK_VALID], tf.bool)
             mask_fg &= tf.gather(gt_mask_valid, sampled["matched_index"][:, :num_masks], batch_dims=1)
-        mask_logits = self.mask_head(self._roi_align(roi_features, mask_rois, cfg.mask_head))
+        mask_logits = self.mask_head(self._roi_align(roi_features, mask_rois, cfg.mask_head), training=True)
         mask_targets = crop_mask_targets(
             features[F.GT_MASKS],
             gt_boxes,

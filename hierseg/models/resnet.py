@@ -35,6 +35,11 @@ def track_for_checkpoint(owner: keras.layers.Layer, prefix: str, layers: list) -
         setattr(owner, f"{prefix}_{i}", layer)
 
 
+def norm_layer(config: BackboneConfig, name: str) -> keras.layers.Layer:
+    """A batch norm with the backbone's settings (mode, momentum, epsilon), for FPN and heads with ``use_norm``."""
+    return _norm(config, name)
+
+
 def _norm(config: BackboneConfig, name: str, zero_gamma: bool = False) -> keras.layers.Layer:
     # A block's last gamma starts at 0 (Goyal et al. 2017) so each residual block starts as identity;
     # not with frozen norm, whose gamma would then stay 0 forever.

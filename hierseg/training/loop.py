@@ -7,7 +7,7 @@ One call of :func:`train` does, in order:
    ``global_batch_size / num_replicas``), and under ``strategy.scope()`` the model, the momentum
    optimizer and a step counter;
 3. restore the latest checkpoint of ``model_dir`` (a preempted job just restarts) or else initialise
-   the backbone from ``train.checkpoint``;
+   the model (or some modules) from ``train.init`` (:mod:`hierseg.training.checkpoint_readers`);
 4. repeat: one ``tf.function`` call runs ``steps_per_loop`` steps of ``strategy.run(replica_step)``;
    each replica computes its loss (+ L2 weight decay) scaled by ``1 / num_replicas``, its gradients
    (XLA-compiled when ``train.jit_compile``), the gradients are all-reduced (SUM = the mean over the
@@ -37,6 +37,8 @@ from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import CheckpointInitConfig, TrainConfig
 from hierseg.label_map import LabelMap
+from hierseg.training.checkpoint_readers import initialize
+from hierseg.training.checkpoint_readers.init import with_source_architecture
 from hierseg.training.optimizer import MomentumSGD
 from hierseg.training.schedule import WarmupStepDecay
 from hierseg.training.strategy import is_chief, task_id
@@ -304,7 +306,7 @@ def train(
       ``{"start_step", "step", "checkpoint", "metrics" (last loop's), "images_per_second",
       "variables_fingerprint"}``.
     """
-    config = resolve_num_classes(config)
+    config = with_source_architecture(resolve_num_classes(config))
     train_cfg = config.train
     if not config.data.train_file_pattern:
         raise ValueError("data.train_file_pattern is empty (set it, or pass --data_dir)")
@@ -348,8 +350,9 @@ def train(
     if restored:
         checkpoint.restore(restored).assert_existing_objects_matched()
         log.info("restored checkpoint %s at step %d", restored, int(step.numpy()))
-    elif train_cfg.checkpoint.path:
-        init_backbone(model, train_cfg.checkpoint)
+    elif train_cfg.init.path:
+        init = train_cfg.init
+        initialize(model, init.path, init.modules, init.prefix, init.source)
     start_step = int(step.numpy())
     log.info(
         "training from step %d to %d: %d replica(s), global batch %d",
