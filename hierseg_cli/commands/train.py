@@ -31,11 +31,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="train_and_eval also evaluates every new checkpoint on the validation set",
     )
     p.add_argument("--no_progress", action="store_true", help="log lines only, no progress bar")
+    p.add_argument(
+        "--init_checkpoint",
+        help="pretrained start when --model_dir has no checkpoint (= train.init.path): a hierseg, TF Model "
+        "Garden Mask R-CNN or TF1 TPU ResNet checkpoint (prefix or directory)",
+    )
+    p.add_argument(
+        "--init_modules",
+        help="what to load from it (= train.init.modules): all (default) or a comma list of "
+        "backbone,fpn,rpn,box_head,mask_head",
+    )
+    p.add_argument("--init_prefix", help="variable prefix of a TF1 checkpoint, e.g. resnet50/ (= train.init.prefix)")
+
+
+def init_overrides(args: argparse.Namespace) -> dict:
+    """The --init_* flags as a config override of train.init (empty when none is given)."""
+    init = {
+        key: value
+        for key, value in (
+            ("path", args.init_checkpoint),
+            ("modules", args.init_modules),
+            ("prefix", args.init_prefix),
+        )
+        if value is not None
+    }
+    return {"train": {"init": init}} if init else {}
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging()
     config = load_experiment(args)  # config errors surface before a TPU is initialised
+    if init_overrides(args):
+        from hierseg.config import merge
+
+        config = merge(config, init_overrides(args))
     from hierseg.training.strategy import make_strategy
 
     strategy = make_strategy(args.strategy, args.tpu)
