@@ -33,7 +33,7 @@ CASES = {
         {
             "data": {"output_size": 512},
             "model": {"num_classes": 3},
-            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+            "train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}},
         },
         "ResNet-50-FPN (213 classes), 512x512, batch 2",
     ),

@@ -125,3 +125,37 @@ def _with_fpn_norm() -> ModelConfig:
     config = ModelConfig.tiny(3)
     config.fpn.use_norm = True
     return config
+
+
+@pytest.mark.slow
+def test_training_loop_warm_starts_layer1_from_layer0(tmp_path, caplog):
+    """`hierseg train` with train.init = a Layer0 model_dir: a 5-class Layer1 run starts from its weights."""
+    from hierseg.config import load, merge
+    from hierseg.config.experiment import ExperimentConfig
+    from hierseg.training.strategy import make_strategy
+    from hierseg_cli.experiment_args import data_dir_overrides
+    from tests.test_training_loop import TINY
+    from tests.tiny_layer import write_tiny_layer
+
+    layer = write_tiny_layer(tmp_path / "layer", num_images=4)
+    base = merge(load(ExperimentConfig, str(TINY)), data_dir_overrides(str(layer)))
+    # The stem conv stays frozen in the Layer1 run, so its value proves where it came from.
+    train = {"total_steps": 2, "steps_per_loop": 1, "checkpoint_every": 2, "global_batch_size": 2}
+    layer0 = merge(base, {"train": train})
+    loop.train(layer0, str(tmp_path / "l0"), make_strategy("cpu"), show_progress=False)
+    layer1 = merge(
+        layer0,
+        {
+            "model": {"num_classes": 5},
+            "train": {"init": {"path": str(tmp_path / "l0")}, "frozen_variables": "backbone/stem_conv/"},
+        },
+    )
+    with caplog.at_level(logging.INFO):
+        result = loop.train(layer1, str(tmp_path / "l1"), make_strategy("cpu"), show_progress=False)
+    assert result["start_step"] == 0 and result["step"] == 2
+    assert "(hierseg checkpoint; modules: backbone,fpn,rpn,box_head,mask_head)" in caplog.text
+    assert "-> box_head/class_logits/kernel: class-specific" in caplog.text
+    key = checkpoint_key("backbone/stem_conv/kernel")
+    stem0 = tf.train.load_checkpoint(str(tmp_path / "l0" / "ckpt-2")).get_tensor(key)
+    stem1 = tf.train.load_checkpoint(str(tmp_path / "l1" / "ckpt-2")).get_tensor(key)
+    np.testing.assert_array_equal(stem1, stem0)
