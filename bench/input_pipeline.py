@@ -23,8 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hierseg import features as F  # noqa: E402
 from hierseg.config.data import DataConfig  # noqa: E402
-from hierseg.config.model import AnchorConfig  # noqa: E402
+from hierseg.config.model import AnchorConfig, ModelConfig  # noqa: E402
 from hierseg.input.pipeline import build_dataset  # noqa: E402
+from hierseg.models.factory import build_train_targets  # noqa: E402
 from hierseg.ops.anchors import num_anchors  # noqa: E402
 
 
@@ -72,7 +73,8 @@ def synthetic_example(rng: np.random.Generator, k: int, instances: int) -> bytes
 def time_pipeline(
     pattern: str, data: DataConfig, anchor: AnchorConfig, is_training: bool, batch: int, images: int
 ) -> float:
-    ds = build_dataset(pattern, data, anchor, is_training=is_training, batch_size=batch, seed=0)
+    targets = build_train_targets(ModelConfig(num_classes=1, anchor=anchor), data.output_size)
+    ds = build_dataset(pattern, data, is_training=is_training, batch_size=batch, seed=0, train_targets=targets)
     if not is_training:
         ds = ds.repeat()
     it = iter(ds)

@@ -46,8 +46,8 @@ def random_export(config_file: str, layer: int, work: str, overrides: list[str])
     from hierseg.config.params import save as save_config
     from hierseg.hierarchy import Hierarchy
     from hierseg.label_map import LabelMap
+    from hierseg.models.factory import build_model
     from hierseg.serving.export import CONFIG_FILE, LABEL_MAP_FILE, DetectionModule
-    from hierseg.training.loop import build_model
 
     os.makedirs(work, exist_ok=True)
     h = Hierarchy.builtin()
@@ -57,7 +57,9 @@ def random_export(config_file: str, layer: int, work: str, overrides: list[str])
     cfg = load(ExperimentConfig, config_file, overrides)
     cfg = merge(cfg, {"data": {"label_map": label_map}, "model": {"num_classes": len(mids)}})
     # Random weights: the export's DetectionModule wraps a freshly built model (no checkpoint needed).
-    module = DetectionModule(build_model(cfg), cfg.data.output_size, cfg.eval.mask_threshold)
+    module = DetectionModule(
+        build_model(cfg.model, cfg.data.output_size), cfg.data.output_size, cfg.eval.mask_threshold
+    )
     export_dir = os.path.join(work, f"export{layer}")
     tf.saved_model.save(
         module, export_dir, signatures={"serving_default": module.serve_bytes, "serve_images": module.serve_images}

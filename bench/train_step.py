@@ -50,7 +50,8 @@ def run_case(name: str, steps: int) -> dict:
     from hierseg.config import load, merge
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
-    from hierseg.training.loop import build_model, make_train_loop, trainable_variables
+    from hierseg.models.factory import build_model, build_train_targets
+    from hierseg.training.loop import make_train_loop, trainable_variables
     from hierseg.training.optimizer import MomentumSGD
     from hierseg.training.schedule import WarmupStepDecay
 
@@ -65,17 +66,16 @@ def run_case(name: str, steps: int) -> dict:
         ds = build_dataset(
             str(layer / "train-*"),
             cfg.data,
-            cfg.model.anchor,
             is_training=True,
             batch_size=batch,
             seed=0,
-            rpn=cfg.model.rpn,
+            train_targets=build_train_targets(cfg.model, cfg.data.output_size),
         )
         element = next(iter(ds))
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     data = strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(element).repeat())
     with strategy.scope():
-        model = build_model(cfg)
+        model = build_model(cfg.model, cfg.data.output_size)
         variables = trainable_variables(model, "")
         optimizer = MomentumSGD(variables, cfg.train.momentum)
         step = tf.Variable(0, dtype=tf.int64, trainable=False)

@@ -52,7 +52,8 @@ def hierseg_setup(quick: bool):
     from hierseg.config import load, merge
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
-    from hierseg.training.loop import build_model, trainable_variables
+    from hierseg.models.factory import build_model
+    from hierseg.training.loop import trainable_variables
     from hierseg.training.optimizer import MomentumSGD
 
     s = sizes(quick)
@@ -87,7 +88,7 @@ def hierseg_setup(quick: bool):
         )
         batch = next(iter(ds))
     tf.keras.utils.set_random_seed(0)
-    model = build_model(cfg)
+    model = build_model(cfg.model, cfg.data.output_size)
     variables = trainable_variables(model, "")
     return model, MomentumSGD(variables, 0.9), variables, batch
 

@@ -7,7 +7,7 @@ import logging
 import os
 
 from hierseg.config import load, merge
-from hierseg.config.experiment import ExperimentConfig
+from hierseg.config.experiment import ExperimentConfig, resolve_num_classes
 from hierseg.label_map import LabelMap
 
 EFFECTIVE_CONFIG = "params.yaml"  # what `hierseg train` writes into --model_dir
@@ -46,7 +46,8 @@ def data_dir_overrides(data_dir: str) -> dict:
 
 
 def load_experiment(args: argparse.Namespace, model_dir: str | None = None) -> ExperimentConfig:
-    """Defaults <- --config_file (or model_dir/params.yaml) <- --data_dir <- each --params_override."""
+    """Defaults <- --config_file (or model_dir/params.yaml) <- --data_dir <- each --params_override;
+    then ``model.num_classes`` resolved from ``data.label_map`` when 0 (the one place it is resolved)."""
     config_file = args.config_file
     if not config_file and model_dir:
         candidate = os.path.join(model_dir, EFFECTIVE_CONFIG)
@@ -58,7 +59,7 @@ def load_experiment(args: argparse.Namespace, model_dir: str | None = None) -> E
     config = load(ExperimentConfig, config_file)
     if args.data_dir:
         config = merge(config, data_dir_overrides(args.data_dir))
-    return load_overrides(config, args.params_override)
+    return resolve_num_classes(load_overrides(config, args.params_override))
 
 
 def load_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:

@@ -72,6 +72,7 @@ def batch_with_box_only(prepared_dir):
     from hierseg.config.model import ModelConfig
     from hierseg.input.pipeline import build_dataset
     from hierseg.label_map import LabelMap
+    from hierseg.models.factory import build_train_targets
 
     num_classes = LabelMap.load(str(prepared_dir / "layer0" / "label_map.pbtxt")).num_classes
     config = ModelConfig.tiny(num_classes)
@@ -86,11 +87,10 @@ def batch_with_box_only(prepared_dir):
     ds = build_dataset(
         str(prepared_dir / "layer0" / "train-*"),
         data,
-        config.anchor,
         is_training=True,
         batch_size=2,
         seed=0,
-        rpn=config.rpn,
+        train_targets=build_train_targets(config, 128),
     )
     for batch in ds.take(60):
         if np.any(batch[F.GT_VALID].numpy() & ~batch[F.GT_MASK_VALID].numpy()):
@@ -113,10 +113,10 @@ def test_box_only_instances_are_box_positives_and_not_mask_targets(batch_with_bo
 
     # RPN: some sampled positive anchors are matched to a box-only box.
     anchors = generate_anchors(config.anchor, 128)
-    hw = batch[F.IMAGE_INFO].numpy()[:, 1]
+    all_pixels = F.boxes_to_input_pixels(batch[F.GT_BOXES], batch[F.IMAGE_INFO])
     rpn_hits = 0
     for b in range(box_only.shape[0]):
-        pixels = batch[F.GT_BOXES][b] * np.tile(hw[b], 2)
+        pixels = all_pixels[b]
         _, matched = label_anchors(anchors, pixels, batch[F.GT_VALID][b] & ~batch[F.GT_IS_CROWD][b], config.rpn)
         pos = batch[F.RPN_SCORE_TARGETS].numpy()[b] == 1
         rpn_hits += int(box_only[b][matched.numpy()[pos]].sum())

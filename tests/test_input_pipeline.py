@@ -12,13 +12,15 @@ from tiny_layer import encode_example
 
 from hierseg import features as F
 from hierseg.config.data import AugmentConfig, DataConfig
-from hierseg.config.model import AnchorConfig, RPNConfig
+from hierseg.config.model import AnchorConfig, ModelConfig, RPNConfig
 from hierseg.detections import Detections
+from hierseg.features import boxes_to_input_pixels
 from hierseg.input.anchor_targets import assign_rpn_targets
 from hierseg.input.example_decoder import decode_example
 from hierseg.input.pipeline import build_dataset
-from hierseg.input.preprocess import boxes_to_input_pixels, decode_image, normalize_image, resize_and_pad
+from hierseg.input.preprocess import decode_image, normalize_image, resize_and_pad
 from hierseg.input.transforms import crop_masks_to_boxes
+from hierseg.models.factory import build_train_targets
 from hierseg.ops.anchors import generate_anchors
 from hierseg.ops.box_coding import decode_boxes
 
@@ -103,8 +105,14 @@ def data_config(**kw) -> DataConfig:
     return dataclasses.replace(base, **kw)
 
 
+def rpn_targets(data: DataConfig, rpn: RPNConfig | None = None):
+    """Mask R-CNN's training-targets map for ANCHOR (and ``rpn``, default RPNConfig()) at data.output_size."""
+    return build_train_targets(ModelConfig(num_classes=3, anchor=ANCHOR, rpn=rpn or RPNConfig()), data.output_size)
+
+
 def first_batch(pattern, data, *, is_training, batch_size=6, seed=0, rpn=None) -> dict:
-    ds = build_dataset(pattern, data, ANCHOR, is_training=is_training, batch_size=batch_size, seed=seed, rpn=rpn)
+    targets = rpn_targets(data, rpn) if is_training else None
+    ds = build_dataset(pattern, data, is_training=is_training, batch_size=batch_size, seed=seed, train_targets=targets)
     return {k: v.numpy() for k, v in next(iter(ds)).items()}
 
 
@@ -168,7 +176,9 @@ def test_decoder_reads_the_record_layout(records):
 def test_element_spec_is_static(records):
     pattern, _ = records
     a = int(generate_anchors(ANCHOR, SIZE).shape[0])
-    train = build_dataset(pattern, data_config(), ANCHOR, is_training=True, batch_size=2, seed=1).element_spec
+    train = build_dataset(
+        pattern, data_config(), is_training=True, batch_size=2, seed=1, train_targets=rpn_targets(data_config())
+    ).element_spec
     expect = {
         F.IMAGE: [2, SIZE, SIZE, 3],
         F.IMAGE_INFO: [2, 4, 2],
@@ -185,7 +195,7 @@ def test_element_spec_is_static(records):
     }
     assert {k: v.shape.as_list() for k, v in train.items()} == expect
     assert train[F.GT_VALID].dtype == tf.bool and train[F.RPN_SCORE_TARGETS].dtype == tf.int32
-    ev = build_dataset(pattern, data_config(), ANCHOR, is_training=False, batch_size=4).element_spec
+    ev = build_dataset(pattern, data_config(), is_training=False, batch_size=4).element_spec
     assert ev[F.SOURCE_ID].dtype == tf.string and F.RPN_SCORE_TARGETS not in ev
     for k, v in ev.items():
         assert v.shape[0] is None and v.shape[1:].is_fully_defined(), k
@@ -194,7 +204,7 @@ def test_element_spec_is_static(records):
 def test_eval_reads_every_image_in_order_with_gt(records):
     pattern, _ = records
     data = data_config(max_instances=10)
-    ds = build_dataset(pattern, data, ANCHOR, is_training=False, batch_size=4)
+    ds = build_dataset(pattern, data, is_training=False, batch_size=4)
     batches = [{k: v.numpy() for k, v in b.items()} for b in ds]
     assert [len(b[F.SOURCE_ID]) for b in batches] == [4, 2]
     ids = [s.decode() for b in batches for s in b[F.SOURCE_ID]]
@@ -355,14 +365,20 @@ def test_input_context_shards_and_bad_sizes(records):
     seen = []
     for pipe in range(2):
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipe, num_replicas_in_sync=2)
-        ds = build_dataset(pattern, data_config(), ANCHOR, is_training=False, batch_size=4, input_context=ctx)
+        ds = build_dataset(pattern, data_config(), is_training=False, batch_size=4, input_context=ctx)
         assert ds.element_spec[F.IMAGE].shape.as_list() == [None, SIZE, SIZE, 3]
         seen.append({s.decode() for b in ds for s in b[F.SOURCE_ID].numpy()})
     assert seen[0].isdisjoint(seen[1]) and len(seen[0] | seen[1]) == 6
     with pytest.raises(ValueError, match="multiple of 2"):
-        build_dataset(pattern, data_config(output_size=100), ANCHOR, is_training=True, batch_size=2)
+        build_dataset(
+            pattern,
+            data_config(output_size=100),
+            is_training=True,
+            batch_size=2,
+            train_targets=rpn_targets(data_config(output_size=100)),
+        )
     with pytest.raises(FileNotFoundError, match="no TFRecord"):
-        build_dataset(pattern + "-nothing", data_config(), ANCHOR, is_training=True, batch_size=2)
+        build_dataset(pattern + "-nothing", data_config(), is_training=True, batch_size=2)
 
 
 def test_images_without_instances(tmp_path):

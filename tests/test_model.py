@@ -10,11 +10,12 @@ import tensorflow as tf
 
 from hierseg import features as F
 from hierseg.config.model import DetectionConfig, ModelConfig
+from hierseg.features import input_pixels_to_original as boxes_to_original
 from hierseg.input.anchor_targets import assign_rpn_targets
 from hierseg.input.transforms import crop_masks_to_boxes
 from hierseg.models import losses as losses_lib
 from hierseg.models.mask_rcnn import LOSS_KEYS, MaskRCNN
-from hierseg.models.postprocess import boxes_to_original, detect
+from hierseg.models.postprocess import detect
 from hierseg.ops.anchors import generate_anchors
 from hierseg.ops.iou import pairwise_iou_numpy
 from hierseg.ops.mask_paste import paste_masks

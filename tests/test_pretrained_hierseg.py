@@ -16,7 +16,7 @@ import tensorflow as tf
 from hierseg import features as F
 from hierseg.config.model import ModelConfig
 from hierseg.models.mask_rcnn import MaskRCNN
-from hierseg.training import loop
+from hierseg.training import checkpoints, loop
 from hierseg.training.checkpoint_readers import initialize, parse_modules
 from hierseg.training.checkpoint_readers.hierseg_ckpt import checkpoint_key, path_of_key
 
@@ -48,13 +48,15 @@ def layer0(tmp_path_factory):
     model = build(3)
     step = tf.Variable(7, dtype=tf.int64)
     out = tmp_path_factory.mktemp("layer0")
-    manager = tf.train.CheckpointManager(loop.make_checkpoint(model, step=step), str(out), 1, checkpoint_name="ckpt")
+    manager = tf.train.CheckpointManager(
+        checkpoints.make_checkpoint(model, step=step), str(out), 1, checkpoint_name="ckpt"
+    )
     manager.save(checkpoint_number=7)
     return model, str(out)
 
 
 def values(model, under: str = "") -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in loop.variables_by_path(model, under).items()}
+    return {k: np.asarray(v) for k, v in checkpoints.variables_by_path(model, under).items()}
 
 
 def test_key_escaping_round_trips():

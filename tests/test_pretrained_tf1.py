@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from hierseg.config.model import BackboneConfig
 from hierseg.models.resnet import ResNet
-from hierseg.training.tf1_resnet_checkpoint import load_tf1_resnet
+from hierseg.training.checkpoints import load_tf1_resnet
 
 FIXTURE = Path(__file__).parent / "data" / "pretrained" / "tf1_resnet50"
 TOLERANCE = 1e-4

@@ -15,7 +15,7 @@ import tensorflow as tf
 from hierseg.config.model import BackboneConfig
 from hierseg.config.training import CheckpointInitConfig
 from hierseg.models.resnet import ResNet
-from hierseg.training.loop import init_backbone
+from hierseg.training.checkpoints import init_backbone
 
 PREFIX = "resnet50/"
 BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")

@@ -28,7 +28,8 @@ MIRRORED_PROGRAM = textwrap.dedent("""
     from hierseg.config import load, merge
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
-    from hierseg.training import loop
+    from hierseg.models.factory import build_model, build_train_targets
+    from hierseg.training import checkpoints, loop
     from hierseg_cli.experiment_args import data_dir_overrides
 
     layer, config_file = sys.argv[1], sys.argv[2]
@@ -39,12 +40,13 @@ MIRRORED_PROGRAM = textwrap.dedent("""
     cfg = merge(cfg, {"model": {"backbone": {"norm": "sync"},
                                 "roi_sampling": {"num_samples": every_roi, "fg_fraction": 1.0}},
                       "train": {"global_batch_size": 2, "weight_decay": 1e-3}})
-    batch = next(iter(build_dataset(cfg.data.train_file_pattern, cfg.data, cfg.model.anchor, is_training=True,
-                                    batch_size=2, seed=0)))
+    targets = build_train_targets(cfg.model, cfg.data.output_size)
+    batch = next(iter(build_dataset(cfg.data.train_file_pattern, cfg.data, is_training=True,
+                                    batch_size=2, seed=0, train_targets=targets)))
 
     def losses_and_grads(strategy, weights=None):
         with strategy.scope():
-            model = loop.build_model(cfg)
+            model = build_model(cfg.model, cfg.data.output_size)
             if weights is not None:  # the same starting point on both strategies
                 for v, w in zip(model.variables, weights):
                     v.assign(w)
@@ -168,10 +170,11 @@ def test_multi_worker_two_processes_train_and_agree(layer, tmp_path):
         import tensorflow as tf
         from hierseg.config import load
         from hierseg.config.experiment import ExperimentConfig
-        from hierseg.training import loop
+        from hierseg.models.factory import build_model
+        from hierseg.training import checkpoints, loop
         cfg = load(ExperimentConfig, "{model_dir}/params.yaml")
-        model = loop.build_model(cfg)
-        loop.make_checkpoint(model).read("{model_dir}/ckpt-4").expect_partial().assert_existing_objects_matched()
+        model = build_model(cfg.model, cfg.data.output_size)
+        checkpoints.make_checkpoint(model).read("{model_dir}/ckpt-4").expect_partial().assert_existing_objects_matched()
         print("RESULT " + json.dumps(loop.variables_fingerprint(model.trainable_variables)))
     """)
     proc = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)

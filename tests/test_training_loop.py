@@ -19,7 +19,8 @@ from hierseg import features as F
 from hierseg.config import load, merge
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import CheckpointInitConfig
-from hierseg.training import loop
+from hierseg.models.factory import build_model, build_train_targets
+from hierseg.training import checkpoints, loop
 from hierseg.training.strategy import make_strategy
 from hierseg.training.summaries import read_scalars
 from hierseg_cli.experiment_args import data_dir_overrides
@@ -64,7 +65,7 @@ def trained(layer, tmp_path_factory):
 def test_train_writes_effective_config_checkpoints_and_summaries(trained):
     cfg, model_dir, result = trained
     assert result["start_step"] == 0 and result["step"] == 150
-    assert result["checkpoint"] == str(model_dir / "ckpt-150") and loop.latest_step(str(model_dir)) == 150
+    assert result["checkpoint"] == str(model_dir / "ckpt-150") and checkpoints.latest_step(str(model_dir)) == 150
     assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == ["ckpt-100.index", "ckpt-150.index"]  # keep 2
     assert load(ExperimentConfig, str(model_dir / "params.yaml")) == cfg  # the effective config
     assert cfg.train.jit_compile and cfg.model.num_classes == 3  # the steps above ran XLA-compiled
@@ -81,12 +82,13 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
     from hierseg.input.pipeline import build_dataset
 
     cfg = tiny_config(layer)
-    model = loop.build_model(cfg)
+    model = build_model(cfg.model, cfg.data.output_size)
     variables = loop.trainable_variables(model, "")
+    targets = build_train_targets(cfg.model, cfg.data.output_size)
     batch = next(
         iter(
             build_dataset(
-                cfg.data.train_file_pattern, cfg.data, cfg.model.anchor, is_training=True, batch_size=2, seed=0
+                cfg.data.train_file_pattern, cfg.data, is_training=True, batch_size=2, seed=0, train_targets=targets
             )
         )
     )
@@ -105,10 +107,12 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
 
 def test_backbone_init_object_based_and_by_name(trained, layer, tmp_path):
     cfg, model_dir, _ = trained
-    source = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
-    loop.make_checkpoint(source).read(str(model_dir / "ckpt-150")).expect_partial().assert_existing_objects_matched()
-    fresh = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
-    n = loop.init_backbone(fresh, CheckpointInitConfig(path=str(model_dir)))
+    source = build_model(merge(cfg, {"model": {"num_classes": 3}}).model, cfg.data.output_size)
+    checkpoints.make_checkpoint(source).read(
+        str(model_dir / "ckpt-150")
+    ).expect_partial().assert_existing_objects_matched()
+    fresh = build_model(merge(cfg, {"model": {"num_classes": 3}}).model, cfg.data.output_size)
+    n = checkpoints.init_backbone(fresh, CheckpointInitConfig(path=str(model_dir)))
     assert n == len(fresh.backbone.variables)
     for a, b in zip(source.backbone.variables, fresh.backbone.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
@@ -121,12 +125,12 @@ def test_backbone_init_object_based_and_by_name(trained, layer, tmp_path):
         shape_and_slices=[""] * len(names),
         tensors=[v.numpy() for v in source.backbone.variables],
     )
-    other = loop.build_model(merge(cfg, {"model": {"num_classes": 3}}))
-    assert loop.init_backbone(other, CheckpointInitConfig(path=prefix, prefix="resnet18/")) == len(names)
+    other = build_model(merge(cfg, {"model": {"num_classes": 3}}).model, cfg.data.output_size)
+    assert checkpoints.init_backbone(other, CheckpointInitConfig(path=prefix, prefix="resnet18/")) == len(names)
     for a, b in zip(source.backbone.variables, other.backbone.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(ValueError, match="no backbone variable found under prefix 'resnet50/'"):
-        loop.init_backbone(other, CheckpointInitConfig(path=prefix, prefix="resnet50/"))
+        checkpoints.init_backbone(other, CheckpointInitConfig(path=prefix, prefix="resnet50/"))
 
 
 def test_overfits_to_mask_ap_05_via_evaluate_cli(trained, tmp_path):
@@ -204,12 +208,12 @@ def test_resume_after_sigkill_restarts_at_the_last_checkpoint(layer, tmp_path):
     )
     try:
         deadline = time.time() + 240
-        while loop.latest_step(str(model_dir)) in (None, 2) and time.time() < deadline and proc.poll() is None:
+        while checkpoints.latest_step(str(model_dir)) in (None, 2) and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)  # wait for a checkpoint past the first, so the kill can land mid-save too
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    killed_at = loop.latest_step(str(model_dir))
+    killed_at = checkpoints.latest_step(str(model_dir))
     assert killed_at is not None and killed_at >= 4, "no checkpoint before the kill"
     second = subprocess.run(
         [*cmd, "--params_override", f"train.total_steps={killed_at + 2}"],
@@ -222,7 +226,7 @@ def test_resume_after_sigkill_restarts_at_the_last_checkpoint(layer, tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"restored checkpoint {model_dir}/ckpt-{killed_at} at step {killed_at}" in second.stderr
     assert f"training from step {killed_at} to {killed_at + 2}" in second.stderr
-    assert loop.latest_step(str(model_dir)) == killed_at + 2
+    assert checkpoints.latest_step(str(model_dir)) == killed_at + 2
 
 
 def test_bfloat16_precision_trains_with_float32_variables(layer, tmp_path):

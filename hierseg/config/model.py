@@ -1,16 +1,21 @@
-"""Model config: ResNet-FPN Mask R-CNN. Owned by hierseg/models; every field commented.
+"""Model config: which model (``type``) and its sections; ResNet-FPN Mask R-CNN. Owned by hierseg/models.
 
 Defaults follow the TPU Mask R-CNN / Detectron recipes (ResNet-50-FPN, P2-P6, 1024 px). Use
 :meth:`ModelConfig.tiny` for CPU tests and demos: a ResNet-18 at quarter width with a 32-filter FPN on
 P2-P5 and few ROIs; at 128 px a training step takes a fraction of a second on one CPU core.
 
 Coordinates inside the model are pixels of the padded input image, ``(ymin, xmin, ymax, xmax)``.
+``hierseg.models.factory.build_model`` builds the model named by ``type``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+# The model types of hierseg.models.factory (each new model type adds its own config section below).
+MODEL_TYPES = ("mask_rcnn", "retinanet", "shapemask", "deeplab_v3plus")
+ModelType = Literal["mask_rcnn", "retinanet", "shapemask", "deeplab_v3plus"]
 
 
 @dataclass
@@ -105,7 +110,8 @@ class DetectionConfig:
 
 @dataclass
 class ModelConfig:
-    num_classes: int = 0  # K foreground classes; 0 = read from the label map at train time
+    type: ModelType = "mask_rcnn"  # which model hierseg.models.factory builds (one of MODEL_TYPES)
+    num_classes: int = 0  # K foreground classes; 0 = read from data.label_map when the config is loaded
     anchor: AnchorConfig = field(default_factory=AnchorConfig)  # anchors and FPN levels
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # ResNet
     fpn: FPNConfig = field(default_factory=FPNConfig)  # feature pyramid

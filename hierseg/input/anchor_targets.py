@@ -12,9 +12,14 @@ sampling uses top-k over random keys rather than dynamic gathers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import tensorflow as tf
 
-from hierseg.config.model import RPNConfig
+from hierseg import features
+from hierseg.config.model import AnchorConfig, RPNConfig
+from hierseg.ops.anchors import generate_anchors
 from hierseg.ops.box_coding import encode_boxes
 from hierseg.ops.iou import pairwise_iou
 
@@ -125,3 +130,25 @@ def assign_rpn_targets(
     deltas = encode_boxes(matched_boxes, anchors, weights=tuple(config.box_coding_weights))
     box_targets = tf.where((labels == POSITIVE)[:, None], deltas, 0.0)
     return labels, tf.cast(box_targets, tf.float32)
+
+
+def rpn_targets_map(anchor: AnchorConfig, config: RPNConfig, image_size: int) -> Callable[[dict], dict]:
+    """Mask R-CNN's per-example training-targets map (``models.factory.build_train_targets``).
+
+    ``example -> example`` with RPN_SCORE_TARGETS int32 ``[A]`` and RPN_BOX_TARGETS float32 ``[A, 4]``
+    added: :func:`assign_rpn_targets` on the anchors of ``image_size`` and the valid, non-crowd
+    ``GT_BOXES`` (group-of boxes may cover several objects: never an RPN positive), sampled with the
+    example's TARGETS_SEED.
+    """
+    anchors = tf.constant(np.asarray(generate_anchors(anchor, image_size), np.float32))
+    num = int(anchors.shape[0])
+
+    def add_targets(example: dict) -> dict:
+        pixels = features.boxes_to_input_pixels(example[features.GT_BOXES], example[features.IMAGE_INFO])
+        valid = tf.cast(example[features.GT_VALID], tf.bool) & ~tf.cast(example[features.GT_IS_CROWD], tf.bool)
+        scores, deltas = assign_rpn_targets(anchors, pixels, valid, config, seed=example.get(features.TARGETS_SEED))
+        scores.set_shape([num])
+        deltas.set_shape([num, 4])
+        return dict(example, **{features.RPN_SCORE_TARGETS: scores, features.RPN_BOX_TARGETS: deltas})
+
+    return add_targets

@@ -1,23 +1,23 @@
 """``build_dataset``: prepared TFRecord shards -> batches of fixed-shape feature dicts (TPU-ready).
 
 Training element (keys from :mod:`hierseg.features`; S = output_size, N = max_instances,
-M = gt_mask_size, A = number of anchors)::
+M = gt_mask_size)::
 
     IMAGE float32 [S, S, 3]      IMAGE_INFO float32 [4, 2]     GT_BOXES float32 [N, 4]
     GT_CLASSES int32 [N]         GT_VALID bool [N]             GT_IS_CROWD bool [N]
-    GT_MASKS float32 [N, M, M]   GT_MASK_VALID bool [N]        RPN_SCORE_TARGETS int32 [A]
-    RPN_BOX_TARGETS float32 [A, 4]
-    WEIGHT float32 []            NUM_DROPPED int32 []
+    GT_MASKS float32 [N, M, M]   GT_MASK_VALID bool [N]        WEIGHT float32 []
+    NUM_DROPPED int32 []
 
-Eval elements hold IMAGE, IMAGE_INFO, SOURCE_ID (string) and the same GT_* keys, WEIGHT and
-NUM_DROPPED, but no RPN targets, and the last batch may be short (every image is evaluated).
+plus the model's own training targets, added per example by ``train_targets``
+(:func:`hierseg.models.factory.build_train_targets`; RPN_SCORE_TARGETS int32 [A] and RPN_BOX_TARGETS
+float32 [A, 4] for Mask R-CNN). Eval elements hold IMAGE, IMAGE_INFO, SOURCE_ID (string) and the same
+GT_* keys, WEIGHT and NUM_DROPPED, no targets, and the last batch may be short (every image is evaluated).
 
-``GT_BOXES`` are clipped to the part of the image visible in the input and normalized by the scaled
-image size ``image_info[1]`` in the input's frame: ``input pixels = GT_BOXES * image_info[1]``
-(:func:`hierseg.input.preprocess.boxes_to_input_pixels`). Without a crop (eval, or a jitter scale
-<= 1) that is the same as normalized to the (flipped) original image. ``GT_MASKS`` are the masks
-inside those boxes; ``GT_MASK_VALID`` is False for box-only instances (an all-zero mask that the
-mask loss skips; they are still boxes for the RPN and Fast R-CNN). Instances beyond ``max_instances`` (a random subset at training time) are dropped, counted in
+``GT_BOXES`` are clipped to the part of the image visible in the input and input-normalized (the
+frame in :mod:`hierseg.features`; :func:`hierseg.features.boxes_to_input_pixels` gives input pixels).
+Without a crop (eval, or a jitter scale <= 1) that is the same as normalized to the (flipped) original image. ``GT_MASKS`` are the masks
+inside those boxes; ``GT_MASK_VALID`` is False for box-only instances (an all-zero mask that the mask
+loss skips; they are still boxes for the RPN and Fast R-CNN). Instances beyond ``max_instances`` (a random subset at training time) are dropped, counted in
 ``NUM_DROPPED`` and logged with the image's source_id.
 """
 
@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import random
 import sys
+from collections.abc import Callable
 
-import numpy as np
 import tensorflow as tf
 
 from hierseg import features
 from hierseg.config.data import DataConfig
-from hierseg.config.model import AnchorConfig, RPNConfig
 from hierseg.input import example_decoder as ex
-from hierseg.input.anchor_targets import assign_rpn_targets
-from hierseg.input.preprocess import boxes_to_input_pixels, resize_and_pad
+from hierseg.input.preprocess import resize_and_pad
 from hierseg.input.transforms import (
     clip_boxes_to_window,
     crop_masks_to_boxes,
@@ -42,7 +40,6 @@ from hierseg.input.transforms import (
     random_scale_and_crop,
     source_to_input_boxes,
 )
-from hierseg.ops.anchors import generate_anchors
 
 
 def list_files(file_pattern: str) -> list[str]:
@@ -58,16 +55,6 @@ def list_files(file_pattern: str) -> list[str]:
     return sorted(set(files))
 
 
-def check_output_size(data: DataConfig, anchor: AnchorConfig) -> None:
-    """The FPN needs every level to divide the input: output_size must be a multiple of 2**max_level."""
-    stride = 2**anchor.max_level
-    if data.output_size <= 0 or data.output_size % stride:
-        raise ValueError(
-            f"data.output_size={data.output_size} must be a positive multiple of 2**model.anchor.max_level "
-            f"= {stride} (e.g. {max(stride, round(data.output_size / stride) * stride)})"
-        )
-
-
 def _pad(t: tf.Tensor, n: int) -> tf.Tensor:
     """Zero-pads (or keeps) the first dimension of ``t`` to ``n`` rows and fixes the static shape."""
     pad = [[0, n - tf.shape(t)[0]]] + [[0, 0]] * (t.shape.rank - 1)
@@ -79,12 +66,11 @@ def _pad(t: tf.Tensor, n: int) -> tf.Tensor:
 class _ExampleParser:
     """Serialized tf.Example (+ an int64 element index for stateless seeds) -> one feature dict."""
 
-    def __init__(self, data: DataConfig, anchor: AnchorConfig, rpn: RPNConfig, is_training: bool, base_seed: int):
+    def __init__(self, data: DataConfig, is_training: bool, base_seed: int, train_targets: Callable | None):
         self.data = data
-        self.rpn = rpn
         self.is_training = is_training
         self.base_seed = base_seed
-        self.anchors = tf.constant(np.asarray(generate_anchors(anchor, data.output_size), np.float32))
+        self.train_targets = train_targets
 
     def __call__(self, index: tf.Tensor, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         data = self.data
@@ -152,15 +138,9 @@ class _ExampleParser:
             features.NUM_DROPPED: tf.cast(num_dropped, tf.int32),
         }
         if self.is_training:
-            pixels = boxes_to_input_pixels(boxes, info)
-            # Group-of (crowd) boxes may cover several objects: never an RPN positive.
-            not_crowd = tf.logical_not(tf.cast(crowd, tf.bool))
-            scores, deltas = assign_rpn_targets(self.anchors, pixels, not_crowd, self.rpn, seed=seeds[3])
-            a = self.anchors.shape[0]
-            scores.set_shape([a])
-            deltas.set_shape([a, 4])
-            out[features.RPN_SCORE_TARGETS] = scores
-            out[features.RPN_BOX_TARGETS] = deltas
+            if self.train_targets is not None:
+                out = self.train_targets(dict(out, **{features.TARGETS_SEED: seeds[3]}))
+                out.pop(features.TARGETS_SEED, None)
         else:
             out[features.SOURCE_ID] = d[ex.SOURCE_ID]
         return out
@@ -169,35 +149,33 @@ class _ExampleParser:
 def build_dataset(
     file_pattern: str,
     data: DataConfig,
-    anchor: AnchorConfig,
     *,
     is_training: bool,
     batch_size: int,
     input_context: tf.distribute.InputContext | None = None,
     seed: int | None = None,
-    rpn: RPNConfig | None = None,
+    train_targets: Callable[[dict], dict] | None = None,
 ) -> tf.data.Dataset:
     """The input pipeline (see the module docstring for the element layout).
 
     Args:
       file_pattern: glob(s) of prepared TFRecords, comma-separated, local or gs://.
       data: input config (sizes, augmentation, RPN labelling, reading).
-      anchor: the model's anchors (targets are computed for exactly these).
-      is_training: training = shuffled, repeated forever, augmented, RPN targets, drop_remainder;
+      is_training: training = shuffled, repeated forever, augmented, ``train_targets``, drop_remainder;
         eval = one pass in a deterministic order, no augmentation, SOURCE_ID kept, last batch may be short.
       batch_size: the GLOBAL batch size; with ``input_context`` this pipeline yields
         ``input_context.get_per_replica_batch_size(batch_size)`` (``distribute_datasets_from_function``).
       input_context: shards files (or, with fewer files than pipelines, examples) across input pipelines.
       seed: makes shuffling and augmentation reproducible (with ``data.deterministic``); None = random.
-      rpn: the model's RPN config (``config.model.rpn``): anchor IoU thresholds, sampled anchors per
-        image, fg fraction and box coding weights of the RPN targets. None = ``RPNConfig()`` defaults;
-        pass the model's section whenever it is not the default, or the targets won't match the head.
+      train_targets: the model's per-example targets map
+        (``hierseg.models.factory.build_train_targets(config.model, data.output_size)``), applied at
+        training time with a stateless seed in TARGETS_SEED; None = no targets.
 
     Raises:
-      ValueError: output_size is not a multiple of ``2**anchor.max_level``.
       FileNotFoundError: nothing matches ``file_pattern``.
     """
-    check_output_size(data, anchor)
+    if data.output_size <= 0:
+        raise ValueError(f"data.output_size={data.output_size} must be positive")
     files = list_files(file_pattern)
     per_replica = input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
     if per_replica <= 0:
@@ -230,7 +208,7 @@ def build_dataset(
     if is_training and data.shuffle_buffer > 1:
         ds = ds.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.enumerate()
-    parser = _ExampleParser(data, anchor, rpn or RPNConfig(), is_training, base_seed)
+    parser = _ExampleParser(data, is_training, base_seed, train_targets)
     ds = ds.map(parser, num_parallel_calls=tf.data.AUTOTUNE, deterministic=data.deterministic or not is_training)
     ds = ds.batch(per_replica, drop_remainder=is_training)
     ds = ds.prefetch(tf.data.AUTOTUNE if data.prefetch < 0 else data.prefetch)

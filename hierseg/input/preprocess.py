@@ -4,8 +4,8 @@ Every image the network sees went through :func:`resize_and_pad` (or, at trainin
 sibling in :mod:`hierseg.input.transforms`), so a SavedModel and the input pipeline agree pixel for
 pixel. Conventions (see :mod:`hierseg.features`): RGB, normalized by ``IMAGE_MEAN``/``IMAGE_STD``, the
 content resized with its aspect ratio kept so that the longer side is ``output_size`` and padded
-bottom/right with zeros to ``[output_size, output_size]``; ``image_info`` float32 ``[4, 2]`` =
-``[[orig_h, orig_w], [scaled_h, scaled_w], [scale_y, scale_x], [offset_y, offset_x]]``.
+bottom/right with zeros to ``[output_size, output_size]``; ``image_info`` float32 ``[4, 2]`` as in
+:mod:`hierseg.features` (built by :func:`hierseg.features.make_image_info`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from hierseg import features
+from hierseg.features import make_image_info
 
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:
@@ -64,45 +65,3 @@ def resize_and_pad(image: tf.Tensor, output_size: int) -> tuple[tf.Tensor, tf.Te
     padded.set_shape([output_size, output_size, 3])
     info = make_image_info(height, width, sh, sw, 0, 0)
     return padded, info
-
-
-def make_image_info(height, width, scaled_h, scaled_w, offset_y, offset_x) -> tf.Tensor:
-    """float32 ``[4, 2]`` image_info from its parts (scale = scaled / original, per axis)."""
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    sh, sw = tf.cast(scaled_h, tf.float32), tf.cast(scaled_w, tf.float32)
-    return tf.stack(
-        [
-            tf.stack([h, w]),
-            tf.stack([sh, sw]),
-            tf.stack([sh / h, sw / w]),
-            tf.stack([tf.cast(offset_y, tf.float32), tf.cast(offset_x, tf.float32)]),
-        ]
-    )
-
-
-def _scaled_hwhw(image_info: tf.Tensor) -> tf.Tensor:
-    """``[..., 4, 2]`` image_info -> scaled size as ``[..., 1, 4]`` (h, w, h, w), to scale boxes."""
-    info = tf.convert_to_tensor(image_info, tf.float32)
-    return tf.concat([info[..., 1, :], info[..., 1, :]], axis=-1)[..., None, :]
-
-
-def boxes_to_input_pixels(boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
-    """``GT_BOXES`` -> pixel boxes in the network input: ``boxes * image_info[1]`` (the scaled size).
-
-    The pipeline's boxes are normalized by the scaled image size in the input's frame (after any
-    crop), so this needs no offset; at eval and prediction (no crop) they are also normalized to the
-    original image.
-
-    Args:
-      boxes: ``[..., N, 4]`` float32 normalized ``(ymin, xmin, ymax, xmax)``.
-      image_info: ``[..., 4, 2]`` with the same leading dimensions.
-
-    Returns:
-      ``[..., N, 4]`` float32 pixels of the padded input image.
-    """
-    return tf.convert_to_tensor(boxes, tf.float32) * _scaled_hwhw(image_info)
-
-
-def input_pixels_to_boxes(boxes_pixels: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
-    """Inverse of :func:`boxes_to_input_pixels`."""
-    return tf.convert_to_tensor(boxes_pixels, tf.float32) / _scaled_hwhw(image_info)

@@ -3,7 +3,7 @@
 Boxes stay normalized to the (flipped) source image while masks are cropped from the full-resolution
 source masks; ``image_info`` records how the source maps into the network input, and
 :func:`source_to_input_boxes` finally moves the boxes into the input's frame
-(``input pixels = box * image_info[1]``, the convention of ``GT_BOXES``). Randomness is stateless: every function
+(input-normalized, the frame of ``GT_BOXES`` in :mod:`hierseg.features`). Randomness is stateless: every function
 takes a ``seed`` int32 ``[2]``, so a fixed seed reproduces an example exactly whatever the thread order.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from hierseg.input.preprocess import make_image_info, normalize_image, scaled_size
+from hierseg.features import crop_offset, make_image_info, scaled_hw
+from hierseg.input.preprocess import normalize_image, scaled_size
 
 
 def flip_horizontal(image: tf.Tensor, boxes: tf.Tensor, masks: tf.Tensor | None) -> tuple:
@@ -48,7 +49,7 @@ def scale_and_crop(
 
     Returns:
       image: float32 ``[output_size, output_size, 3]`` normalized, zero-padded bottom/right.
-      image_info: float32 ``[4, 2]`` with the crop offset in row 3.
+      image_info: float32 ``[4, 2]`` with the crop offset (:func:`hierseg.features.crop_offset`).
     """
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
@@ -95,8 +96,8 @@ def clip_boxes_to_window(
       boxes: ``[n, 4]`` clipped, still normalized to the source (within ``[0, 1]``).
       keep: bool ``[n]``: the instance is still visible.
     """
-    scaled = image_info[1]
-    offset = image_info[3]
+    scaled = scaled_hw(image_info)
+    offset = crop_offset(image_info)
     # The visible window in scaled-image pixels, then in normalized source coordinates.
     lo = offset / scaled
     hi = tf.minimum(offset + output_size, scaled) / scaled
@@ -145,8 +146,8 @@ def crop_masks_to_boxes(masks: tf.Tensor, boxes: tf.Tensor, size: int) -> tf.Ten
 def source_to_input_boxes(boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
     """Normalized source boxes ``[n, 4]`` -> boxes normalized by the scaled size in the input's frame.
 
-    Subtracts the crop offset (``image_info[3] / image_info[1]``), so that ``box * image_info[1]`` is
-    in input pixels. Without a crop (offset 0) the boxes are unchanged.
+    Subtracts the crop offset (``crop_offset / scaled_hw``), so that the result is input-normalized
+    (:func:`hierseg.features.boxes_to_input_pixels` gives input pixels). Without a crop the boxes are unchanged.
     """
-    shift = image_info[3] / image_info[1]
+    shift = crop_offset(image_info) / scaled_hw(image_info)
     return boxes - tf.concat([shift, shift], axis=0)

@@ -3,7 +3,7 @@
 Call contract (feature keys from :mod:`hierseg.features`, batched; S = input size, A = anchors):
 
 ``model(features, training=True)`` needs IMAGE ``[B, S, S, 3]``, IMAGE_INFO ``[B, 4, 2]``, GT_BOXES
-(normalized to the scaled image content), GT_CLASSES, GT_VALID, GT_IS_CROWD, GT_MASKS ``[B, N, Sm, Sm]``
+(input-normalized, see :mod:`hierseg.features`), GT_CLASSES, GT_VALID, GT_IS_CROWD, GT_MASKS ``[B, N, Sm, Sm]``
 (cropped to the box), optionally GT_MASK_VALID ``[B, N]`` (False = box-only instance: a positive for
 the RPN and Fast R-CNN losses, left out of the mask loss; absent = all True), RPN_SCORE_TARGETS ``[B, A]``, RPN_BOX_TARGETS ``[B, A, 4]`` (encoded with
 ``config.rpn.box_coding_weights``) and optionally WEIGHT ``[B]``; it returns a dict of float32 scalars
@@ -12,11 +12,13 @@ means, each image weighted by WEIGHT; no weight decay). Static shapes throughout
 ``tf.function(jit_compile=True)``.
 
 ``model(features, training=False)`` needs only IMAGE and IMAGE_INFO and returns DET_BOXES ``[B, D, 4]``
-normalized to the original image, DET_CLASSES int32 ``[B, D]`` (1..K, 0 padding), DET_SCORES ``[B, D]``,
+original-normalized, DET_CLASSES int32 ``[B, D]`` (1..K, 0 padding), DET_SCORES ``[B, D]``,
 DET_MASKS float32 ``[B, D, M, M]`` (probabilities of the detected class inside each box) and
 NUM_DETECTIONS int32 ``[B]``.
 
-``model.backbone`` is the ResNet (a ``keras.Model``) for initialisation from a pretrained checkpoint.
+``model.backbone`` is the ResNet (a ``keras.Model``) for initialisation from a pretrained checkpoint;
+``model.loss_keys`` and ``model.output_kind = "masks"`` complete the factory contract
+(:mod:`hierseg.models.factory`). Inside, every box is in input pixels.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from hierseg import features as F
 from hierseg.config.model import ModelConfig
 from hierseg.models import losses
 from hierseg.models.fpn import BACKBONE_MAX_LEVEL, FPN
-from hierseg.models.postprocess import boxes_to_original, detect
+from hierseg.models.postprocess import detect
 from hierseg.models.resnet import ResNet
 from hierseg.models.roi_heads import BoxHead, MaskHead, select_class_boxes, select_class_masks
 from hierseg.models.rpn import RPNHead, generate_proposals
@@ -41,6 +43,9 @@ LOSS_KEYS = ("total_loss", "rpn_score_loss", "rpn_box_loss", "frcnn_class_loss",
 
 class MaskRCNN(keras.Model):
     """``MaskRCNN(config, num_classes, image_size)``; see the module docstring for the call contract."""
+
+    loss_keys = LOSS_KEYS
+    output_kind = "masks"
 
     def __init__(self, config: ModelConfig, num_classes: int, image_size: int, **kw):
         super().__init__(**kw)
@@ -94,24 +99,23 @@ class MaskRCNN(keras.Model):
     def call(self, features, training=False):
         images = features[F.IMAGE]
         image_info = tf.cast(features[F.IMAGE_INFO], tf.float32)
-        image_hw = image_info[:, 1, :]  # scaled content size: proposals and detections are clipped to it
+        image_hw = F.scaled_hw(image_info)  # content size: proposals and detections are clipped to it
         roi_features, rpn_scores, rpn_deltas, proposals, proposal_valid = self._pyramid_and_proposals(
             images, image_hw, bool(training)
         )
         if training:
             return self._training_losses(
-                features, image_hw, roi_features, rpn_scores, rpn_deltas, proposals, proposal_valid
+                features, image_info, roi_features, rpn_scores, rpn_deltas, proposals, proposal_valid
             )
         return self._inference_outputs(image_info, image_hw, roi_features, proposals, proposal_valid)
 
     # -- training -------------------------------------------------------------------------------
-    def _training_losses(self, features, image_hw, roi_features, rpn_scores, rpn_deltas, proposals, proposal_valid):
+    def _training_losses(self, features, image_info, roi_features, rpn_scores, rpn_deltas, proposals, proposal_valid):
         cfg = self.config
-        batch = tf.shape(image_hw)[0]
+        batch = tf.shape(image_info)[0]
         weights = features.get(F.WEIGHT)
         weights = tf.ones([batch], tf.float32) if weights is None else tf.cast(weights, tf.float32)
-        hwhw = tf.tile(image_hw, [1, 2])[:, None, :]
-        gt_boxes = tf.cast(features[F.GT_BOXES], tf.float32) * hwhw
+        gt_boxes = F.boxes_to_input_pixels(features[F.GT_BOXES], image_info)
         gt_valid = tf.cast(features[F.GT_VALID], tf.bool)
         gt_crowd = tf.cast(features[F.GT_IS_CROWD], tf.bool)
         gt_classes = tf.cast(features[F.GT_CLASSES], tf.int32)
@@ -195,7 +199,8 @@ class MaskRCNN(keras.Model):
         masks = tf.sigmoid(select_class_masks(mask_logits, det["classes"]))
         masks = tf.where(det["valid"][..., None, None], masks, 0.0)
         return {
-            F.DET_BOXES: boxes_to_original(det["boxes"], image_info) * tf.cast(det["valid"][..., None], tf.float32),
+            F.DET_BOXES: F.input_pixels_to_original(det["boxes"], image_info)
+            * tf.cast(det["valid"][..., None], tf.float32),
             F.DET_CLASSES: det["classes"],
             F.DET_SCORES: det["scores"],
             F.DET_MASKS: masks,

@@ -74,16 +74,3 @@ def detect(
         "valid": valid,
         "num_detections": tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1),
     }
-
-
-def boxes_to_original(boxes: tf.Tensor, image_info: tf.Tensor) -> tf.Tensor:
-    """Input-image pixel boxes ``[B, D, 4]`` -> boxes normalized to the original image, clipped to [0, 1].
-
-    ``image_info`` ``[B, 4, 2]``: rows (original size, scaled size, scale, offset) as in features.py;
-    original pixels = (input pixels + offset) / scale.
-    """
-    scale = tf.tile(image_info[:, 2:3, :], [1, 1, 2])  # [B, 1, 4] (sy, sx, sy, sx)
-    offset = tf.tile(image_info[:, 3:4, :], [1, 1, 2])
-    size = tf.tile(image_info[:, 0:1, :], [1, 1, 2])
-    original = (boxes + offset) / tf.maximum(scale, 1e-8)
-    return tf.clip_by_value(original / tf.maximum(size, 1.0), 0.0, 1.0)

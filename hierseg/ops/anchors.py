@@ -24,8 +24,12 @@ def anchors_per_location(config: AnchorConfig) -> int:
 
 def level_shapes(config: AnchorConfig, image_size: int) -> dict[int, tuple[int, int]]:
     """``{level: (height, width)}`` of each feature map; raises unless image_size % 2**max_level == 0."""
-    if image_size % (2**config.max_level) != 0:
-        raise ValueError(f"image_size {image_size} is not a multiple of 2**max_level = {2**config.max_level}")
+    stride = 2**config.max_level
+    if image_size <= 0 or image_size % stride != 0:
+        raise ValueError(
+            f"image size {image_size} (data.output_size) must be a positive multiple of 2**model.anchor.max_level "
+            f"= {stride} (e.g. {max(stride, round(image_size / stride) * stride)})"
+        )
     return {
         level: (image_size // 2**level, image_size // 2**level)
         for level in range(config.min_level, config.max_level + 1)

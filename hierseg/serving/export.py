@@ -44,7 +44,7 @@ class DetectionModule(tf.Module):
     """The model plus pre/post-processing, as the two ``tf.function`` signatures of the export."""
 
     def __init__(self, model, output_size: int, mask_threshold: float = 0.5):
-        from hierseg.training.loop import variables_by_path
+        from hierseg.training.checkpoints import variables_by_path
 
         super().__init__(name="hierseg_detection")
         # The Keras model is kept out of TensorFlow's tracking (a plain namespace): saving it as an object
@@ -102,10 +102,8 @@ def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: s
     The export is written next to ``export_dir`` and renamed into place (local paths), so a reader
     never sees half an export; an existing ``export_dir`` is replaced. Returns ``export_dir``.
     """
-    from hierseg.training.evaluator import checkpoint_path, restore_model
-    from hierseg.training.loop import resolve_num_classes
+    from hierseg.training.checkpoints import checkpoint_path, restore_model
 
-    config = resolve_num_classes(config)
     ckpt = checkpoint_path(checkpoint_path_or_model_dir)
     model = restore_model(config, ckpt)
     module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)

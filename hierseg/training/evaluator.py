@@ -26,32 +26,10 @@ from hierseg.config.experiment import ExperimentConfig
 from hierseg.detections import Detections, write_jsonl
 from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
 from hierseg.label_map import LabelMap
+from hierseg.training.checkpoints import checkpoint_path, checkpoint_step, restore_model, restore_weights
 from hierseg.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
-
-
-def checkpoint_path(checkpoint_or_dir: str) -> str:
-    """A checkpoint prefix, or the latest checkpoint of a directory; error when there is none."""
-    if tf.io.gfile.isdir(checkpoint_or_dir):
-        path = tf.train.latest_checkpoint(checkpoint_or_dir)
-        if path is None:
-            raise FileNotFoundError(f"no checkpoint in {checkpoint_or_dir}")
-        return path
-    if not tf.io.gfile.exists(checkpoint_or_dir + ".index"):
-        raise FileNotFoundError(f"checkpoint {checkpoint_or_dir} not found (no {checkpoint_or_dir}.index)")
-    return checkpoint_or_dir
-
-
-def restore_model(config: ExperimentConfig, checkpoint: str) -> keras.Model:
-    """A float32 model of ``config`` with the weights of ``checkpoint`` (a prefix or a model_dir)."""
-    from hierseg.training.loop import build_model, make_checkpoint
-
-    path = checkpoint_path(checkpoint)
-    model = build_model(config)
-    make_checkpoint(model).read(path).expect_partial().assert_existing_objects_matched()
-    log.info("restored %s", path)
-    return model
 
 
 def to_detections(
@@ -91,7 +69,6 @@ def predict_eval_set(
     dataset = build_dataset(
         config.data.eval_file_pattern,
         config.data,
-        config.model.anchor,
         is_training=False,
         batch_size=config.eval.batch_size,
     )
@@ -153,12 +130,9 @@ def evaluate(
     Returns:
       the :func:`evaluate_coco` dict (``box/AP``, ``mask/AP``, ...) plus ``step`` and ``checkpoint``.
     """
-    from hierseg.training.loop import resolve_num_classes
-
     for key in ("eval_file_pattern", "eval_json", "label_map"):
         if not getattr(config.data, key):
             raise ValueError(f"data.{key} is empty (set it, or pass --data_dir)")
-    config = resolve_num_classes(config)
     ckpt = None
     if model is None:
         if checkpoint is None:
@@ -166,7 +140,7 @@ def evaluate(
         ckpt = checkpoint_path(checkpoint)
         model = restore_model(config, ckpt)
         if step is None:
-            step = int(ckpt.rsplit("-", 1)[-1]) if ckpt.rsplit("-", 1)[-1].isdigit() else 0
+            step = checkpoint_step(ckpt)
     detections = list(predict_eval_set(model, config, show_progress=show_progress))
     label_map = LabelMap.load(config.data.label_map)
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,9 +175,7 @@ def checkpoint_evaluator(config: ExperimentConfig, model_dir: str, *, show_progr
         if "model" not in state:
             state["model"] = restore_model(config, path)
         else:
-            from hierseg.training.loop import make_checkpoint
-
-            make_checkpoint(state["model"]).read(path).expect_partial().assert_existing_objects_matched()
+            restore_weights(state["model"], path)
         out_dir = os.path.join(model_dir, "eval")
         return evaluate(
             config,

@@ -1,10 +1,11 @@
-"""The training loop: Mask R-CNN under any tf.distribute strategy (Cloud TPU, GPUs, workers, CPU).
+"""The training loop: any model of the factory under any tf.distribute strategy (Cloud TPU, GPUs, workers, CPU).
 
 One call of :func:`train` does, in order:
 
 1. write the effective config to ``model_dir/params.yaml`` (chief only);
 2. build the input with ``strategy.distribute_datasets_from_function`` (per-replica batch =
-   ``global_batch_size / num_replicas``), and under ``strategy.scope()`` the model, the momentum
+   ``global_batch_size / num_replicas``, with the model's ``build_train_targets`` map), and under
+   ``strategy.scope()`` the model (``hierseg.models.factory.build_model``), the momentum
    optimizer and a step counter;
 3. restore the latest checkpoint of ``model_dir`` (a preempted job just restarts) or else initialise
    the model (or some modules) from ``train.init`` (:mod:`hierseg.training.checkpoint_readers`);
@@ -32,52 +33,23 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from hierseg import features
-from hierseg.config import merge
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
-from hierseg.config.training import CheckpointInitConfig, TrainConfig
-from hierseg.label_map import LabelMap
-from hierseg.training.checkpoint_readers import initialize
+from hierseg.config.training import TrainConfig
+from hierseg.models.factory import build_model, build_train_targets
 from hierseg.training.checkpoint_readers.init import with_source_architecture
+from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint
 from hierseg.training.optimizer import MomentumSGD
 from hierseg.training.schedule import WarmupStepDecay
 from hierseg.training.strategy import is_chief, task_id
 from hierseg.training.summaries import write_scalars
-from hierseg.training.tf1_resnet_checkpoint import load_tf1_resnet
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "params.yaml"  # the effective config, written to model_dir
-CHECKPOINT_NAME = "ckpt"  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
 
 
-# ------------------------------------------------------------------------------------------ model
-def resolve_num_classes(config: ExperimentConfig) -> ExperimentConfig:
-    """``model.num_classes == 0`` means "as many as the label map has": fill it in."""
-    if config.model.num_classes > 0:
-        return config
-    if not config.data.label_map:
-        raise ValueError("model.num_classes is 0 and data.label_map is empty: set one of them")
-    k = LabelMap.load(config.data.label_map).num_classes
-    return merge(config, {"model": {"num_classes": k}})
-
-
-def build_model(config: ExperimentConfig) -> keras.Model:
-    """The Mask R-CNN of ``config`` with all variables created (one inference call on zeros).
-
-    Variables must exist before checkpoint restore and before the optimizer's slots are made, and they
-    must be created in cross-replica context (not inside ``strategy.run``), hence the eager call.
-    """
-    from hierseg.models.mask_rcnn import MaskRCNN
-
-    size = config.data.output_size
-    model = MaskRCNN(config.model, num_classes=config.model.num_classes, image_size=size)
-    image = tf.zeros([1, size, size, 3], tf.float32)
-    info = tf.constant([[[size, size], [size, size], [1.0, 1.0], [0.0, 0.0]]], tf.float32)
-    model({features.IMAGE: image, features.IMAGE_INFO: info}, training=False)
-    return model
-
-
+# ------------------------------------------------------------------------------------- variables
 def trainable_variables(model: keras.Model, frozen_regex: str) -> list:
     """The variables the optimizer updates: trainable ones not matching ``train.frozen_variables``."""
     variables = list(model.trainable_variables)
@@ -189,93 +161,7 @@ def make_train_loop(
     return train_loop
 
 
-# --------------------------------------------------------------------------------- checkpoints
-def variables_by_path(model: keras.Model, under: str = "") -> dict[str, tf.Variable]:
-    """The model's variables keyed by their Keras path without the model's own name (``backbone/stem_conv/kernel``).
-
-    Checkpoints hold THIS mapping rather than the Keras object graph: Keras 3 keeps sub-layers held in
-    Python lists/dicts in its own trackers, which ``tf.train.Checkpoint`` does not traverse, so saving
-    ``model`` itself would silently drop e.g. every residual block. Paths do not depend on the model's
-    instance name, so any copy of the same architecture restores from them.
-
-    Args:
-      under: only paths starting with this prefix (e.g. "backbone/").
-    """
-    out: dict[str, tf.Variable] = {}
-    for v in model.variables:
-        key = v.path.split("/", 1)[1] if "/" in v.path else v.path
-        if key in out:
-            raise ValueError(f"two variables of the model share the path '{key}': checkpoints need unique paths")
-        if key.startswith(under):
-            out[key] = v.value if isinstance(v, keras.Variable) else v
-    return out
-
-
-def make_checkpoint(model: keras.Model, **extra) -> tf.train.Checkpoint:
-    """A ``tf.train.Checkpoint`` of every model variable by path (see :func:`variables_by_path`) + ``extra``."""
-    return tf.train.Checkpoint(model=variables_by_path(model), **extra)
-
-
-def init_backbone(model: keras.Model, init: CheckpointInitConfig) -> int:
-    """Loads ``model.backbone`` from a pretrained checkpoint; returns the number of variables set.
-
-    With ``init.prefix``: by name (TF1 name-based checkpoints): the variable whose path relative to the
-    backbone is ``a/b`` is read from ``<prefix>a/b``; unmatched backbone variables keep their init and
-    are logged; a shape mismatch is an error naming the variable. When no such name exists, a TF1 ResNet
-    (``<prefix>conv2d_k/kernel``, ``<prefix>batch_normalization_k/...``) is mapped by creation order, see
-    :mod:`hierseg.training.tf1_resnet_checkpoint`. Without: a TF2 object-based
-    checkpoint written by hierseg (``model/backbone/...``), every backbone variable must match.
-    """
-    path = init.path
-    if tf.io.gfile.isdir(path):
-        path = tf.train.latest_checkpoint(path) or path
-    backbone = model.backbone
-    if not init.prefix:
-        mine = variables_by_path(model, under="backbone/")
-        status = tf.train.Checkpoint(model=mine).read(path)
-        status.expect_partial().assert_existing_objects_matched()
-        log.info("backbone initialised from %s (hierseg checkpoint, %d variables)", path, len(mine))
-        return len(mine)
-    reader = tf.train.load_checkpoint(path)
-    shapes = reader.get_variable_to_shape_map()
-    loaded, missing = 0, []
-    for v in backbone.variables:
-        rel = v.path.split(f"{backbone.name}/", 1)[-1]
-        name = init.prefix + rel
-        if name not in shapes:
-            missing.append(name)
-            continue
-        if list(shapes[name]) != list(v.shape):
-            raise ValueError(
-                f"{path}: variable {name} has shape {shapes[name]}, the backbone's {v.path} has {list(v.shape)}"
-            )
-        v.assign(reader.get_tensor(name).astype(v.dtype))
-        loaded += 1
-    if loaded == 0:
-        # Not our variable paths: a TF1 name-based ResNet (the TPU ImageNet ones), mapped by creation order.
-        tf1_loaded = load_tf1_resnet(backbone, reader, init.prefix, path)
-        if tf1_loaded is not None:
-            return tf1_loaded
-        raise ValueError(
-            f"{path}: no backbone variable found under prefix '{init.prefix}' "
-            f"(looked for e.g. {missing[:3]}; the checkpoint has e.g. {sorted(shapes)[:3]})"
-        )
-    log.info(
-        "backbone initialised from %s: %d variables loaded, %d not in the checkpoint%s",
-        path,
-        loaded,
-        len(missing),
-        f" (e.g. {missing[:3]})" if missing else "",
-    )
-    return loaded
-
-
-def latest_step(model_dir: str) -> int | None:
-    """The step of the latest checkpoint in ``model_dir`` (None when there is none)."""
-    path = tf.train.latest_checkpoint(model_dir)
-    return int(path.rsplit("-", 1)[-1]) if path else None
-
-
+# ------------------------------------------------------------------------------------ results
 def variables_fingerprint(variables: list) -> float:
     """A float summarising the variables' values (sum of |v| * position weight) to compare copies."""
     total = 0.0
@@ -306,7 +192,7 @@ def train(
       ``{"start_step", "step", "checkpoint", "metrics" (last loop's), "images_per_second",
       "variables_fingerprint"}``.
     """
-    config = with_source_architecture(resolve_num_classes(config))
+    config = with_source_architecture(config)
     train_cfg = config.train
     if not config.data.train_file_pattern:
         raise ValueError("data.train_file_pattern is empty (set it, or pass --data_dir)")
@@ -326,7 +212,7 @@ def train(
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         with strategy.scope():
-            model = build_model(config)
+            model = build_model(config.model, config.data.output_size)
             variables = trainable_variables(model, train_cfg.frozen_variables)
             optimizer = MomentumSGD(variables, momentum=train_cfg.momentum)
             step = tf.Variable(
@@ -351,8 +237,7 @@ def train(
         checkpoint.restore(restored).assert_existing_objects_matched()
         log.info("restored checkpoint %s at step %d", restored, int(step.numpy()))
     elif train_cfg.init.path:
-        init = train_cfg.init
-        initialize(model, init.path, init.modules, init.prefix, init.source)
+        init_from_pretrained(model, train_cfg.init)
     start_step = int(step.numpy())
     log.info(
         "training from step %d to %d: %d replica(s), global batch %d",
@@ -364,16 +249,17 @@ def train(
 
     from hierseg.input.pipeline import build_dataset
 
+    train_targets = build_train_targets(config.model, config.data.output_size)
+
     def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         return build_dataset(
             config.data.train_file_pattern,
             config.data,
-            config.model.anchor,
             is_training=True,
             batch_size=train_cfg.global_batch_size,
             input_context=ctx,
             seed=train_cfg.seed + start_step,  # a resumed run does not replay the first examples
-            rpn=config.model.rpn,  # RPN targets must match what the RPN head decodes
+            train_targets=train_targets,  # the model's own targets (RPN targets for Mask R-CNN)
         )
 
     dataset = strategy.distribute_datasets_from_function(dataset_fn)

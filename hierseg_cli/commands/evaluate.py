@@ -24,10 +24,11 @@ def run(args: argparse.Namespace) -> int:
     if not (args.model_dir or args.checkpoint):
         raise SystemExit("give --model_dir or --checkpoint")
     config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
-    from hierseg.training.evaluator import checkpoint_path, evaluate
+    from hierseg.training.checkpoints import checkpoint_path, checkpoint_step
+    from hierseg.training.evaluator import evaluate
 
     ckpt = checkpoint_path(args.checkpoint or args.model_dir)
-    step = ckpt.rsplit("-", 1)[-1]
+    step = checkpoint_step(ckpt) or 0
     out_json = args.output_json
     summary_dir = os.path.join(args.model_dir, "eval") if args.model_dir else None
     if out_json is None and args.model_dir:

@@ -1,4 +1,4 @@
-"""Train one layer's Mask R-CNN (Cloud TPU, local GPUs, several workers or the CPU).
+"""Train one layer's model (model.type; Mask R-CNN by default) (Cloud TPU, local GPUs, several workers or the CPU).
 
 Starting again with the same --model_dir resumes from its latest checkpoint, so a preempted job
 simply restarts. The effective config is written to MODEL_DIR/params.yaml, TensorBoard summaries to
@@ -73,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     eval_fn = None
     if args.mode == "train_and_eval":
         from hierseg.training.evaluator import checkpoint_evaluator
-        from hierseg.training.loop import resolve_num_classes
 
-        eval_fn = checkpoint_evaluator(resolve_num_classes(config), args.model_dir)
+        eval_fn = checkpoint_evaluator(config, args.model_dir)
     result = train(config, args.model_dir, strategy, show_progress=not args.no_progress, eval_fn=eval_fn)
     logging.info("done: %s", json.dumps(result, default=str))
     return 0

@@ -72,7 +72,7 @@ class Stages:
 
 
 def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[str] | None):
-    from hierseg.config.experiment import ExperimentConfig
+    from hierseg.config.experiment import ExperimentConfig, resolve_num_classes
 
     cfg = load(ExperimentConfig, config_file, overrides)
     # The schedule of the file is for its own total_steps: stretch it to ``steps``.
@@ -89,7 +89,7 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
             }
         },
     )
-    return merge(
+    cfg = merge(
         cfg,
         {
             "data": {
@@ -101,6 +101,7 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
             "train": {"total_steps": steps},
         },
     )
+    return resolve_num_classes(cfg)
 
 
 def _parents_only_submission(predict_dir: str, path: str, hierarchy, ensemble_config) -> None:

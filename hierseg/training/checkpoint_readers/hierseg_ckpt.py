@@ -2,7 +2,7 @@
 Layer1, or a COCO-trained hierseg model starting an Open Images one).
 
 The training loop saves ``tf.train.Checkpoint(model={variable path: variable}, ...)``
-(:func:`hierseg.training.loop.make_checkpoint`), so a variable with path ``backbone/stem_conv/kernel``
+(:func:`hierseg.training.checkpoints.make_checkpoint`), so a variable with path ``backbone/stem_conv/kernel``
 is stored as ``model/backbone.Sstem_conv.Skernel/.ATTRIBUTES/VARIABLE_VALUE`` (TF escapes ``.`` as ``..``
 and ``/`` as ``.S`` inside one object name). Class-specific layers (``box_head/class_logits``,
 ``box_head/box_deltas``, ``mask_head/mask_logits``) whose shape differs are skipped and listed.
@@ -11,14 +11,15 @@ and ``/`` as ``.S`` inside one object name). Class-specific layers (``box_head/c
 from __future__ import annotations
 
 from hierseg.training.checkpoint_readers.plan import MODULE_ATTRS, MODULES, Assignment, variable_path
+from hierseg.training.checkpoints import _checkpoint_key
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 CLASS_SPECIFIC = ("box_head/class_logits/", "box_head/box_deltas/", "mask_head/mask_logits/")
 
 
 def checkpoint_key(path: str) -> str:
-    """The checkpoint variable name of the model variable with this path."""
-    return "model/" + path.replace(".", "..").replace("/", ".S") + _SUFFIX
+    """The checkpoint variable name of the model variable with this path (the checkpoints module's rule)."""
+    return _checkpoint_key(path)
 
 
 def path_of_key(name: str) -> str | None:

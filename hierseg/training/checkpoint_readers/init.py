@@ -5,7 +5,7 @@ Sources (``source = "auto"`` tells them apart by variable names):
 * ``hierseg``: a checkpoint written by hierseg (:mod:`.hierseg_ckpt`), any modules;
 * ``model_garden``: a TF Model Garden TF2 Mask R-CNN (:mod:`.model_garden`), any modules;
 * ``tf1_resnet``: a TF1 name-based TPU ResNet under ``prefix`` (backbone only), mapped by creation order
-  (:func:`hierseg.training.tf1_resnet_checkpoint.load_tf1_resnet`).
+  (:func:`hierseg.training.checkpoints.load_tf1_resnet`).
 
 :func:`source_architecture` lists the model-config values under which a source's weights compute what
 they computed at their source (the config docs list what still differs).
@@ -141,7 +141,7 @@ def initialize(model, path: str, modules="all", prefix: str = "", source: str = 
 
 
 def _tf1(model, reader, path: str, prefix: str, wanted, explicit: bool) -> InitReport:
-    from hierseg.training.tf1_resnet_checkpoint import load_tf1_resnet
+    from hierseg.training.checkpoints import load_tf1_resnet
 
     if explicit and wanted != ("backbone",):
         raise ValueError(f"{path}: a TF1 ResNet checkpoint holds only a backbone; use --init_modules backbone")
