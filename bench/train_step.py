@@ -51,8 +51,8 @@ def run_case(name: str, steps: int) -> dict:
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
     from hierseg.models.factory import build_model, build_train_targets
-    from hierseg.training.loop import make_train_loop, trainable_variables
-    from hierseg.training.optimizer import MomentumSGD
+    from hierseg.training.loop import make_train_loop
+    from hierseg.training.optimizer import MomentumSGD, trainable_variables
     from hierseg.training.schedule import WarmupStepDecay
 
     config_file, overrides, _ = CASES[name]

@@ -53,8 +53,7 @@ def hierseg_setup(quick: bool):
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
     from hierseg.models.factory import build_model
-    from hierseg.training.loop import trainable_variables
-    from hierseg.training.optimizer import MomentumSGD
+    from hierseg.training.optimizer import MomentumSGD, trainable_variables
 
     s = sizes(quick)
     cfg = merge(

@@ -110,10 +110,31 @@ def rpn_targets(data: DataConfig, rpn: RPNConfig | None = None):
     return build_train_targets(ModelConfig(num_classes=3, anchor=ANCHOR, rpn=rpn or RPNConfig()), data.output_size)
 
 
-def first_batch(pattern, data, *, is_training, batch_size=6, seed=0, rpn=None) -> dict:
+def build(pattern, data, *, is_training, batch_size=6, seed=0, rpn=None) -> tf.data.Dataset:
     targets = rpn_targets(data, rpn) if is_training else None
-    ds = build_dataset(pattern, data, is_training=is_training, batch_size=batch_size, seed=seed, train_targets=targets)
-    return {k: v.numpy() for k, v in next(iter(ds)).items()}
+    return build_dataset(
+        pattern, data, is_training=is_training, batch_size=batch_size, seed=seed, train_targets=targets
+    )
+
+
+def first_batch(pattern, data, *, is_training, batch_size=6, seed=0, rpn=None, batches: int | None = 1):
+    """The first batch (or the list of the first ``batches``, or of all with None) as numpy, from a NEW pipeline."""
+    ds = build(pattern, data, is_training=is_training, batch_size=batch_size, seed=seed, rpn=rpn)
+    out = [{k: v.numpy() for k, v in b.items()} for b in (ds if batches is None else ds.take(batches))]
+    return out[0] if batches == 1 else out
+
+
+_BUILT: dict[tuple, object] = {}  # (pattern, arguments) -> batches: each pipeline built once per module
+
+
+def shared_batch(pattern, data, *, is_training, batch_size=6, seed=0, rpn=None, batches: int | None = 1):
+    """:func:`first_batch`, memoised: tests that read the same pipeline share one build of it."""
+    key = (pattern, repr(data), is_training, batch_size, seed, repr(rpn), batches)
+    if key not in _BUILT:
+        _BUILT[key] = first_batch(
+            pattern, data, is_training=is_training, batch_size=batch_size, seed=seed, rpn=rpn, batches=batches
+        )
+    return _BUILT[key]
 
 
 # ----------------------------------------------------------------------------------------- preprocess
@@ -204,8 +225,7 @@ def test_element_spec_is_static(records):
 def test_eval_reads_every_image_in_order_with_gt(records):
     pattern, _ = records
     data = data_config(max_instances=10)
-    ds = build_dataset(pattern, data, is_training=False, batch_size=4)
-    batches = [{k: v.numpy() for k, v in b.items()} for b in ds]
+    batches = shared_batch(pattern, data, is_training=False, batch_size=4, batches=None)
     assert [len(b[F.SOURCE_ID]) for b in batches] == [4, 2]
     ids = [s.decode() for b in batches for s in b[F.SOURCE_ID]]
     assert ids == [
@@ -250,8 +270,7 @@ def test_scale_jitter_keeps_boxes_inside_and_on_their_objects(records):
     pattern, _ = records
     data = data_config(aug=AugmentConfig(0.5, 0.6, 1.6), max_instances=10, skip_crowd_during_training=False)
     checked, scales = 0, set()
-    for seed in range(3):
-        b = first_batch(pattern, data, is_training=True, seed=seed)
+    for b in shared_batch(pattern, data, is_training=True, batches=3):  # three epochs, three augmentations
         scales |= {round(float(v), 3) for v in b[F.IMAGE_INFO][:, 1].max(axis=1)}
         boxes, valid = b[F.GT_BOXES], b[F.GT_VALID]
         assert np.all(boxes >= 0.0) and np.all(boxes <= 1.0)
@@ -277,7 +296,7 @@ def test_scale_jitter_keeps_boxes_inside_and_on_their_objects(records):
 
 def test_max_instances_cap_counts_dropped(records, capfd):
     pattern, _ = records
-    b = first_batch(
+    b = shared_batch(
         pattern, data_config(max_instances=3, shuffle_buffer=1, aug=AugmentConfig(0.0, 1.0, 1.0)), is_training=True
     )
     # Image 2 has 7 objects, image 4 has 4 (one crowd, skipped in training): 4 and 0 over the cap of 3.
@@ -289,14 +308,14 @@ def test_max_instances_cap_counts_dropped(records, capfd):
 
 def test_weights_and_crowd(records):
     pattern, _ = records
-    b = first_batch(pattern, data_config(shuffle_buffer=1, max_instances=10), is_training=False)
+    b = shared_batch(pattern, data_config(max_instances=10), is_training=False, batch_size=4, batches=None)[0]
     weights = dict(zip(b[F.SOURCE_ID], b[F.WEIGHT]))
     assert weights.pop(b"0000000000000001") == 2.5 and set(weights.values()) == {1.0}
     crowd = dict(zip(b[F.SOURCE_ID], b[F.GT_IS_CROWD]))
     assert crowd[b"0000000000000004"].tolist()[:4] == [True, False, False, False]
     off = first_batch(pattern, data_config(shuffle_buffer=1, use_example_weights=False), is_training=False)
     assert off[F.WEIGHT].tolist() == [1.0] * 6
-    train = first_batch(
+    train = shared_batch(
         pattern, data_config(shuffle_buffer=1, max_instances=10, aug=AugmentConfig(0.0, 1.0, 1.0)), is_training=True
     )
     assert (
@@ -307,7 +326,7 @@ def test_weights_and_crowd(records):
 @pytest.mark.parametrize("rpn", [RPNConfig(), RPNConfig(batch_size_per_im=32, box_coding_weights=[10, 10, 5, 5])])
 def test_rpn_targets_decode_back_to_each_gt(records, rpn):
     pattern, _ = records
-    b = first_batch(pattern, data_config(max_instances=10), is_training=True, rpn=rpn)
+    b = shared_batch(pattern, data_config(max_instances=10), is_training=True, rpn=rpn)
     anchors = generate_anchors(ANCHOR, SIZE)
     for i in range(6):
         scores, deltas = b[F.RPN_SCORE_TARGETS][i], b[F.RPN_BOX_TARGETS][i]

@@ -29,7 +29,7 @@ MIRRORED_PROGRAM = textwrap.dedent("""
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
     from hierseg.models.factory import build_model, build_train_targets
-    from hierseg.training import checkpoints, loop
+    from hierseg.training import checkpoints, loop, optimizer
     from hierseg_cli.experiment_args import data_dir_overrides
 
     layer, config_file = sys.argv[1], sys.argv[2]
@@ -51,7 +51,7 @@ MIRRORED_PROGRAM = textwrap.dedent("""
                 for v, w in zip(model.variables, weights):
                     v.assign(w)
         initial = [v.numpy() for v in model.variables]
-        variables = loop.trainable_variables(model, "")
+        variables = optimizer.trainable_variables(model, "")
         gradient_fn = loop.make_gradient_fn(model, variables, cfg.train, strategy.num_replicas_in_sync)
 
         def replica_fn(b):
@@ -171,11 +171,11 @@ def test_multi_worker_two_processes_train_and_agree(layer, tmp_path):
         from hierseg.config import load
         from hierseg.config.experiment import ExperimentConfig
         from hierseg.models.factory import build_model
-        from hierseg.training import checkpoints, loop
+        from hierseg.training import checkpoints, loop, optimizer
         cfg = load(ExperimentConfig, "{model_dir}/params.yaml")
         model = build_model(cfg.model, cfg.data.output_size)
         checkpoints.make_checkpoint(model).read("{model_dir}/ckpt-4").expect_partial().assert_existing_objects_matched()
-        print("RESULT " + json.dumps(loop.variables_fingerprint(model.trainable_variables)))
+        print("RESULT " + json.dumps(checkpoints.variables_fingerprint(model.trainable_variables)))
     """)
     proc = subprocess.run([sys.executable, "-c", check], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -20,7 +20,7 @@ from hierseg.config import load, merge
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import CheckpointInitConfig
 from hierseg.models.factory import build_model, build_train_targets
-from hierseg.training import checkpoints, loop
+from hierseg.training import checkpoints, loop, optimizer
 from hierseg.training.strategy import make_strategy
 from hierseg.training.summaries import read_scalars
 from hierseg_cli.experiment_args import data_dir_overrides
@@ -83,7 +83,7 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
 
     cfg = tiny_config(layer)
     model = build_model(cfg.model, cfg.data.output_size)
-    variables = loop.trainable_variables(model, "")
+    variables = optimizer.trainable_variables(model, "")
     targets = build_train_targets(cfg.model, cfg.data.output_size)
     batch = next(
         iter(
@@ -99,9 +99,9 @@ def test_gradients_and_weight_decay_covers_kernels_only(trained, layer):
     assert sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads) > len(grads) // 2
     kernels = [v for v in variables if len(v.shape) >= 2]
     expected = 1e-4 * sum(0.5 * float(np.sum(np.square(v.numpy()))) for v in kernels)
-    assert float(loop.weight_decay_loss(variables, 1e-4)) == pytest.approx(expected, rel=1e-5)
+    assert float(optimizer.weight_decay_loss(variables, 1e-4)) == pytest.approx(expected, rel=1e-5)
     assert 0 < len(kernels) < len(variables)  # biases / BN are left out
-    frozen = loop.trainable_variables(model, "backbone")
+    frozen = optimizer.trainable_variables(model, "backbone")
     assert 0 < len(frozen) < len(variables) and not any("backbone" in v.path for v in frozen)
 
 

@@ -12,7 +12,7 @@ their ``S`` agree) and run on whole batches::
       detection_masks [B, D, M, M] float32 mask probabilities inside each box.
 
 The box-level masks are pasted into the original image size, thresholded and run-length encoded at
-once (:func:`hierseg.serving.model_outputs.image_detections`), so only one image's dense masks exist
+once (:func:`hierseg.evaluation.model_outputs.image_detections`), so only one image's dense masks exist
 at any time.
 """
 
@@ -25,10 +25,11 @@ import tensorflow as tf
 
 from hierseg.config.params import read_yaml
 from hierseg.detections import Detections
+from hierseg.evaluation.model_outputs import image_detections
+from hierseg.features import original_hw
 from hierseg.label_map import LabelMap
 from hierseg.serving.export import CONFIG_FILE as EXPORT_CONFIG_FILE
 from hierseg.serving.export import LABEL_MAP_FILE
-from hierseg.serving.model_outputs import image_detections
 
 BATCH_SIGNATURE = "serve_images"
 
@@ -101,15 +102,13 @@ class LayerPredictor:
 
         Args:
           images: float32 ``[B, S, S, 3]`` from ``resize_and_pad``.
-          image_info: float32 ``[B, 4, 2]``; row 0 is the original ``(height, width)``.
+          image_info: float32 ``[B, 4, 2]``; masks are pasted at its ``original_hw``.
           image_ids: B ImageIDs.
         """
         out = self.run(images, image_info)
+        sizes = np.rint(original_hw(np.asarray(image_info, np.float32))).astype(int)
         return [
-            self.decode_one(
-                out, b, image_ids[b], int(round(float(image_info[b][0][0]))), int(round(float(image_info[b][0][1])))
-            )
-            for b in range(len(image_ids))
+            self.decode_one(out, b, image_ids[b], int(h), int(w)) for b, (h, w) in enumerate(sizes[: len(image_ids)])
         ]
 
     def decode_one(self, out: dict[str, np.ndarray], b: int, image_id: str, height: int, width: int) -> Detections:

@@ -105,6 +105,14 @@ def latest_step(model_dir: str) -> int | None:
     return checkpoint_step(path) if path else None
 
 
+def variables_fingerprint(variables: list) -> float:
+    """A float summarising the variables' values (sum of |v| * position weight) to compare copies."""
+    total = 0.0
+    for i, v in enumerate(variables):
+        total += float(np.sum(np.abs(np.asarray(v, np.float64)))) * (1.0 + 1e-3 * i)
+    return total
+
+
 # ------------------------------------------------------------------------------------- restoring
 def restore_weights(model: keras.Model, path: str) -> None:
     """Reads every model variable from a hierseg checkpoint prefix (optimizer slots and step ignored)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -38,8 +37,8 @@ from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import TrainConfig
 from hierseg.models.factory import build_model, build_train_targets
 from hierseg.training.checkpoint_readers.init import with_source_architecture
-from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint
-from hierseg.training.optimizer import MomentumSGD
+from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint, variables_fingerprint
+from hierseg.training.optimizer import MomentumSGD, trainable_variables, weight_decay_loss
 from hierseg.training.schedule import WarmupStepDecay
 from hierseg.training.strategy import is_chief, task_id
 from hierseg.training.summaries import write_scalars
@@ -47,26 +46,6 @@ from hierseg.training.summaries import write_scalars
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "params.yaml"  # the effective config, written to model_dir
-
-
-# ------------------------------------------------------------------------------------- variables
-def trainable_variables(model: keras.Model, frozen_regex: str) -> list:
-    """The variables the optimizer updates: trainable ones not matching ``train.frozen_variables``."""
-    variables = list(model.trainable_variables)
-    if frozen_regex:
-        pattern = re.compile(frozen_regex)
-        variables = [v for v in variables if not pattern.search(v.path)]
-    if not variables:
-        raise ValueError(f"train.frozen_variables={frozen_regex!r} freezes every variable")
-    return variables
-
-
-def weight_decay_loss(variables: list, weight_decay: float) -> tf.Tensor:
-    """``weight_decay * sum(||w||^2) / 2`` over kernels: variables of rank >= 2 (no BN gammas/betas, biases)."""
-    kernels = [v for v in variables if len(v.shape) >= 2]
-    if weight_decay <= 0 or not kernels:
-        return tf.constant(0.0, tf.float32)
-    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])
 
 
 # ------------------------------------------------------------------------------------- one step
@@ -161,16 +140,82 @@ def make_train_loop(
     return train_loop
 
 
-# ------------------------------------------------------------------------------------ results
-def variables_fingerprint(variables: list) -> float:
-    """A float summarising the variables' values (sum of |v| * position weight) to compare copies."""
-    total = 0.0
-    for i, v in enumerate(variables):
-        total += float(np.sum(np.abs(np.asarray(v, np.float64)))) * (1.0 + 1e-3 * i)
-    return total
-
-
 # ------------------------------------------------------------------------------------ the loop
+def _build(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> tuple:
+    """Under ``strategy.scope()``: the factory's model, the variables it trains, the optimizer, the step."""
+    train_cfg = config.train
+    previous_policy = keras.mixed_precision.global_policy()
+    if train_cfg.precision == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        with strategy.scope():
+            model = build_model(config.model, config.data.output_size)
+            variables = trainable_variables(model, train_cfg.frozen_variables)
+            optimizer = MomentumSGD(variables, momentum=train_cfg.momentum)
+            step = tf.Variable(
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name="global_step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    return model, variables, optimizer, step
+
+
+def _restore_or_start(checkpoint: tf.train.Checkpoint, model: keras.Model, model_dir: str, train_cfg) -> str | None:
+    """Restores ``model_dir``'s latest checkpoint (a restarted job resumes) or starts from ``train.init``."""
+    restored = tf.train.latest_checkpoint(model_dir)
+    if restored:
+        checkpoint.restore(restored).assert_existing_objects_matched()
+        log.info("restored checkpoint %s", restored)
+    elif train_cfg.init.path:
+        init_from_pretrained(model, train_cfg.init)
+    return restored
+
+
+def _distributed_input(config: ExperimentConfig, strategy: tf.distribute.Strategy, start_step: int):
+    """The training pipeline with the model's own targets, one input pipeline per worker."""
+    from hierseg.input.pipeline import build_dataset
+
+    train_targets = build_train_targets(config.model, config.data.output_size)
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        return build_dataset(
+            config.data.train_file_pattern,
+            config.data,
+            is_training=True,
+            batch_size=config.train.global_batch_size,
+            input_context=ctx,
+            seed=config.train.seed + start_step,  # a resumed run does not replay the first examples
+            train_targets=train_targets,  # the model's own targets (RPN targets for Mask R-CNN)
+        )
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def _check_and_log(metrics: dict, current: int, n: int, train_cfg: TrainConfig, chief: bool) -> None:
+    """Stops on a diverged loss; the chief logs the loop's loss, learning rate, throughput and dropped instances."""
+    if not np.isfinite(metrics["loss"]):
+        raise FloatingPointError(
+            f"loss is {metrics['loss']} at step {current}: diverged "
+            f"(lower train.learning_rate.init_lr or set train.gradient_clip_norm)"
+        )
+    if not chief:
+        return
+    log.info(
+        "step %d/%d loss %.4f lr %.5g %.2f images/s",
+        current,
+        train_cfg.total_steps,
+        metrics["loss"],
+        metrics["learning_rate"],
+        metrics["images_per_second"],
+    )
+    if metrics.get("instances_dropped", 0) > 0:
+        log.info("%d instances over data.max_instances dropped in the last %d steps", metrics["instances_dropped"], n)
+
+
 def train(
     config: ExperimentConfig,
     model_dir: str,
@@ -182,7 +227,7 @@ def train(
     """Trains ``config`` into ``model_dir`` until ``train.total_steps``; resumes from its latest checkpoint.
 
     Args:
-      config: the experiment (``data.train_file_pattern`` must be set).
+      config: the experiment (``data.train_file_pattern`` must be set; ``model.num_classes`` resolved).
       model_dir: checkpoints, ``params.yaml`` and TensorBoard summaries (``train/``); local or gs://.
       strategy: from :func:`hierseg.training.strategy.make_strategy`.
       show_progress: a tqdm bar on the chief (log lines are written either way).
@@ -206,39 +251,15 @@ def train(
     if chief:
         save_config(config, os.path.join(model_dir, CONFIG_FILE))
     keras.utils.set_random_seed(train_cfg.seed)
-
-    previous_policy = keras.mixed_precision.global_policy()
-    if train_cfg.precision == "bfloat16":
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        with strategy.scope():
-            model = build_model(config.model, config.data.output_size)
-            variables = trainable_variables(model, train_cfg.frozen_variables)
-            optimizer = MomentumSGD(variables, momentum=train_cfg.momentum)
-            step = tf.Variable(
-                0,
-                dtype=tf.int64,
-                trainable=False,
-                name="global_step",
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-    schedule = WarmupStepDecay.from_config_section(train_cfg.learning_rate)
+    model, variables, optimizer, step = _build(config, strategy)
     checkpoint = make_checkpoint(model, optimizer=optimizer, step=step)
-
     # Every worker saves (the save is collective); only the chief's copy lands in model_dir.
     save_dir = model_dir if chief else os.path.join(model_dir, f".worker{task_id(strategy)}_tmp")
     manager = tf.train.CheckpointManager(
         checkpoint, save_dir, max_to_keep=train_cfg.keep_checkpoints, checkpoint_name=CHECKPOINT_NAME
     )
-    restored = tf.train.latest_checkpoint(model_dir)
-    if restored:
-        checkpoint.restore(restored).assert_existing_objects_matched()
-        log.info("restored checkpoint %s at step %d", restored, int(step.numpy()))
-    elif train_cfg.init.path:
-        init_from_pretrained(model, train_cfg.init)
-    start_step = int(step.numpy())
+    saved_path = _restore_or_start(checkpoint, model, model_dir, train_cfg)
+    start_step = current = last_summary = int(step.numpy())
     log.info(
         "training from step %d to %d: %d replica(s), global batch %d",
         start_step,
@@ -246,24 +267,8 @@ def train(
         replicas,
         train_cfg.global_batch_size,
     )
-
-    from hierseg.input.pipeline import build_dataset
-
-    train_targets = build_train_targets(config.model, config.data.output_size)
-
-    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        return build_dataset(
-            config.data.train_file_pattern,
-            config.data,
-            is_training=True,
-            batch_size=train_cfg.global_batch_size,
-            input_context=ctx,
-            seed=train_cfg.seed + start_step,  # a resumed run does not replay the first examples
-            train_targets=train_targets,  # the model's own targets (RPN targets for Mask R-CNN)
-        )
-
-    dataset = strategy.distribute_datasets_from_function(dataset_fn)
-    iterator = iter(dataset)
+    iterator = iter(_distributed_input(config, strategy, start_step))
+    schedule = WarmupStepDecay.from_config_section(train_cfg.learning_rate)
     train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
     writer = (
         tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else tf.summary.create_noop_writer()
@@ -275,9 +280,7 @@ def train(
         unit="step",
         dynamic_ncols=True,
     )
-    current, metrics, rate = start_step, {}, 0.0
-    last_summary = start_step
-    saved_path = restored
+    metrics: dict = {}
 
     def save(at: int) -> str:
         path = manager.save(checkpoint_number=at)
@@ -292,34 +295,12 @@ def train(
             next_ckpt = (current // train_cfg.checkpoint_every + 1) * train_cfg.checkpoint_every
             n = min(train_cfg.steps_per_loop, train_cfg.total_steps - current, next_ckpt - current)
             t0 = time.perf_counter()
-            out = train_loop(iterator, tf.constant(n, tf.int32))
-            metrics = {k: float(v) for k, v in out.items()}
-            elapsed = time.perf_counter() - t0
+            metrics = {k: float(v) for k, v in train_loop(iterator, tf.constant(n, tf.int32)).items()}
+            metrics["images_per_second"] = n * train_cfg.global_batch_size / max(time.perf_counter() - t0, 1e-9)
             current = int(step.numpy())
-            rate = n * train_cfg.global_batch_size / max(elapsed, 1e-9)
-            metrics["images_per_second"] = rate
-            if not np.isfinite(metrics["loss"]):
-                raise FloatingPointError(
-                    f"loss is {metrics['loss']} at step {current}: diverged "
-                    f"(lower train.learning_rate.init_lr or set train.gradient_clip_norm)"
-                )
+            _check_and_log(metrics, current, n, train_cfg, chief)
             bar.update(n)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", img_s=f"{rate:.1f}")
-            if chief:
-                log.info(
-                    "step %d/%d loss %.4f lr %.5g %.2f images/s",
-                    current,
-                    train_cfg.total_steps,
-                    metrics["loss"],
-                    metrics["learning_rate"],
-                    rate,
-                )
-                if metrics.get("instances_dropped", 0) > 0:
-                    log.info(
-                        "%d instances over data.max_instances dropped in the last %d steps",
-                        int(metrics["instances_dropped"]),
-                        n,
-                    )
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_second']:.1f}")
             if current - last_summary >= train_cfg.summary_every or current >= train_cfg.total_steps:
                 last_summary = current
                 write_scalars(writer, current, metrics)
@@ -337,6 +318,6 @@ def train(
         "step": current,
         "checkpoint": saved_path,
         "metrics": metrics,
-        "images_per_second": rate,
+        "images_per_second": metrics.get("images_per_second", 0.0),
         "variables_fingerprint": variables_fingerprint(model.trainable_variables),
     }

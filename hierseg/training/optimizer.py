@@ -8,6 +8,7 @@ seed's): ``accum = momentum * accum + grad; var -= lr * accum``. Its slots are t
 
 from __future__ import annotations
 
+import re
 import types
 
 import keras
@@ -64,3 +65,23 @@ class MomentumSGD(tf.Module):
 
         for var, grad, accum in zip(self._vars, grads, self.accumulators):
             distribution.extended.update(var, step, args=(grad, accum, learning_rate), group=False)
+
+
+# ------------------------------------------------------------------------- what it updates
+def trainable_variables(model: keras.Model, frozen_regex: str) -> list:
+    """The variables the optimizer updates: trainable ones not matching ``train.frozen_variables``."""
+    variables = list(model.trainable_variables)
+    if frozen_regex:
+        pattern = re.compile(frozen_regex)
+        variables = [v for v in variables if not pattern.search(v.path)]
+    if not variables:
+        raise ValueError(f"train.frozen_variables={frozen_regex!r} freezes every variable")
+    return variables
+
+
+def weight_decay_loss(variables: list, weight_decay: float) -> tf.Tensor:
+    """``weight_decay * sum(||w||^2) / 2`` over kernels: variables of rank >= 2 (no BN gammas/betas, biases)."""
+    kernels = [v for v in variables if len(v.shape) >= 2]
+    if weight_decay <= 0 or not kernels:
+        return tf.constant(0.0, tf.float32)
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in kernels])

@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.model_dir or args.checkpoint):
         raise SystemExit("give --model_dir or --checkpoint")
     config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
+    from hierseg.evaluation.evaluator import evaluate
     from hierseg.training.checkpoints import checkpoint_path, checkpoint_step
-    from hierseg.training.evaluator import evaluate
 
     ckpt = checkpoint_path(args.checkpoint or args.model_dir)
     step = checkpoint_step(ckpt) or 0

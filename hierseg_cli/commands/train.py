@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     eval_fn = None
     if args.mode == "train_and_eval":
-        from hierseg.training.evaluator import checkpoint_evaluator
+        from hierseg.evaluation.evaluator import checkpoint_evaluator
 
         eval_fn = checkpoint_evaluator(config, args.model_dir)
     result = train(config, args.model_dir, strategy, show_progress=not args.no_progress, eval_fn=eval_fn)

@@ -192,7 +192,7 @@ def run_demo(
         stages.run(f"train{layer}", train)
 
         def evaluate(cfg=cfg, model_dir=model_dir) -> dict:
-            from hierseg.training.evaluator import evaluate as run_eval
+            from hierseg.evaluation.evaluator import evaluate as run_eval
 
             m = run_eval(
                 cfg, model_dir, output_json=os.path.join(model_dir, "eval_metrics.json"), show_progress=show_progress

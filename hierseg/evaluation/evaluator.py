@@ -25,6 +25,7 @@ from hierseg import features
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.detections import Detections, write_jsonl
 from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
+from hierseg.evaluation.model_outputs import image_detections
 from hierseg.label_map import LabelMap
 from hierseg.training.checkpoints import checkpoint_path, checkpoint_step, restore_model, restore_weights
 from hierseg.training.summaries import write_scalars
@@ -44,14 +45,12 @@ def to_detections(
     Args:
       outputs: DET_BOXES [B, D, 4] normalized to the original image, DET_CLASSES [B, D] int 1..K,
         DET_SCORES [B, D], DET_MASKS [B, D, M, M] probabilities in the box, NUM_DETECTIONS [B], and
-        IMAGE_INFO [B, 4, 2] (row 0 = original height, width).
+        IMAGE_INFO [B, 4, 2] (its original_hw is the size the masks are pasted at).
       source_ids: [B] bytes ImageIDs.
     """
-    from hierseg.serving.model_outputs import image_detections
-
     out = []
     for b, sid in enumerate(source_ids):
-        h, w = (int(round(float(x))) for x in outputs[features.IMAGE_INFO][b, 0])
+        h, w = (int(round(float(x))) for x in features.original_hw(outputs[features.IMAGE_INFO][b]))
         image_id = sid.decode("utf-8") if isinstance(sid, bytes) else str(sid)
         out.append(
             image_detections(outputs, b, image_id, h, w, label_map, min_score=min_score, mask_threshold=mask_threshold)
