@@ -28,6 +28,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def hierseg_setup(quick: bool):
     from hierseg.config import load, merge
     from hierseg.config.experiment import ExperimentConfig
     from hierseg.input.pipeline import build_dataset
-    from hierseg.models.factory import build_model
+    from hierseg.models.factory import build_model, build_train_targets
     from hierseg.training.optimizer import MomentumSGD, trainable_variables
 
     s = sizes(quick)
@@ -72,18 +73,11 @@ def hierseg_setup(quick: bool):
             "train": {"global_batch_size": 2, "precision": "float32", "jit_compile": False, "init": {"path": ""}},
         },
     )
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         layer = write_tiny_layer(Path(tmp) / "layer", num_images=2, height=s["size"] * 3 // 4, width=s["size"])
+        targets = build_train_targets(cfg.model, cfg.data.output_size)
         ds = build_dataset(
-            str(layer / "train-*"),
-            cfg.data,
-            cfg.model.anchor,
-            is_training=True,
-            batch_size=2,
-            seed=0,
-            rpn=cfg.model.rpn,
+            str(layer / "train-*"), cfg.data, is_training=True, batch_size=2, seed=0, train_targets=targets
         )
         batch = next(iter(ds))
     tf.keras.utils.set_random_seed(0)
@@ -252,8 +246,7 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
         loss = L.rpn_score_loss(scores, targets, w) + L.rpn_box_loss(deltas, features[F.RPN_BOX_TARGETS], targets, w)
         if upto == "rpn":
             return loss
-        hwhw = tf.tile(image_hw, [1, 2])[:, None, :]
-        gt_boxes = tf.cast(features[F.GT_BOXES], tf.float32) * hwhw
+        gt_boxes = F.boxes_to_input_pixels(features[F.GT_BOXES], info)
         s = sample_rois(
             proposals,
             valid,
