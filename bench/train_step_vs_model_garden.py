@@ -14,7 +14,8 @@ Garden alternating ``--rounds`` times (Model Garden from the separate virtualenv
 with tf-models-official; never a dependency of hierseg). Each builds its model, one training step
 (tracing, not timed), then ``--steps`` timed steps on one synthetic batch that went through its own
 input parser once. Then a per-op-group profile of hierseg's step (``--no_profile`` skips it): steps cut
-after each group (backbone, FPN, RPN, ROIAlign, heads, losses), each with its backward pass and the
+after each group (backbone, FPN, RPN = head + proposals + its losses, ROIAlign incl. the ROI sampling,
+heads, the Fast R-CNN and mask losses incl. the mask targets), each with its backward pass and the
 optimizer update, are timed; a group's time is the difference to the previous cut, the optimizer's is
 the update alone.
 """
@@ -226,6 +227,7 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
     from hierseg import features as F
     from hierseg.models import losses as L
     from hierseg.models.roi_heads import select_class_boxes, select_class_masks
+    from hierseg.models.rpn import generate_proposals
     from hierseg.ops.target_sampling import box_targets, crop_mask_targets, sample_rois
 
     model, optimizer, variables, batch = hierseg_setup(quick)
@@ -238,9 +240,25 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
         c = model.backbone(features[F.IMAGE], training=True)
         if upto == "backbone":
             return tf.add_n([tf.reduce_mean(v) for v in c.values()])
-        roi_features, scores, deltas, proposals, valid = model._pyramid_and_proposals(features[F.IMAGE], image_hw, True)
-        if upto == "fpn":  # (the RPN head and proposals are cheap next to the pyramid; split below)
-            return tf.add_n([tf.reduce_mean(v) for v in roi_features.values()])
+        pyramid = model.fpn(c, training=True)
+        if upto == "fpn":
+            return tf.add_n([tf.reduce_mean(v) for v in pyramid.values()])
+        # RPN = head, proposals (top-k, decode, NMS) and its losses.
+        scores, deltas = model.rpn_head(pyramid, training=True)
+        rpn = cfg.rpn
+        proposals, _, valid = generate_proposals(
+            scores,
+            deltas,
+            tf.constant(model.anchors),
+            model.level_sizes,
+            image_hw,
+            rpn.pre_nms_topk_train,
+            rpn.post_nms_topk_train,
+            rpn.nms_iou,
+            rpn.min_size,
+            rpn.box_coding_weights,
+        )
+        roi_features = {lv: pyramid[lv] for lv in model.roi_levels}
         w = tf.ones([tf.shape(image_hw)[0]])
         targets = tf.cast(features[F.RPN_SCORE_TARGETS], tf.int32)
         loss = L.rpn_score_loss(scores, targets, w) + L.rpn_box_loss(deltas, features[F.RPN_BOX_TARGETS], targets, w)
@@ -292,15 +310,15 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
         optimizer.apply([tf.zeros_like(v) for v in variables], tf.constant(0.0))
         return tf.constant(0.0)
 
-    out = {"optimizer": _time(update_only, steps)["step_seconds"]}
-    previous = out["optimizer"]
+    cuts = {"optimizer": _time(update_only, steps)["step_seconds"]}
     for group in PROFILE_GROUPS:
         step = cut(group)
-        t = _time(lambda step=step: step(batch), steps)["step_seconds"]
-        out[group] = max(0.0, t - previous)
-        previous = t
-    out["total"] = previous
-    return out
+        cuts[group] = _time(lambda step=step: step(batch), steps)["step_seconds"]
+    # A group's time is its cut minus the previous cut; on a busy machine a difference can come out
+    # negative (noise): it is reported as is, so the rows always sum to the full step.
+    names = ["optimizer", *PROFILE_GROUPS]
+    groups = {n: cuts[n] - (cuts[names[i - 1]] if i else 0.0) for i, n in enumerate(names)}
+    return {"cuts": cuts, "groups": groups, "total": cuts[PROFILE_GROUPS[-1]]}
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -355,9 +373,11 @@ def main() -> int:
         print(f"ratio Model Garden / hierseg s/step: {summary['model_garden'] / summary['hierseg']:.2f}")
     if not args.no_profile:
         prof = _child(sys.executable, "profile", args)
-        print(f"\nhierseg step by op group (forward + backward; cumulative cuts), total {prof['total']:.2f} s")
-        for group in (*PROFILE_GROUPS, "optimizer"):
-            print(f"  {group:<10}{prof[group]:>8.3f} s {100 * prof[group] / max(prof['total'], 1e-9):>6.1f} %")
+        print(f"\nhierseg step by op group (forward + backward, cumulative cuts; full step {prof['total']:.3f} s)")
+        print(f"  {'group':<10}{'cut s':>9}{'group s':>10}{'% of step':>11}")
+        for group in ("optimizer", *PROFILE_GROUPS):
+            share = 100 * prof["groups"][group] / max(prof["total"], 1e-9)
+            print(f"  {group:<10}{prof['cuts'][group]:>9.3f}{prof['groups'][group]:>10.3f}{share:>10.1f}%")
     return 0
 
 
