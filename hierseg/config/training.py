@@ -42,8 +42,8 @@ class CheckpointInitConfig:
     With ``architecture: source`` the model config takes the source's architecture choices before the
     model is built (``checkpoint_readers.init.source_architecture``: Model Garden = batch norm in FPN, RPN
     and heads, conv P6, 4conv1fc box head, ROIAlign without half-pixel shift; TF1 ResNet = fixed padding,
-    BN epsilon 1e-5), and ``params.yaml`` records the result. Remaining differences are listed in
-    docs/ (config reference, "Pretrained sources").
+    BN epsilon 1e-5), and ``params.yaml`` records the result. The differences that remain are listed
+    in README.md, "Start from pretrained weights".
     """
 
     path: str = ""  # checkpoint prefix or directory (latest checkpoint), local or gs:// ("" = random init)
