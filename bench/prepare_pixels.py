@@ -40,6 +40,7 @@ def main() -> None:
     from data_prep.plan import load_tables, plan_layers
     from data_prep.prepare import _jobs
     from hierseg.config.params import merge
+    from hierseg.layout import PreparedLayer
     from hierseg.oid.layout import OidPaths
 
     cfg = merge(PrepareConfig(), {"balance": {"mode": "none"}})
@@ -53,7 +54,7 @@ def main() -> None:
         for lp in plans:
             jobs, _ = _jobs(out, lp)
             for j in jobs:
-                os.makedirs(os.path.join(j.layer_dir, ".prepare_state"), exist_ok=True)
+                os.makedirs(PreparedLayer(j.layer_dir).state_dir, exist_ok=True)
             n = sum(j.num_tasks for j in jobs)
             masks = sum(len(sp.instances) for sp in lp.splits.values())
             gray = sum(len(sp.gray_boxes) for sp in lp.splits.values())

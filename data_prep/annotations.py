@@ -44,7 +44,8 @@ class SplitTables:
       boxes: bbox CSV rows: ImageID, LabelName, XMin, XMax, YMin, YMax, IsGroupOf (boxes with or
         without masks; used for gray fill).
       source_split: where the images and mask zips live ("train" for a held-out validation split).
-      skips: rows dropped while reading, per reason.
+      skips: rows dropped while reading, per reason (``masks_csv.unknown_mid``: count).
+      skip_examples: a few dropped rows per reason, as ``"file:line: row"``.
       image_ids: sorted unique ImageIDs (object [U]); ``masks["img"]`` (int32) indexes it, so the
         per-image work below runs on integers instead of strings. Filled in by ``__post_init__``.
     """
@@ -54,6 +55,7 @@ class SplitTables:
     source_split: str
     skips: dict[str, int] = field(default_factory=dict)
     image_ids: np.ndarray | None = None
+    skip_examples: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.image_ids is None or "img" not in self.masks:
@@ -318,6 +320,7 @@ def split_off_validation(tables: SplitTables, fraction: float, seed: int) -> tup
         tables.source_split,
         dict(tables.skips),
         ids,
+        dict(tables.skip_examples),
     )
     val = SplitTables(
         tables.masks[mv].reset_index(drop=True),

@@ -3,8 +3,10 @@
 Reading the shards back (instead of keeping masks in memory during the pixel stage) makes the JSON
 describe exactly what was written, whichever runner wrote it and however many times it was resumed.
 
-Format: ``images`` {id (1.. in ImageID order), file_name "<ImageID>.jpg", source_id, height, width}
-(original image sizes: images are never resized); ``annotations`` {id, image_id, category_id 1..K,
+Format: ``images`` {id, file_name "<ImageID>.jpg", height, width} where ``id`` is the records'
+``image/source_id`` (1.. in ImageID order over the planned images, so an image skipped at the pixel
+stage leaves a gap) and ``file_name`` their ``image/filename`` (original image sizes: images are never
+resized); ``annotations`` {id, image_id, category_id 1..K,
 segmentation: COCO RLE with ``counts`` as str, area (mask pixels), bbox [x, y, w, h] in pixels from the
 annotated box, iscrowd}; ``categories`` {id, name (display name), mid}.
 """
@@ -34,19 +36,20 @@ def _records(path: str):
 
 
 def build_coco(shard_paths: Sequence[str], label_map: LabelMap) -> dict:
-    """The COCO dict of the Examples in ``shard_paths`` (duplicates of an ImageID are kept once)."""
-    per_image: dict[str, list] = {}
+    """The COCO dict of the Examples in ``shard_paths`` (duplicates of an image are kept once)."""
+    per_image: dict[int, list] = {}
     for path in shard_paths:
         for ex in _records(path):
             f = ex.features.feature
-            sid = f[F.IMAGE_SOURCE_ID].bytes_list.value[0].decode()
+            sid = int(f[F.IMAGE_SOURCE_ID].bytes_list.value[0].decode())
             if sid in per_image:
                 continue
+            file_name = f[F.IMAGE_FILENAME].bytes_list.value[0].decode()
             h = int(f[F.IMAGE_HEIGHT].int64_list.value[0])
             w = int(f[F.IMAGE_WIDTH].int64_list.value[0])
             anns = []
             for i, png in enumerate(f[F.OBJECT_MASK].bytes_list.value):
-                mask = np.array(Image.open(io.BytesIO(png))) > 127
+                mask = np.array(Image.open(io.BytesIO(png))) > 0  # 0/1 PNGs (0/255 read the same)
                 rle = encode_rle(mask)
                 x0 = f[F.OBJECT_XMIN].float_list.value[i] * w
                 x1 = f[F.OBJECT_XMAX].float_list.value[i] * w
@@ -61,11 +64,11 @@ def build_coco(shard_paths: Sequence[str], label_map: LabelMap) -> dict:
                         "iscrowd": int(f[F.OBJECT_IS_CROWD].int64_list.value[i]),
                     }
                 )
-            per_image[sid] = [h, w, anns]
+            per_image[sid] = [file_name, h, w, anns]
     images, annotations = [], []
-    for img_id, sid in enumerate(sorted(per_image), start=1):
-        h, w, anns = per_image[sid]
-        images.append({"id": img_id, "file_name": f"{sid}.jpg", "source_id": sid, "height": h, "width": w})
+    for img_id in sorted(per_image):
+        file_name, h, w, anns = per_image[img_id]
+        images.append({"id": img_id, "file_name": file_name, "height": h, "width": w})
         for a in anns:
             annotations.append({"id": len(annotations) + 1, "image_id": img_id, **a})
     categories = [{"id": i + 1, "name": n, "mid": m} for i, (m, n) in enumerate(zip(label_map.mids, label_map.names))]

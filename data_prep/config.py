@@ -6,7 +6,7 @@ Every field is commented; ``configs/prepare.yaml`` lists the same defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from hierseg.config.hierarchy import HierarchyConfig
 
@@ -26,6 +26,7 @@ class BalanceConfig:
     # How repeat factors are realised: "shards" writes floor(r) or ceil(r) copies of an image (stochastic
     # rounding, seeded) with image/weight 1.0; "weights" writes each image once with image/weight = r.
     realize: Literal["shards", "weights"] = "shards"
+    RANGES: ClassVar[dict[str, str]] = {"cap": ">= 1", "repeat_threshold": "0..1"}  # checked at load
 
 
 @dataclass
@@ -37,6 +38,7 @@ class ShardConfig:
     # Tiny data (tests, demos) would give empty or one-image shards: the count becomes
     # min(configured, ceil(examples / min_examples_per_shard)), at least 1.
     min_examples_per_shard: int = 16
+    RANGES: ClassVar[dict[str, str]] = {"train": ">= 1", "validation": ">= 1", "min_examples_per_shard": ">= 1"}
 
 
 @dataclass
@@ -56,3 +58,9 @@ class PrepareConfig:
     verify_images: bool = True  # fully decode every JPEG so corrupt/truncated files are skipped, not written
     layers: list[int] | None = None  # which layers to write (indices into depth_groups); None = all
     splits: list[str] = field(default_factory=lambda: ["train", "validation"])  # splits to write
+    RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
+        "gray_value": "0..255",
+        "validation_fraction": "0..1",
+        "jpeg_quality": "1..100",
+        "layers": ">= 0",
+    }

@@ -4,11 +4,18 @@ Images are processed in shard order by ``Pool.imap`` (ordered), so the main proc
 shard's records into its writer and publish the shard as soon as its last image arrives. Workers are
 *spawned* (not forked): the parent has TensorFlow loaded, and forking a process with TF's thread pools
 running is unsafe. With ``num_workers <= 1`` everything runs in the calling process.
+
+Ctrl-C: workers ignore SIGINT (a terminal sends it to the whole process group). Only the main process
+stops, aborts the shard being written (complete shards stay), and terminates the workers. A worker
+killed by SIGINT could die holding the task queue's lock, and ``Pool.terminate()`` then waits for that
+lock forever.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -31,7 +38,21 @@ class ShardJob:
 
 def _init_worker(proc: PixelProcessor) -> None:
     global _PROC
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C (see the module docstring)
     _PROC = proc
+
+
+def _start_pool(num_workers: int, processor: PixelProcessor):
+    """A spawn pool whose workers ignore SIGINT from their first instruction: an ignored signal stays
+    ignored across exec, and Python installs its KeyboardInterrupt handler only over the default one."""
+    ctx = mp.get_context("spawn")
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        return ctx.Pool(num_workers, initializer=_init_worker, initargs=(processor,))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return ctx.Pool(num_workers, initializer=_init_worker, initargs=(processor,))
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _work(task: ImageTask) -> ImageResult:
@@ -60,8 +81,7 @@ def run_local(
     stats: list[dict] = []
     pool = None
     if num_workers > 1 and total > 1:
-        ctx = mp.get_context("spawn")
-        pool = ctx.Pool(num_workers, initializer=_init_worker, initargs=(processor,))
+        pool = _start_pool(num_workers, processor)
         results = pool.imap(_work, _all_tasks(jobs), chunksize=4)
     else:
         results = (processor.process(t) for t in _all_tasks(jobs))

@@ -47,6 +47,8 @@ class ImageTask:
       is_crowd: bool [N]; has_mask: bool [N] (False: a box-only instance, mask_path "", written with an
       empty mask and image/object/mask_valid 0; None = all True); gray_boxes: float32 [G, 4] normalized (ymin, xmin, ymax, xmax);
       weight: image/weight.
+      coco_image_id: the image's id in the split's COCO JSON (1.. in ImageID order), written as
+        image/source_id.
     """
 
     image_id: str
@@ -58,18 +60,20 @@ class ImageTask:
     is_crowd: np.ndarray
     gray_boxes: np.ndarray
     weight: float = 1.0
+    coco_image_id: int = 0
     has_mask: np.ndarray | None = None
 
 
 @dataclass
 class ImageResult:
-    """Output of one image: the serialized Example (None when skipped), skips per reason, and the
-    MaskPaths of instances that were dropped (to keep the manifest exact)."""
+    """Output of one image: the serialized Example (None when skipped), skips per reason, the
+    MaskPaths of instances that were dropped (to keep the manifest exact) and the instances written."""
 
     image_id: str
     example: bytes | None
     skips: Counter
     dropped_masks: tuple[str, ...] = ()
+    num_instances: int = 0
 
 
 class PixelProcessor:
@@ -118,13 +122,16 @@ class PixelProcessor:
                 os.makedirs(local_dir, exist_ok=True)
                 for shard_path in self.paths.mask_zips(split):
                     target = os.path.join(local_dir, os.path.basename(shard_path))
-                    if os.path.exists(target):
-                        continue
                     try:
+                        version = storage.object_version(shard_path)
+                        # Reused only when it is the same object version (generation and size).
+                        if os.path.exists(target) and _read_local(target + ".version") == version:
+                            continue
                         os.replace(storage.localize(shard_path, local_dir), target)
+                        _write_local(target + ".version", version)
                     except FileNotFoundError:  # a missing shard: its masks count as missing_mask
                         continue
-                reader = MaskZipReader(local_dir, split)
+                reader = MaskZipReader(local_dir, self.paths.mask_zip_prefix(split))
             else:
                 reader = MaskZipReader.for_split(self.paths, split)
             self._readers[split] = reader
@@ -132,6 +139,23 @@ class PixelProcessor:
 
     def process(self, task: ImageTask) -> ImageResult:
         return process_image(task, self)
+
+
+def _read_local(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_local(path: str, text: str) -> None:
+    import os
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _decode_image(data: bytes, verify: bool) -> tuple[Image.Image, str]:
@@ -173,9 +197,10 @@ def gray_fill_region(
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
-    """bool [H, W] -> 8-bit grayscale PNG with values 0/255."""
+    """bool [H, W] -> 8-bit grayscale PNG with values 0/1 (Model Garden's convention: its decoder uses
+    the PNG values as the mask targets, without rescaling)."""
     buf = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(buf, format="PNG")
+    Image.fromarray(mask.astype(np.uint8), mode="L").save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -249,7 +274,8 @@ def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
         image_format=fmt,
         height=height,
         width=width,
-        source_id=task.image_id,
+        source_id=str(task.coco_image_id),
+        filename=f"{task.image_id}.jpg",
         boxes=np.asarray(task.boxes)[idx],
         class_ids=np.asarray(task.class_ids)[idx],
         mids=[task.mids[i] for i in keep],
@@ -260,4 +286,6 @@ def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
     )
     # deterministic=True sorts the feature map: otherwise its order follows the per-process string hash
     # seed and two runs (or two workers) would write different bytes for the same example.
-    return ImageResult(task.image_id, example.SerializeToString(deterministic=True), skips, tuple(dropped))
+    return ImageResult(
+        task.image_id, example.SerializeToString(deterministic=True), skips, tuple(dropped), num_instances=len(keep)
+    )

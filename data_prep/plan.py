@@ -57,9 +57,11 @@ def load_tables(
             )
         masks = A.attach_group_of(masks, boxes)
         skips = {f"masks_csv.{k}": v for k, v in mskips.counts.items()}
+        examples = {f"masks_csv.{k}": v for k, v in mskips.examples.items()}
         if bskips is not None:
             skips.update({f"bbox_csv.{k}": v for k, v in bskips.counts.items()})
-        out[split] = A.SplitTables(masks, boxes, split, skips)
+            examples.update({f"bbox_csv.{k}": v for k, v in bskips.examples.items()})
+        out[split] = A.SplitTables(masks, boxes, split, skips, skip_examples=examples)
     if "validation" not in out and "validation" in config.splits:
         out["train"], out["validation"] = A.split_off_validation(out["train"], config.validation_fraction, config.seed)
     return {s: t for s, t in out.items() if s in config.splits}
@@ -132,6 +134,7 @@ class SplitPlan:
             has_mask=c["has_mask"][lo:hi].copy(),
             gray_boxes=c["gray"][glo:ghi].copy(),
             weight=float(weight),
+            coco_image_id=int(image_index) + 1,  # images are sorted by ImageID: the COCO JSON's id
         )
 
     def shard_tasks(self, shard: int) -> Iterator[ImageTask]:

@@ -1,18 +1,19 @@
 """`hierseg prepare`: Open Images challenge files -> one class-balanced TFRecord training set per layer.
 
-Writes, per layer i of the hierarchy's depth grouping, ``OUT/layer{i}/``:
-
-* ``{train,validation}-NNNNN-of-MMMMM.tfrecord`` (tf.train.Example, keys in :mod:`hierseg.features`);
-* ``label_map.pbtxt`` (ids 1..K in the layer's class order of the dataset's hierarchy);
-* ``validation_coco.json`` (COCO, RLE masks at original image size);
-* ``manifest.parquet`` (one row per kept instance per written copy);
-* ``balance_{split}.csv`` / ``balance_{split}.png`` (per-class counts before/after balancing);
-* ``prepare.json`` (config, input files, counts, skips per reason).
+Writes, per layer i of the hierarchy's depth grouping, one :class:`hierseg.layout.PreparedLayer`
+``OUT/layer{i}/`` (its file list is there): tf.Example shards, label map, COCO validation ground
+truth, manifest, balance reports and ``prepare.json``.
 
 Stages: the annotation stage (:mod:`data_prep.plan`, vectorized, no pixels) decides every example and
 its shard; the pixel stage (:mod:`data_prep.pixels`) runs locally (:mod:`data_prep.local_runner`) or on
 Beam (:mod:`data_prep.beam_pipeline`). Complete shards of an earlier, interrupted run are kept; the
 output is byte-identical to an uninterrupted run with the same config and seed.
+
+Nothing is silent: inputs are checked before any work (:func:`check_inputs`, naming the flag that
+overrides a missing path); what a missing optional file changes is logged and listed under ``notes``
+of the summary; each layer folder records a fingerprint of its inputs and config
+(:mod:`hierseg.fingerprint`), and a rerun with other inputs or config stops unless ``overwrite``; a
+split that ends without any example is an error.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from data_prep.plan import LayerPlan, SplitPlan, load_tables, manifest, plan_lay
 from data_prep.report import write_report
 from data_prep.shards import is_complete, read_stats, remove_stale, shard_name
 from hierseg.config.params import to_dict
+from hierseg.errors import UsageError, WorkError
+from hierseg.fingerprint import check_or_record, file_identity, fingerprint
+from hierseg.layout import PreparedLayer
 from hierseg.oid.layout import OidPaths
 
 log = logging.getLogger(__name__)
@@ -69,9 +73,106 @@ def _localize_inputs(paths: OidPaths, cache_dir: str) -> OidPaths:
     return local
 
 
+def _flag(paths: OidPaths, path: str) -> str:
+    """The prepare flag that overrides ``path`` (``--train_masks_csv``), for messages."""
+    for f in dataclasses.fields(paths):
+        if getattr(paths, f.name) == path:
+            return f"--{f.name}"
+    for split in ("train", "validation"):
+        if path in paths.mask_zips(split):
+            return f"--{split}_mask_zip_dir/--{split}_mask_zip_prefix"
+    return "--oid_dir"
+
+
+def check_inputs(paths: OidPaths, config: PrepareConfig) -> list[str]:
+    """Checks every input prepare needs before any work; returns notes on optional files that are absent.
+
+    Needed: the hierarchy JSON and class CSV, the train masks CSV, and for each annotated split read
+    (train; validation when its masks CSV exists) its 16 mask zips and its image folder.
+
+    Raises:
+      UsageError: listing each missing input with the flag that overrides it.
+    """
+    notes: list[str] = []
+    have_val = _exists(paths.masks_csv("validation"))
+    read = ["train"] + (["validation"] if have_val and "validation" in config.splits else [])
+    needed = [paths.hierarchy_json, paths.classes_csv]
+    for split in read:
+        needed += [paths.masks_csv(split), *paths.mask_zips(split), paths.image_dir(split)]
+    missing = [p for p in needed if not _exists(p)]
+    if missing:
+        shown = "; ".join(f"{p} ({_flag(paths, p)})" for p in missing[:4])
+        more = f"; and {len(missing) - 4} more" if len(missing) > 4 else ""
+        raise UsageError(f"prepare: missing input: {shown}{more}")
+    if not have_val and "validation" in config.splits:
+        notes.append(
+            f"no validation masks CSV ({paths.masks_csv('validation')}): holding out "
+            f"{config.validation_fraction:.0%} of the train images as validation (validation_fraction)"
+        )
+    for split in read:
+        if not _exists(paths.bbox_csv(split)):
+            notes.append(
+                f"no {split} bbox CSV ({paths.bbox_csv(split)}): IsGroupOf is unknown, every instance is written "
+                "with is_crowd 0, and non-target parent boxes without a mask are not gray-filled"
+            )
+        if not _exists(paths.labels_csv(split)):
+            notes.append(
+                f"no {split} labels CSV ({paths.labels_csv(split)}): prepare does not need it, but `hierseg "
+                "oid-eval` does (it decides which classes are evaluated per image)"
+            )
+    return notes
+
+
+def _exists(path: str) -> bool:
+    """A file, or a folder (on GCS: a prefix holding objects), local or gs:// (via data_prep.storage)."""
+    return storage.exists(path) or (storage.is_gcs(path) and bool(storage.listdir(path)))
+
+
+def _identity(path: str):
+    """A file's identity for the fingerprint: gs:// generation and size, local size and mtime."""
+    if storage.is_gcs(path):
+        try:
+            return storage.object_version(path)
+        except FileNotFoundError:
+            return None
+    return file_identity(path)
+
+
+def _layer_has_outputs(layer: PreparedLayer) -> bool:
+    return bool(storage.listdir(layer.root) or storage.listdir(layer.state_dir))
+
+
+def _clear_layer(layer: PreparedLayer) -> None:
+    for folder in (layer.root, layer.state_dir):
+        for name in storage.listdir(folder):
+            storage.remove(storage.join(folder, name))
+
+
+def _check_fingerprint(layer: PreparedLayer, paths: OidPaths, config: PrepareConfig, overwrite: bool) -> None:
+    """Stops a rerun whose inputs or config differ from the run that wrote ``layer`` (which layers
+    are written is left out: layers are independent)."""
+    inputs = {f.name: getattr(paths, f.name) for f in dataclasses.fields(paths) if f.name != "root"}
+    zips = [z for split in ("train", "validation") for z in paths.mask_zips(split)]
+    current = fingerprint({k: v for k, v in to_dict(config).items() if k != "layers"}, inputs, zips, _identity)
+    check_or_record(
+        layer.state_dir,
+        current,
+        overwrite=overwrite,
+        has_outputs=_layer_has_outputs(layer),
+        clear=lambda: _clear_layer(layer),
+        read=lambda p: storage.read_bytes(p).decode() if storage.exists(p) else _missing(p),
+        write=storage.write_text,
+        what="hierseg prepare",
+    )
+
+
+def _missing(path: str) -> str:
+    raise FileNotFoundError(path)
+
+
 def _jobs(out_dir: str, plan: LayerPlan) -> tuple[list[ShardJob], dict[str, list[str]]]:
     """Shards still to write for one layer, and every shard name per split."""
-    layer_dir = storage.join(out_dir, f"layer{plan.layer}")
+    layer_dir = PreparedLayer.of(out_dir, plan.layer).root
     existing = set(storage.listdir(layer_dir))
     jobs, names = [], {}
     for split, sp in plan.splits.items():
@@ -94,6 +195,7 @@ def _split_counts(sp: SplitPlan, stats: list[dict]) -> dict:
         "gray_boxes": int(len(sp.gray_boxes)),
         "examples_planned": int(len(sp.examples)),
         "examples_written": int(sum(st["num_examples"] for st in stats)),
+        "instances_written": int(sum(st.get("num_instances", 0) for st in stats)),
         "num_shards": sp.num_shards,
         "dropped": sp.dropped,
         "skips": dict(sorted(skips.items())),
@@ -109,6 +211,7 @@ def prepare(
     runner: str = "local",
     beam_options: list[str] | None = None,
     show_progress: bool = True,
+    overwrite: bool = False,
     **path_overrides: str | None,
 ) -> dict:
     """Builds ``out_dir/layer{i}/`` for every layer; returns the per-layer summaries (as in prepare.json).
@@ -120,27 +223,33 @@ def prepare(
       num_workers: local worker processes (None = all cores, 1 = in this process).
       runner: "local", or a Beam runner ("DirectRunner", "DataflowRunner").
       beam_options: extra Beam pipeline options (``--project=...`` etc.), passed through.
+      overwrite: start afresh in layer folders written with other inputs or config (else an error).
       path_overrides: per-file overrides of :class:`hierseg.oid.layout.OidPaths` fields.
     """
     if runner not in RUNNERS:
         raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
     paths = OidPaths.from_dir(oid_dir, **path_overrides)
+    notes = check_inputs(paths, config)
+    for note in notes:
+        log.warning("%s", note)
     with tempfile.TemporaryDirectory(prefix="hierseg-prepare-") as cache_dir:
         local_paths = _localize_inputs(paths, cache_dir)
         hierarchy = local_paths.load_hierarchy()
         tables = load_tables(paths, hierarchy, config, local_paths=local_paths)
         plans = plan_layers(tables, hierarchy, config)
         csv_skips = {s: t.skips for s, t in tables.items()}
+        csv_skip_examples = {s: t.skip_examples for s, t in tables.items()}
 
         storage.makedirs(out_dir)
         all_jobs, shard_names = [], {}
         for lp in plans:
-            layer_dir = storage.join(out_dir, f"layer{lp.layer}")
-            storage.makedirs(layer_dir)
-            storage.makedirs(storage.join(layer_dir, ".prepare_state"))
-            if remove_stale(layer_dir):
-                log.info("%s: removed temporary files of an interrupted run", layer_dir)
-            storage.write_text(storage.join(layer_dir, "label_map.pbtxt"), lp.label_map.to_pbtxt())
+            layer = PreparedLayer.of(out_dir, lp.layer)
+            storage.makedirs(layer.root)
+            storage.makedirs(layer.state_dir)
+            _check_fingerprint(layer, paths, config, overwrite)
+            if remove_stale(layer.root):
+                log.info("%s: removed temporary files of an interrupted run", layer.root)
+            storage.write_text(layer.label_map, lp.label_map.to_pbtxt())
             jobs, shard_names[lp.layer] = _jobs(out_dir, lp)
             all_jobs += jobs
 
@@ -166,43 +275,57 @@ def prepare(
         "config": to_dict(config),
         "input_files": {f.name: getattr(paths, f.name) for f in dataclasses.fields(paths)},
         "csv_skips": csv_skips,
+        "csv_skip_examples": csv_skip_examples,
+        "notes": notes,
         "layers": {},
     }
     dropped_masks: dict[int, set[str]] = {}
     for lp in plans:
-        layer_dir = storage.join(out_dir, f"layer{lp.layer}")
+        layer = PreparedLayer.of(out_dir, lp.layer)
         layer_sum = {"classes": lp.label_map.num_classes, "splits": {}}
         dropped_masks[lp.layer] = set()
         for split, sp in lp.splits.items():
-            stats = [read_stats(layer_dir, n) for n in shard_names[lp.layer][split]]
+            stats = [read_stats(layer.root, n) for n in shard_names[lp.layer][split]]
             for st in stats:
                 dropped_masks[lp.layer].update(st["dropped_masks"])
             layer_sum["splits"][split] = _split_counts(sp, stats)
             write_report(
                 sp.report,
-                storage.join(layer_dir, f"balance_{split}.csv"),
-                storage.join(layer_dir, f"balance_{split}.png"),
+                layer.balance_csv(split),
+                layer.balance_png(split),
                 f"layer{lp.layer} {split}: images per class ({config.balance.mode if split == 'train' else 'none'})",
             )
             if split == "validation":
-                coco = build_coco([storage.join(layer_dir, n) for n in shard_names[lp.layer][split]], lp.label_map)
-                write_coco(coco, storage.join(layer_dir, "validation_coco.json"))
+                coco = build_coco([storage.join(layer.root, n) for n in shard_names[lp.layer][split]], lp.label_map)
+                write_coco(coco, layer.validation_coco_json)
         summary["layers"][lp.layer] = layer_sum
 
     man = manifest(plans, dropped_masks)
     for lp in plans:
-        layer_dir = storage.join(out_dir, f"layer{lp.layer}")
+        layer = PreparedLayer.of(out_dir, lp.layer)
         buf = io.BytesIO()
         man[man["layer"] == lp.layer].reset_index(drop=True).to_parquet(buf, index=False)
-        storage.write_bytes(storage.join(layer_dir, "manifest.parquet"), buf.getvalue())
+        storage.write_bytes(layer.manifest_parquet, buf.getvalue())
         layer_json = {k: v for k, v in summary.items() if k != "layers"}
         layer_json.update({"layer": lp.layer, **summary["layers"][lp.layer]})
-        storage.write_text(storage.join(layer_dir, "prepare.json"), json.dumps(layer_json, indent=1))
+        storage.write_text(layer.prepare_json, json.dumps(layer_json, indent=1))
+    empty = [
+        f"layer{layer} {split}"
+        for layer, ls in summary["layers"].items()
+        for split, c in ls["splits"].items()
+        if c["examples_written"] == 0
+    ]
+    if empty:
+        raise WorkError(
+            f"prepare: no example written for {', '.join(empty)} (see the skips in {out_dir}/layer*/prepare.json: "
+            "missing images or masks, or no annotated instance of the layer's classes)"
+        )
     return summary
 
 
 def format_summary(summary: dict) -> str:
-    """A per-layer table for the CLI."""
+    """A per-layer table for the CLI (instances as written), then the CSV rows skipped per reason with
+    a few ``file:line`` examples, then the notes on absent optional inputs."""
     lines = [
         f"{'layer':<7}{'split':<12}{'classes':>8}{'images':>9}{'examples':>10}{'instances':>11}{'shards':>8}  skips"
     ]
@@ -211,6 +334,11 @@ def format_summary(summary: dict) -> str:
             skips = ", ".join(f"{k}={v}" for k, v in c["skips"].items()) or "-"
             lines.append(
                 f"layer{layer:<2}{split:<12}{ls['classes']:>8}{c['images_with_targets']:>9}"
-                f"{c['examples_written']:>10}{c['instances']:>11}{c['num_shards']:>8}  {skips}"
+                f"{c['examples_written']:>10}{c['instances_written']:>11}{c['num_shards']:>8}  {skips}"
             )
+    for split, skips in summary.get("csv_skips", {}).items():
+        for reason, n in skips.items():
+            lines.append(f"{split} CSV rows skipped, {reason}: {n}")
+            lines += [f"    {e}" for e in summary.get("csv_skip_examples", {}).get(split, {}).get(reason, [])]
+    lines += [f"note: {n}" for n in summary.get("notes", [])]
     return "\n".join(lines)

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from data_prep import storage
+from hierseg import atomic_write, layout
+from hierseg.layout import PreparedLayer
 
-STATS_DIR = ".prepare_state"  # per-shard stats, inside each layer folder
-TMP_MARK = ".tmp-"
+TMP_MARK = atomic_write.TMP_MARK  # temporary names, removed by remove_stale
 
 
 def shard_count(num_examples: int, configured: int, min_per_shard: int) -> int:
@@ -35,8 +36,7 @@ def shard_count(num_examples: int, configured: int, min_per_shard: int) -> int:
     return max(1, min(configured, math.ceil(num_examples / max(1, min_per_shard))))
 
 
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+shard_name = layout.shard_name
 
 
 def assign_shards(copies: np.ndarray, num_shards: int, seed: int, salt: int = 0) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def assign_shards(copies: np.ndarray, num_shards: int, seed: int, salt: int = 0)
 
 
 def stats_path(layer_dir: str, name: str) -> str:
-    return storage.join(layer_dir, STATS_DIR, f"{name}.json")
+    return PreparedLayer(layer_dir).shard_stats_json(name)
 
 
 def is_complete(layer_dir: str, name: str, files: set[str] | None = None) -> bool:
@@ -98,6 +98,7 @@ class ShardWriter:
         self.tmp = os.path.join(scratch, f"{name}{TMP_MARK}{os.getpid()}")
         self._writer = TFRecordWriter(self.tmp)
         self.num_examples = 0
+        self.num_instances = 0
         self.skips: Counter = Counter()
         self.dropped_masks: list[str] = []
         self.skipped_images: list[str] = []
@@ -111,12 +112,14 @@ class ShardWriter:
         else:
             self._writer.write(result.example)
             self.num_examples += 1
+            self.num_instances += result.num_instances
 
     def commit(self) -> dict:
         self._writer.close()
         stats = {
             "shard": self.name,
             "num_examples": self.num_examples,
+            "num_instances": self.num_instances,
             "skips": dict(sorted(self.skips.items())),
             "dropped_masks": sorted(set(self.dropped_masks)),
             "skipped_images": sorted(set(self.skipped_images)),

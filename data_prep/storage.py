@@ -5,7 +5,7 @@
 (tests) and real Cloud Storage share one code path. When ``STORAGE_EMULATOR_HOST`` is set the client uses anonymous
 credentials against the emulator.
 
-Writes are atomic: a local file is written under a temporary name in the same folder, then renamed;
+Writes are atomic: a local file is written by :mod:`hierseg.atomic_write` (temporary name, then rename);
 a GCS object only becomes visible once its upload completes, so uploading to the final name is atomic.
 Readers of the Open Images files (pandas, zipfile) are given a local path: :func:`localize` downloads a
 ``gs://`` file once into a cache folder (a no-op for local paths).
@@ -19,14 +19,10 @@ import shutil
 import tempfile
 import threading
 
+from hierseg import atomic_write
+
 _client_lock = threading.Lock()
 _client = None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def is_gcs(path: str) -> bool:
@@ -120,18 +116,7 @@ def write_bytes(path: str, data: bytes) -> None:
     if is_gcs(path):
         _blob(path).upload_from_string(data)
         return
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write.write_bytes(path, data)
 
 
 def write_text(path: str, text: str) -> None:
@@ -147,22 +132,35 @@ def publish_file(local_path: str, path: str) -> None:
         os.replace(local_path, path)
 
 
+def object_version(path: str) -> str:
+    """``"{generation}-{size}"`` of a gs:// object: it changes whenever the object is rewritten.
+
+    Raises:
+      FileNotFoundError: when the object does not exist.
+    """
+    blob = _blob(path)
+    try:
+        blob.reload()
+    except Exception as e:
+        if type(e).__name__ == "NotFound":
+            raise FileNotFoundError(f"{path}: not found") from None
+        raise
+    return f"{blob.generation}-{blob.size}"
+
+
 def localize(path: str, cache_dir: str) -> str:
-    """A local path holding the file: ``path`` itself when local, else a cached download."""
+    """A local path holding the file: ``path`` itself when local, else a cached download keyed by the
+    object's generation and size (a cache file is never reused for a rewritten object)."""
     if not is_gcs(path):
         return path
     digest = hashlib.sha1(path.encode()).hexdigest()[:12]
-    local = os.path.join(cache_dir, f"{digest}-{os.path.basename(path)}")
+    local = os.path.join(cache_dir, f"{digest}-{object_version(path)}-{os.path.basename(path)}")
     if not os.path.exists(local):
         os.makedirs(cache_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".part")
-        os.close(fd)
         try:
-            _blob(path).download_to_filename(tmp)
-            os.replace(tmp, local)
+            with atomic_write.atomic_path(local) as tmp:
+                _blob(path).download_to_filename(tmp)
         except Exception as e:
-            if os.path.exists(tmp):
-                os.remove(tmp)
             if type(e).__name__ == "NotFound":
                 raise FileNotFoundError(f"{path}: not found") from None
             raise

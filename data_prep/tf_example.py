@@ -2,7 +2,9 @@
 
 Keys come from :mod:`hierseg.features`. Boxes are stored normalized to [0, 1] as the four separate
 ``image/object/bbox/{xmin,xmax,ymin,ymax}`` lists; masks as one PNG per instance at image resolution
-with values 0/255; ``image/object/class/text`` holds the MIDs.
+with values 0/1; ``image/object/class/text`` holds the MIDs; ``image/source_id`` is the decimal COCO
+image id of the split's COCO JSON and ``image/filename`` is ``<ImageID>.jpg`` (so Model Garden's
+decoder, parsers and COCO evaluator read the records as they are).
 
 The messages are built from a copy of TensorFlow's ``example.proto``/``feature.proto`` schema held in a
 private protobuf descriptor pool, so pixel workers never import TensorFlow (spawning a worker then
@@ -99,6 +101,7 @@ def build_example(
     is_crowd: Sequence[bool],
     mask_pngs: Sequence[bytes],
     weight: float = 1.0,
+    filename: str | None = None,
     mask_valid: Sequence[bool] | None = None,
 ):
     """Builds the Example.
@@ -106,10 +109,12 @@ def build_example(
     Args:
       image: encoded image bytes (JPEG or PNG); image_format "jpeg" or "png".
       height, width: image size in pixels.
-      source_id: the Open Images ImageID.
+      source_id: the image's decimal id in the split's COCO JSON ("17").
+      filename: ``<ImageID>.jpg``, the COCO JSON's file_name (image/filename; None: no such key, and
+        readers take image/source_id as the image's name).
       boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax).
       class_ids: [N] ids 1..K; mids: [N] class MIDs; is_crowd: [N] IsGroupOf.
-      mask_pngs: [N] PNG bytes, each [height, width] with values 0/255.
+      mask_pngs: [N] PNG bytes, each [height, width] with values 0/1.
       weight: image/weight (repeat factor when balancing by weights, else 1.0).
       mask_valid: [N] image/object/mask_valid (False: a box-only instance, its PNG all zero); None =
         the key is not written (readers then take every mask as valid).
@@ -135,6 +140,8 @@ def build_example(
         F.OBJECT_MASK: _bytes(mask_pngs),
         F.EXAMPLE_WEIGHT: _floats([weight]),
     }
+    if filename is not None:
+        feature[F.IMAGE_FILENAME] = _bytes([filename.encode()])
     if mask_valid is not None:
         if len(mask_valid) != n:
             raise ValueError("build_example: mask_valid and boxes differ in length")
@@ -153,6 +160,7 @@ def parsing_spec() -> dict:
         F.IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64),
         F.IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64),
         F.IMAGE_SOURCE_ID: tf.io.FixedLenFeature([], tf.string),
+        F.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
         F.IMAGE_KEY_SHA256: tf.io.FixedLenFeature([], tf.string),
         F.OBJECT_XMIN: tf.io.VarLenFeature(tf.float32),
         F.OBJECT_XMAX: tf.io.VarLenFeature(tf.float32),

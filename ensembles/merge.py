@@ -30,12 +30,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
-from pycocotools import mask as coco_mask
 
 from ensembles.config import EnsembleConfig
-from ensembles.mask_iou import pairwise_mask_iou, rle_boxes
 from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
+from hierseg.rle import merge_rles, pairwise_iou, rle_boxes
 
 
 def _check_classes(dets: Detections, hierarchy: Hierarchy, which: str) -> None:
@@ -56,7 +55,7 @@ def match_layers(
     """The (layer1 index, layer0 index) matches of one image, by the rule in the module docstring."""
     if not len(layer0) or not len(layer1):
         return []
-    iou = pairwise_mask_iou(layer1.rles, layer0.rles)  # [N1, N0]
+    iou = pairwise_iou(layer1.rles, layer0.rles)  # [N1, N0]
     ancestors = {c: hierarchy.ancestors(c) for c in set(layer1.classes)}
     allowed = np.array([[c0 in ancestors[c1] for c0 in layer0.classes] for c1 in layer1.classes], dtype=bool).reshape(
         iou.shape
@@ -81,16 +80,16 @@ def _merged_mask(r0: dict, r1: dict, s0: float, s1: float, source: str) -> dict:
     if source == "layer0":
         return r0
     if source == "union":
-        return coco_mask.merge([r0, r1], intersect=False)
+        return merge_rles([r0, r1])
     if source == "intersection":
-        return coco_mask.merge([r0, r1], intersect=True)
+        return merge_rles([r0, r1], intersect=True)
     if source == "average":
         # Score-weighted mean of two binary masks >= 0.5: inside both -> 1; inside one -> its weight.
         if s1 > s0:
             return r1
         if s0 > s1:
             return r0
-        return coco_mask.merge([r0, r1], intersect=False)
+        return merge_rles([r0, r1])
     raise ValueError(f"unknown mask_source {source!r}")
 
 
@@ -124,52 +123,58 @@ def ensemble_image(
         )
     _check_classes(layer0, hierarchy, "Layer0")
     _check_classes(layer1, hierarchy, "Layer1")
-    layer0 = layer0.select(np.flatnonzero(layer0.scores >= config.min_layer0_score))
-    layer1 = layer1.select(np.flatnonzero(layer1.scores >= config.min_layer1_score))
+    layer0 = layer0[layer0.scores >= config.min_layer0_score]
+    layer1 = layer1[layer1.scores >= config.min_layer1_score]
     matches = match_layers(layer0, layer1, hierarchy, config.iou_threshold)
     roots = {c: root_path(hierarchy, c) for c in set(layer0.classes) | set(layer1.classes)}
 
-    classes: list[str] = []
-    scores: list[float] = []
-    boxes: list[np.ndarray] = []
-    rles: list[dict] = []
-    paths: list[tuple[str, ...]] = []
+    merged = _matched_instances(layer0, layer1, matches, hierarchy, roots, config)
+    free1 = np.setdiff1d(np.arange(len(layer1)), [i for i, _ in matches])
+    free0 = np.setdiff1d(np.arange(len(layer0)), [j for _, j in matches])
+    alone = [layer1[free1], layer0[free0]]
+    for part in alone:
+        part.label_paths = [roots[c] for c in part.classes]
+    out = Detections.cat([merged, *alone])
+    return out[np.argsort(-out.scores, kind="stable")]
+
+
+def _matched_instances(
+    layer0: Detections,
+    layer1: Detections,
+    matches: list[tuple[int, int]],
+    hierarchy: Hierarchy,
+    roots: dict[str, tuple[str, ...]],
+    config: EnsembleConfig,
+) -> Detections:
+    """One instance per (layer1 index, layer0 index) match: the Layer1 class, the path from the Layer0
+    class down to it, mask and score by ``config.mask_source`` / ``config.score_source``."""
+    out = Detections.empty(layer0.image_id, layer0.height, layer0.width)
+    rles, scores, boxes, paths = [], [], [], []
     for i, j in matches:
         s0, s1 = float(layer0.scores[j]), float(layer1.scores[i])
         rle = _merged_mask(layer0.rles[j], layer1.rles[i], s0, s1, config.mask_source)
         if rle is layer1.rles[i]:
-            box = layer1.boxes[i]
+            boxes.append(layer1.boxes[i])
         elif rle is layer0.rles[j]:
-            box = layer0.boxes[j]
+            boxes.append(layer0.boxes[j])
         else:
-            box = rle_boxes([rle])[0]
-        parent, child = layer0.classes[j], layer1.classes[i]
-        classes.append(child)
-        scores.append(_merged_score(s0, s1, config.score_source))
-        boxes.append(box)
+            boxes.append(rle_boxes([rle])[0].astype(np.float32))
         rles.append(rle)
+        scores.append(_merged_score(s0, s1, config.score_source))
+        parent, child = layer0.classes[j], layer1.classes[i]
         paths.append(roots[parent][:-1] + hierarchy.path_down(parent, child))
-    matched1 = {i for i, _ in matches}
-    matched0 = {j for _, j in matches}
-    for dets, matched in ((layer1, matched1), (layer0, matched0)):
-        for k in range(len(dets)):
-            if k not in matched:
-                classes.append(dets.classes[k])
-                scores.append(float(dets.scores[k]))
-                boxes.append(dets.boxes[k])
-                rles.append(dets.rles[k])
-                paths.append(roots[dets.classes[k]])
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
-    return Detections(
-        layer0.image_id,
-        layer0.height,
-        layer0.width,
-        classes=[classes[k] for k in order],
-        scores=np.asarray(scores, np.float32)[order] if scores else np.zeros([0], np.float32),
-        boxes=np.asarray(boxes, np.float32)[order] if boxes else np.zeros([0, 4], np.float32),
-        rles=[rles[k] for k in order],
-        label_paths=[paths[k] for k in order],
-    )
+    if matches:
+        out = Detections(
+            layer0.image_id,
+            layer0.height,
+            layer0.width,
+            [layer1.classes[i] for i, _ in matches],
+            scores,
+            np.asarray(boxes, np.float32),
+            rles,
+            paths,
+        )
+    return out
 
 
 def pair_by_image(

@@ -15,18 +15,16 @@ Streaming: one image's detections are in memory at a time; masks are never decod
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from ensembles.config import SubmissionConfig
-from ensembles.prediction_io import SUBMISSION_HEADER
 from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
 from hierseg.oid.mask_codec import oid_mask_from_rle
+from hierseg.prediction_file import SubmissionCsvWriter, check_scores
 
 
 @dataclass
@@ -63,10 +61,7 @@ def submission_triples(
       ValueError: for a score outside [0, 1], a mask whose size is not the image's, or an unknown class.
     """
     config = config or SubmissionConfig()
-    if len(det.scores) and (not np.isfinite(det.scores).all() or det.scores.min() < 0 or det.scores.max() > 1):
-        raise ValueError(
-            f"image {det.image_id}: scores must be in [0, 1], got range [{det.scores.min()}, {det.scores.max()}]"
-        )
+    check_scores(det.scores, f"image {det.image_id}")
     keep = [k for k in np.argsort(-det.scores, kind="stable") if det.scores[k] >= config.score_threshold]
     triples: list[tuple[str, float, str]] = []
     for k in keep:
@@ -88,10 +83,6 @@ def submission_triples(
         capped = len(triples) - config.max_per_image
         triples = triples[: config.max_per_image]  # instances are already in descending score order
     return triples, len(keep), capped
-
-
-def format_prediction_string(triples: Iterable[tuple[str, float, str]]) -> str:
-    return " ".join(f"{mid} {score:.6g} {encoded}" for mid, score, encoded in triples)
 
 
 def write_submission(
@@ -122,40 +113,32 @@ def write_submission(
     config = config or SubmissionConfig()
     stats = SubmissionStats()
     written: set[str] = set()
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(SUBMISSION_HEADER)
-            for det in tqdm(detections, desc="submission", unit="img", disable=not show_progress):
-                if det.image_id in written:
-                    raise ValueError(f"image {det.image_id}: detections given twice")
-                if image_sizes is not None:
-                    if det.image_id not in image_sizes:
-                        raise ValueError(f"image {det.image_id}: has detections but is not in the image set")
-                    if tuple(image_sizes[det.image_id]) != (det.height, det.width):
-                        h, w = image_sizes[det.image_id]
-                        raise ValueError(
-                            f"image {det.image_id}: detections are for {det.height}x{det.width}, "
-                            f"the image is {h}x{w} (height x width); masks must be at the "
-                            "original resolution"
-                        )
-                triples, kept, capped = submission_triples(det, hierarchy, config)
-                writer.writerow((det.image_id, det.width, det.height, format_prediction_string(triples)))
-                written.add(det.image_id)
+    with SubmissionCsvWriter(path) as out:
+        for det in tqdm(detections, desc="submission", unit="img", disable=not show_progress):
+            if det.image_id in written:
+                raise ValueError(f"image {det.image_id}: detections given twice")
+            if image_sizes is not None:
+                if det.image_id not in image_sizes:
+                    raise ValueError(f"image {det.image_id}: has detections but is not in the image set")
+                if tuple(image_sizes[det.image_id]) != (det.height, det.width):
+                    h, w = image_sizes[det.image_id]
+                    raise ValueError(
+                        f"image {det.image_id}: detections are for {det.height}x{det.width}, "
+                        f"the image is {h}x{w} (height x width); masks must be at the "
+                        "original resolution"
+                    )
+            triples, kept, capped = submission_triples(det, hierarchy, config)
+            out.write_row(det.image_id, det.height, det.width, triples)
+            written.add(det.image_id)
+            stats.images += 1
+            stats.images_with_predictions += bool(triples)
+            stats.empty_rows += not triples
+            stats.instances += kept
+            stats.triples += len(triples)
+            stats.capped += capped
+        for image_id, (h, w) in (image_sizes or {}).items():
+            if image_id not in written:
+                out.write_row(image_id, h, w, ())
                 stats.images += 1
-                stats.images_with_predictions += bool(triples)
-                stats.empty_rows += not triples
-                stats.instances += kept
-                stats.triples += len(triples)
-                stats.capped += capped
-            for image_id, (h, w) in (image_sizes or {}).items():
-                if image_id not in written:
-                    writer.writerow((image_id, int(w), int(h), ""))
-                    stats.images += 1
-                    stats.empty_rows += 1
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+                stats.empty_rows += 1
     return stats

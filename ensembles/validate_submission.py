@@ -3,6 +3,7 @@
 Checks (each problem names its 1-based line in the file, the header being line 1):
 
 * ``header``: the first line is ``ImageID,ImageWidth,ImageHeight,PredictionString``;
+* ``encoding``: a byte that is not UTF-8 (the row is not checked further);
 * ``fields``: every row has 4 fields;
 * ``image_id``: an empty ImageID, or one not in the expected image set;
 * ``duplicate``: an ImageID on a second row (the first row's line is named);
@@ -14,6 +15,9 @@ Checks (each problem names its 1-based line in the file, the header being line 1
 * ``mask``: an EncodedMask that is not base64 of a zlib stream of COCO RLE counts;
 * ``mask_size``: a mask that decodes but covers a different number of pixels than ImageWidth x ImageHeight.
 
+Rows, triples, scores and masks are read by the functions of :mod:`hierseg.prediction_file` and
+:mod:`hierseg.oid.mask_codec` that the readers use, so what passes here reads there.
+
 Streaming: rows are read one at a time and masks are checked on their run lengths (no dense decode),
 so a 100k-image submission needs memory for one row plus the set of ImageIDs seen.
 """
@@ -21,14 +25,19 @@ so a 100k-image submission needs memory for one row plus the set of ImageIDs see
 from __future__ import annotations
 
 import base64
-import csv
-import math
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ensembles.prediction_io import SUBMISSION_HEADER, allow_long_csv_fields
 from hierseg.oid.mask_codec import MaskCodecError, decode_counts, rle_from_oid_mask
+from hierseg.prediction_file import (
+    SUBMISSION_HEADER,
+    check_score,
+    csv_rows,
+    non_utf8_problem,
+    parse_image_size,
+    split_prediction_string,
+)
 
 MAX_LISTED = 5  # triples listed by number in one problem; the count covers them all
 
@@ -73,24 +82,56 @@ def _mask_problem(encoded: str, height: int, width: int) -> tuple[str, str] | No
 
 
 def _row_problems(
-    tokens: list[str], height: int, width: int, valid_mids: frozenset[str] | None
+    triples: list[tuple[str, str, str]], height: int, width: int, valid_mids: frozenset[str] | None
 ) -> dict[str, list[tuple[int, str]]]:
     found: dict[str, list[tuple[int, str]]] = {}
-    for t in range(len(tokens) // 3):
-        mid, score, encoded = tokens[3 * t : 3 * t + 3]
+    for t, (mid, score, encoded) in enumerate(triples, start=1):
         if valid_mids is not None and mid not in valid_mids:
-            found.setdefault("mid", []).append((t + 1, f"{mid!r} is not a class of the challenge"))
+            found.setdefault("mid", []).append((t, f"{mid!r} is not a class of the challenge"))
         try:
-            s = float(score)
-            ok = math.isfinite(s) and 0.0 <= s <= 1.0
+            check_score(score)
         except ValueError:
-            ok = False
-        if not ok:
-            found.setdefault("score", []).append((t + 1, f"score {score!r} is not a number in [0, 1]"))
+            found.setdefault("score", []).append((t, f"score {score!r} is not a number in [0, 1]"))
         problem = _mask_problem(encoded, height, width)
         if problem:
-            found.setdefault(problem[0], []).append((t + 1, problem[1]))
+            found.setdefault(problem[0], []).append((t, problem[1]))
     return found
+
+
+def _check_row(line, row, add, seen, expected, sizes, mids, stats) -> None:
+    """The checks of one 4-field row (see the module docstring), reported through ``add``."""
+    image_id, width_text, height_text, text = row
+    if not image_id:
+        add(line, "image_id", "empty ImageID")
+    elif image_id in seen:
+        add(line, "duplicate", f"ImageID {image_id} already has a row on line {seen[image_id]}")
+    else:
+        seen[image_id] = line
+        if expected is not None and image_id not in expected:
+            add(line, "image_id", f"ImageID {image_id} is not an image of the set")
+    try:
+        height, width = parse_image_size(width_text, height_text)
+    except ValueError:
+        add(line, "size", f"ImageWidth/ImageHeight {width_text!r}/{height_text!r} are not positive integers")
+        return
+    if sizes is not None and image_id in sizes and tuple(sizes[image_id]) != (height, width):
+        h, w = sizes[image_id]
+        add(line, "size", f"image {image_id} is {w}x{h} (width x height), the row says {width}x{height}")
+    try:
+        triples = split_prediction_string(text)
+    except ValueError:
+        tokens = text.split()
+        add(
+            line,
+            "tokens",
+            f"{len(tokens)} tokens in PredictionString, not a multiple of 3 "
+            "(MID score EncodedMask); the last incomplete triple is not checked",
+        )
+        triples = split_prediction_string(" ".join(tokens[: len(tokens) - len(tokens) % 3]))
+    stats.triples += len(triples)
+    for kind, items in _row_problems(triples, height, width, mids).items():
+        listed = ", ".join(str(t) for t, _ in items[:MAX_LISTED]) + (", ..." if len(items) > MAX_LISTED else "")
+        add(line, kind, f"image {image_id}: {len(items)} triple(s) ({listed}): {items[0][1]}")
 
 
 def validate_submission_report(
@@ -100,7 +141,6 @@ def validate_submission_report(
     valid_mids: Iterable[str] | None = None,
 ) -> tuple[list[SubmissionProblem], ValidationStats]:
     """Like :func:`validate_submission`, also returning row and triple counts."""
-    allow_long_csv_fields()
     problems: list[SubmissionProblem] = []
     stats = ValidationStats()
     mids = frozenset(valid_mids) if valid_mids is not None else None
@@ -112,52 +152,22 @@ def validate_submission_report(
         problems.append(SubmissionProblem(line, kind, message))
         stats.problems_by_kind[kind] = stats.problems_by_kind.get(kind, 0) + 1
 
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            add(1, "header", f"the file is empty; expected the header {','.join(SUBMISSION_HEADER)}")
-        elif tuple(h.strip() for h in header) != SUBMISSION_HEADER:
-            add(1, "header", f"header is {','.join(header)!r}, expected {','.join(SUBMISSION_HEADER)!r}")
-        for row in reader:
-            line = reader.line_num
-            if not row:
-                continue
-            stats.rows += 1
-            if len(row) != 4:
-                add(line, "fields", f"{len(row)} fields, expected 4 (ImageID,ImageWidth,ImageHeight,PredictionString)")
-                continue
-            image_id, width_text, height_text, text = row
-            if not image_id:
-                add(line, "image_id", "empty ImageID")
-            elif image_id in seen:
-                add(line, "duplicate", f"ImageID {image_id} already has a row on line {seen[image_id]}")
-            else:
-                seen[image_id] = line
-                if expected is not None and image_id not in expected:
-                    add(line, "image_id", f"ImageID {image_id} is not an image of the set")
-            try:
-                width, height = int(width_text), int(height_text)
-                if width <= 0 or height <= 0:
-                    raise ValueError
-            except ValueError:
-                add(line, "size", f"ImageWidth/ImageHeight {width_text!r}/{height_text!r} are not positive integers")
-                continue
-            if sizes is not None and image_id in sizes and tuple(sizes[image_id]) != (height, width):
-                h, w = sizes[image_id]
-                add(line, "size", f"image {image_id} is {w}x{h} (width x height), the row says {width}x{height}")
-            tokens = text.split()
-            stats.triples += len(tokens) // 3
-            if len(tokens) % 3:
-                add(
-                    line,
-                    "tokens",
-                    f"{len(tokens)} tokens in PredictionString, not a multiple of 3 "
-                    "(MID score EncodedMask); the last incomplete triple is not checked",
-                )
-            for kind, items in _row_problems(tokens, height, width, mids).items():
-                listed = ", ".join(str(t) for t, _ in items[:MAX_LISTED]) + (", ..." if len(items) > MAX_LISTED else "")
-                add(line, kind, f"image {image_id}: {len(items)} triple(s) ({listed}): {items[0][1]}")
+    rows = csv_rows(path)
+    first = next(rows, None)
+    if first is None:
+        add(1, "header", f"the file is empty; expected the header {','.join(SUBMISSION_HEADER)}")
+    elif non_utf8_problem(first[1]) or tuple(h.strip() for h in first[1]) != SUBMISSION_HEADER:
+        add(first[0], "header", f"header is {','.join(first[1])!r}, expected {','.join(SUBMISSION_HEADER)!r}")
+    for line, row in rows:
+        stats.rows += 1
+        encoding = non_utf8_problem(row)
+        if encoding:
+            add(line, "encoding", f"{encoding}; the row is not checked further")
+            continue
+        if len(row) != 4:
+            add(line, "fields", f"{len(row)} fields, expected 4 (ImageID,ImageWidth,ImageHeight,PredictionString)")
+            continue
+        _check_row(line, row, add, seen, expected, sizes, mids, stats)
     if expected is not None:
         for image_id in sorted(expected - set(seen)):
             add(None, "missing", f"image {image_id} has no row")

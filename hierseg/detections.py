@@ -1,18 +1,25 @@
 """The host-side detections type: what prediction, ensembling, submissions and the metric exchange.
 
 One :class:`Detections` holds every instance found in one image, in numpy, at the image's original
-resolution. Masks are kept as COCO run-length encodings (``{"size": [H, W], "counts": bytes}``), so a
-run over 100k images never holds dense masks for more than the image at hand.
+resolution. Masks are kept as COCO run-length encodings (``{"size": [H, W], "counts": bytes}``,
+operations in :mod:`hierseg.rle`), so a run over 100k images never holds dense masks for more than
+the image at hand. Like detectron2's ``Instances`` it is indexed by an integer, a slice, an integer
+array or a boolean mask (``dets[dets.scores >= 0.5]``), concatenated with :meth:`Detections.cat` and
+created empty with :meth:`Detections.empty`; per-instance fields stay parallel by construction.
+
+Its file format (JSON lines) is :mod:`hierseg.prediction_file`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from pycocotools import mask as coco_mask
+
+from hierseg.rle import decode_rles, encode_rles, tight_boxes
+
+__all__ = ["Detections", "encode_rles", "read_jsonl", "tight_boxes", "write_jsonl"]
 
 
 @dataclass
@@ -23,8 +30,10 @@ class Detections:
       image_id: the Open Images ImageID (16 hex characters).
       height, width: the original image size in pixels.
       classes: [N] MIDs (str), the most specific class of each instance.
-      scores: [N] float32 in [0, 1].
-      boxes: [N, 4] float32 normalized (ymin, xmin, ymax, xmax) in [0, 1].
+      scores: [N] float64 in [0, 1] (float64 as the challenge metric ranks them: two scores a float32
+        would round to one value stay apart).
+      boxes: [N, 4] normalized (ymin, xmin, ymax, xmax) in [0, 1]; float32 (model outputs), or float64
+        when given so (parsed annotations keep their precision).
       rles: N COCO RLEs with size [height, width] and bytes counts.
       label_paths: N label paths from a depth-0 class down to ``classes[i]``, e.g. ("/m/01g317",
         "/m/04yx4") for (Person, Man); empty tuples until ensembling fills them.
@@ -34,31 +43,47 @@ class Detections:
     height: int
     width: int
     classes: list[str] = field(default_factory=list)
-    scores: np.ndarray = field(default_factory=lambda: np.zeros([0], np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros([0], np.float64))
     boxes: np.ndarray = field(default_factory=lambda: np.zeros([0, 4], np.float32))
     rles: list[dict] = field(default_factory=list)
     label_paths: list[tuple[str, ...]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.scores = np.asarray(self.scores, np.float32).reshape([-1])
-        self.boxes = np.asarray(self.boxes, np.float32).reshape([-1, 4])
+        self.classes = list(self.classes)
+        self.rles = list(self.rles)
+        self.scores = np.asarray(self.scores, np.float64).reshape([-1])
+        boxes = np.asarray(self.boxes)
+        self.boxes = (boxes if boxes.dtype in (np.float32, np.float64) else boxes.astype(np.float32)).reshape([-1, 4])
         n = len(self.classes)
         if not (len(self.scores) == len(self.boxes) == len(self.rles) == n):
             raise ValueError(
                 f"{self.image_id}: {n} classes, {len(self.scores)} scores, {len(self.boxes)} boxes, "
-                f"{len(self.rles)} masks: counts differ")
+                f"{len(self.rles)} masks: counts differ"
+            )
         if not self.label_paths:
             self.label_paths = [()] * n
         elif len(self.label_paths) != n:
             raise ValueError(f"{self.image_id}: {len(self.label_paths)} label paths for {n} instances")
+        self.label_paths = [tuple(p) for p in self.label_paths]
 
     def __len__(self) -> int:
         return len(self.classes)
 
     @classmethod
-    def from_dense(cls, image_id: str, classes: Sequence[str], scores: np.ndarray, masks: np.ndarray,
-                   boxes: np.ndarray | None = None, label_paths: Sequence[tuple[str, ...]] | None = None,
-                   ) -> Detections:
+    def empty(cls, image_id: str, height: int, width: int) -> Detections:
+        """No instances in an image of ``height`` x ``width`` pixels."""
+        return cls(image_id, int(height), int(width))
+
+    @classmethod
+    def from_dense(
+        cls,
+        image_id: str,
+        classes: Sequence[str],
+        scores: np.ndarray,
+        masks: np.ndarray,
+        boxes: np.ndarray | None = None,
+        label_paths: Sequence[tuple[str, ...]] | None = None,
+    ) -> Detections:
         """From dense masks ``[N, H, W]`` (bool or 0/1); boxes default to the masks' tight boxes."""
         masks = np.asarray(masks)
         n, h, w = masks.shape if masks.ndim == 3 else (0, *masks.shape[-2:])
@@ -69,78 +94,96 @@ class Detections:
 
     def dense_masks(self) -> np.ndarray:
         """[N, H, W] bool."""
-        if not self.rles:
-            return np.zeros([0, self.height, self.width], bool)
-        return coco_mask.decode(self.rles).transpose(2, 0, 1).astype(bool)
+        return decode_rles(self.rles, self.height, self.width)
+
+    # ------------------------------------------------------------------------------ indexing
+    def __getitem__(self, index: int | slice | np.ndarray | Sequence[int] | Sequence[bool]) -> Detections:
+        """The instances picked by an int, a slice, an integer index array or a boolean mask of length N."""
+        if isinstance(index, (int, np.integer)):
+            k = int(index)
+            if not -len(self) <= k < len(self):
+                raise IndexError(f"{self.image_id}: instance {k} of {len(self)}")
+            idx = np.array([k % len(self)], np.int64)
+        elif isinstance(index, slice):
+            idx = np.arange(len(self))[index]
+        else:
+            arr = np.asarray(index)
+            if arr.dtype == bool:
+                if arr.shape != (len(self),):
+                    raise IndexError(f"{self.image_id}: boolean index of shape {arr.shape} for {len(self)} instances")
+                idx = np.flatnonzero(arr)
+            elif arr.size == 0:
+                idx = np.zeros([0], np.int64)
+            elif np.issubdtype(arr.dtype, np.integer):
+                idx = arr.reshape([-1]).astype(np.int64)
+            else:
+                raise IndexError(f"{self.image_id}: cannot index instances with {arr.dtype} values")
+        return Detections(
+            self.image_id,
+            self.height,
+            self.width,
+            [self.classes[i] for i in idx],
+            self.scores[idx],
+            self.boxes[idx],
+            [self.rles[i] for i in idx],
+            [self.label_paths[i] for i in idx],
+        )
 
     def select(self, index: np.ndarray | Sequence[int]) -> Detections:
-        idx = np.asarray(index, dtype=np.int64).reshape([-1])
-        return Detections(self.image_id, self.height, self.width, [self.classes[i] for i in idx],
-                          self.scores[idx], self.boxes[idx], [self.rles[i] for i in idx],
-                          [self.label_paths[i] for i in idx])
+        """Same as ``self[index]``."""
+        return self[np.asarray(index, np.int64).reshape([-1])]
 
-    # ---------------------------------------------------------------------------- JSON lines I/O
+    @staticmethod
+    def cat(parts: Sequence[Detections]) -> Detections:
+        """The instances of several Detections of one image, in order.
+
+        Raises:
+          ValueError: for an empty list, or parts of different images or sizes.
+        """
+        if not parts:
+            raise ValueError("Detections.cat needs at least one Detections")
+        first = parts[0]
+        for p in parts[1:]:
+            if (p.image_id, p.height, p.width) != (first.image_id, first.height, first.width):
+                raise ValueError(
+                    f"cannot concatenate detections of {p.image_id} ({p.height}x{p.width}) with "
+                    f"{first.image_id} ({first.height}x{first.width}) (height x width)"
+                )
+        return Detections(
+            first.image_id,
+            first.height,
+            first.width,
+            [c for p in parts for c in p.classes],
+            np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.boxes for p in parts]),
+            [r for p in parts for r in p.rles],
+            [lp for p in parts for lp in p.label_paths],
+        )
+
+    # ------------------------------------------------------------------- JSON lines (one line)
     def to_json(self) -> str:
-        return json.dumps({
-            "image_id": self.image_id, "height": self.height, "width": self.width,
-            "instances": [
-                {"class": c, "score": round(float(s), 6), "box": [round(float(v), 6) for v in b],
-                 "mask": r["counts"].decode("ascii") if isinstance(r["counts"], bytes) else r["counts"],
-                 "label_path": list(p)}
-                for c, s, b, r, p in zip(self.classes, self.scores, self.boxes, self.rles, self.label_paths)
-            ],
-        })
+        """One JSON line (:func:`hierseg.prediction_file.detections_to_json`)."""
+        from hierseg.prediction_file import detections_to_json
+
+        return detections_to_json(self)
 
     @classmethod
     def from_json(cls, line: str) -> Detections:
-        d = json.loads(line)
-        h, w = int(d["height"]), int(d["width"])
-        inst = d["instances"]
-        return cls(
-            d["image_id"], h, w, [i["class"] for i in inst],
-            np.array([i["score"] for i in inst], np.float32),
-            np.array([i["box"] for i in inst], np.float32).reshape([-1, 4]),
-            [{"size": [h, w], "counts": i["mask"].encode("ascii")} for i in inst],
-            [tuple(i.get("label_path", ())) for i in inst],
-        )
+        """From one JSON line (:func:`hierseg.prediction_file.detections_from_json`)."""
+        from hierseg.prediction_file import detections_from_json
+
+        return detections_from_json(line)
 
 
-def write_jsonl(path: str, detections: Iterable[Detections]) -> None:
-    """Writes detections as JSON lines, atomically (a temporary file renamed into place)."""
-    import os
+def write_jsonl(path: str, detections: Iterable[Detections]) -> int:
+    """:func:`hierseg.prediction_file.write_jsonl` (kept here for its callers)."""
+    from hierseg.prediction_file import write_jsonl as write
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for d in detections:
-            f.write(d.to_json() + "\n")
-    os.replace(tmp, path)
+    return write(path, detections)
 
 
 def read_jsonl(path: str) -> Iterator[Detections]:
-    """Streams detections from a JSON-lines file; a bad line raises naming the file and line."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if line.strip():
-                try:
-                    yield Detections.from_json(line)
-                except (KeyError, ValueError, TypeError) as e:
-                    raise ValueError(f"{path}:{lineno}: bad detections line: {e}") from e
+    """:func:`hierseg.prediction_file.read_jsonl` (kept here for its callers)."""
+    from hierseg.prediction_file import read_jsonl as read
 
-
-def encode_rles(masks: np.ndarray) -> list[dict]:
-    """[N, H, W] masks -> N COCO RLEs (bytes counts)."""
-    m = np.asfortranarray(np.asarray(masks, dtype=np.uint8).transpose(1, 2, 0))
-    return coco_mask.encode(m)
-
-
-def tight_boxes(masks: np.ndarray) -> np.ndarray:
-    """[N, H, W] masks -> [N, 4] normalized (ymin, xmin, ymax, xmax); zeros for an empty mask."""
-    masks = np.asarray(masks).astype(bool)
-    n, h, w = masks.shape
-    rows, cols = masks.any(axis=2), masks.any(axis=1)
-    out = np.zeros([n, 4], np.float32)
-    for i in range(n):
-        ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
-        if len(ys):
-            out[i] = [ys[0] / h, xs[0] / w, (ys[-1] + 1) / h, (xs[-1] + 1) / w]
-    return out
+    return read(path)

@@ -10,8 +10,8 @@ the exporter produce them):
     (anchors, proposals, ROIs, box and RPN targets, detections before output) is in input pixels.
   - *input-normalized*: input pixels divided by the scaled content size ``scaled_hw(image_info)``.
     ``GT_BOXES`` of the input pipeline are in this frame (after any crop, within ``[0, 1]``);
-    :func:`boxes_to_input_pixels` is the one conversion to input pixels (and
-    :func:`input_pixels_to_boxes` its inverse). Without a crop this equals normalized to the original.
+    :func:`boxes_to_input_pixels` is the one conversion to input pixels (nothing converts back). Without
+    a crop this equals normalized to the original.
   - *original-normalized*: normalized by the original image's height and width: the TFRecords (as the
     OD-API keys ``xmin, xmax, ymin, ymax``), the model's ``DET_BOXES`` and the host-side ``Detections``.
     :func:`input_pixels_to_original` is the one conversion from input pixels.
@@ -27,7 +27,8 @@ the exporter produce them):
   * scale``; ``offset`` is the crop's top-left corner in scaled pixels. Build it with
   :func:`make_image_info` and read it with :func:`original_hw`, :func:`scaled_hw`, :func:`image_scale`,
   :func:`crop_offset` (never by row index).
-* **Instance masks** in the TFRecords are PNGs at image resolution (one per instance, 0/1 or 0/255).
+* **Instance masks** in the TFRecords are PNGs at image resolution (one per instance) with values 0/1,
+  as Model Garden's own converters write them (its decoder does not rescale); readers accept 0/255 too.
   In the input pipeline they become ``gt_masks`` float32 ``[N, S, S]`` in ``[0, 1]``: the mask cropped
   to its box and resized to ``S = gt_mask_size``, so the model can crop any ROI target from them.
 * **Anchors** are concatenated over levels ``min_level..max_level``; within a level in ``(y, x,
@@ -44,7 +45,10 @@ IMAGE_ENCODED = "image/encoded"  # bytes: JPEG (or PNG) of the image
 IMAGE_FORMAT = "image/format"  # bytes: b"jpeg" or b"png"
 IMAGE_HEIGHT = "image/height"  # int64
 IMAGE_WIDTH = "image/width"  # int64
-IMAGE_SOURCE_ID = "image/source_id"  # bytes: the Open Images ImageID (16 hex chars)
+# bytes: the decimal id of the image in the split's COCO JSON (validation_coco.json "id"), as Model
+# Garden's parsers and COCO evaluator expect; the Open Images ImageID is in IMAGE_FILENAME.
+IMAGE_SOURCE_ID = "image/source_id"
+IMAGE_FILENAME = "image/filename"  # bytes: "<ImageID>.jpg" (the COCO JSON's file_name)
 IMAGE_KEY_SHA256 = "image/key/sha256"  # bytes: sha256 of image/encoded (OD API; optional)
 OBJECT_XMIN = "image/object/bbox/xmin"  # float list, normalized
 OBJECT_XMAX = "image/object/bbox/xmax"
@@ -58,6 +62,8 @@ OBJECT_MASK = "image/object/mask"  # bytes list: one PNG per instance at image r
 # box losses, never the mask loss). Absent = every mask is real (records written before issue 12).
 OBJECT_MASK_VALID = "image/object/mask_valid"
 EXAMPLE_WEIGHT = "image/weight"  # float: repeat-factor weight (1.0 when balancing is in the shards)
+SEMANTIC_ENCODED = "image/segmentation/class/encoded"  # bytes: PNG of class ids 0..K, 255 ignore (DeepLab key)
+SEMANTIC_FORMAT = "image/segmentation/class/format"  # bytes: b"png"
 
 # ---------------------------------------------------------------------------------------------
 # Keys of the feature dict the input pipeline produces and the model consumes.
@@ -74,6 +80,8 @@ RPN_SCORE_TARGETS = "rpn_score_targets"  # int32 [A]: 1 pos, 0 neg, -1 ignore
 RPN_BOX_TARGETS = "rpn_box_targets"  # float32 [A, 4]
 WEIGHT = "example_weight"  # float32 []: per-example loss weight (repeat factor), 1.0 by default
 NUM_DROPPED = "num_instances_dropped"  # int32 []: instances over max_instances, logged
+GT_SEMANTIC = "gt_semantic"  # int32 [S, S]: class id 0..K per input pixel, SEMANTIC_IGNORE where unknown
+SEMANTIC_IGNORE = 255  # GT_SEMANTIC / label-map PNG value without loss or metric (VOC boundaries, padding)
 # int64 [2]: stateless seed of the model's per-example training-targets map (models.factory.build_train_targets);
 # present only while that map runs, removed before batching.
 TARGETS_SEED = "train_targets_seed"
@@ -84,10 +92,24 @@ DET_CLASSES = "detection_classes"  # int32 [B, D], 1..K, 0 for padding
 DET_SCORES = "detection_scores"  # float32 [B, D] in [0, 1], 0 for padding
 DET_MASKS = "detection_masks"  # float32 [B, D, M, M]: mask probabilities inside each box
 NUM_DETECTIONS = "num_detections"  # int32 [B]
+SEMANTIC_LABELS = "semantic_labels"  # int32 [B, S, S]: argmax class 0..K per input pixel (crop to image_info[1])
+SEMANTIC_SCORES = "semantic_scores"  # float32 [B, S, S]: softmax probability of that class
 
 # ImageNet statistics on 0..255 RGB (what ResNet backbones are trained with).
 IMAGE_MEAN = (123.675, 116.28, 103.53)
 IMAGE_STD = (58.395, 57.12, 57.375)
+
+# Training targets of the one-stage detectors (RetinaNet, ShapeMask), added per example by
+# hierseg.models.retinanet_targets / shapemask_targets. Anchors in the order described above.
+ANCHOR_CLASS_TARGETS = "anchor_class_targets"  # int32 [A]: 1..K positive class, 0 negative, -1 ignored
+ANCHOR_BOX_TARGETS = "anchor_box_targets"  # float32 [A, 4]: encoded deltas at positives, 0 elsewhere
+# ShapeMask: S = num_sampled_masks instances per image (repeated when fewer), boxes in input pixels.
+MASK_BOXES = "mask_boxes"  # float32 [S, 4]: jittered gt boxes, clipped to the input
+MASK_OUTER_BOXES = "mask_outer_boxes"  # float32 [S, 4]: those boxes scaled by outer_box_scale, clipped
+MASK_CLASSES = "mask_classes"  # int32 [S]: 1..K (0 when the image has no instance)
+MASK_TARGETS = "mask_targets"  # float32 [S, C, C] 0/1: gt mask in the outer box, C = mask_crop_size
+FINE_MASK_TARGETS = "fine_mask_targets"  # float32 [S, F, F] 0/1, F = C * upsample_factor
+MASK_VALID = "mask_valid"  # bool [S]: False for every row of an image without instances
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,14 +164,6 @@ def boxes_to_input_pixels(boxes, image_info):
     import tensorflow as tf
 
     return tf.cast(boxes, tf.float32) * _yxyx(scaled_hw(tf.cast(image_info, tf.float32)))
-
-
-def input_pixels_to_boxes(boxes_pixels, image_info):
-    """Inverse of :func:`boxes_to_input_pixels`."""
-    import tensorflow as tf
-
-    info = tf.cast(image_info, tf.float32)
-    return tf.cast(boxes_pixels, tf.float32) / _yxyx(scaled_hw(info))
 
 
 def input_pixels_to_original(boxes_pixels, image_info):

@@ -32,15 +32,15 @@ class HierarchyError(ValueError):
 
 
 def _read_text(path: str) -> str:
-    # tf.io.gfile reads local paths and gs:// alike; plain open() keeps the pure-Python path
-    # free of a TensorFlow import for local files.
-    if path.startswith("gs://"):
-        import tensorflow as tf
+    # The one text reader (local or gs://, a byte-order mark dropped), as for the annotation CSVs.
+    from hierseg.oid.layout import read_text
 
-        with tf.io.gfile.GFile(path, "r") as f:
-            return f.read()
-    with open(path, encoding="utf-8") as f:
-        return f.read()
+    try:
+        return read_text(path)
+    except FileNotFoundError:
+        raise HierarchyError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise HierarchyError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
 def read_class_descriptions(path: str) -> dict[str, str]:
@@ -103,8 +103,9 @@ class Hierarchy:
 
     # ----------------------------------------------------------------------------------- building
     @classmethod
-    def from_tree(cls, tree: Mapping, names: Mapping[str, str] | None = None, *,
-                  source: str = "<hierarchy>") -> Hierarchy:
+    def from_tree(
+        cls, tree: Mapping, names: Mapping[str, str] | None = None, *, source: str = "<hierarchy>"
+    ) -> Hierarchy:
         """Builds the hierarchy from the parsed JSON tree (root dict with ``LabelName``)."""
         order: list[str] = []
         seen: set[str] = set()
@@ -349,9 +350,40 @@ class Hierarchy:
         for c in self.classes:
             d = self.depth(c)
             if d not in where:
-                raise HierarchyError(f"{self.names[c]} ({c}) has depth {d}, in no group of {list(map(list, depth_groups))}")
+                raise HierarchyError(
+                    f"{self.names[c]} ({c}) has depth {d}, in no group of {list(map(list, depth_groups))}: "
+                    f"give depth groups covering depths 0..{self.max_depth} (--depth_groups or hierarchy.depth_groups)"
+                )
             out[where[d]].append(c)
         return [tuple(x) for x in out]
+
+    def check_layer_order(self, layer_classes: Sequence[Sequence[str]], sources: Sequence[str]) -> None:
+        """Checks models given for layers 0, 1, ... against the hierarchy: every class is known, and no
+        class of a later layer is an ancestor of a class of an earlier one (exports given in swapped order).
+
+        Args:
+          layer_classes: the MIDs each layer's model predicts, in layer order.
+          sources: what to name for each layer in messages (``"--layer0 exports/l0"``).
+        Raises:
+          HierarchyError: naming the source, the class and what is wrong.
+        """
+        for classes, source in zip(layer_classes, sources):
+            unknown = [m for m in classes if m not in self._children]
+            if unknown:
+                raise HierarchyError(
+                    f"{source}: {len(unknown)} class(es) not in the hierarchy (first: {unknown[0]}): "
+                    "an export of another class set?"
+                )
+        for i, (early, early_src) in enumerate(zip(layer_classes, sources)):
+            for late, late_src in zip(layer_classes[i + 1 :], sources[i + 1 :]):
+                late_set = set(late)
+                for m in early:
+                    above = sorted(self.ancestors(m) & late_set)
+                    if above:
+                        raise HierarchyError(
+                            f"{late_src} predicts {self.names[above[0]]} ({above[0]}), a parent of "
+                            f"{self.names[m]} ({m}) of {early_src}: the exports are given in swapped order?"
+                        )
 
     def layer_of(self, mid: str, depth_groups: Sequence[Sequence[int]] = DEFAULT_DEPTH_GROUPS) -> int:
         for i, layer in enumerate(self.layers(depth_groups)):
@@ -359,8 +391,7 @@ class Hierarchy:
                 return i
         raise KeyError(mid)
 
-    def ancestor_in(self, mid: str, targets: Iterable[str],
-                    overrides: Mapping[str, str] | None = None) -> str | None:
+    def ancestor_in(self, mid: str, targets: Iterable[str], overrides: Mapping[str, str] | None = None) -> str | None:
         """The class among ``targets`` that ``mid`` maps to: itself if it is a target, else its nearest
         target ancestor, or None when it has none.
 
@@ -399,9 +430,14 @@ class Hierarchy:
                     "depths": list(depth_groups[i]),
                     "num_classes": len(layer),
                     "classes": [
-                        {"id": j + 1, "mid": c, "name": self.names[c], "depths": list(self.depths(c)),
-                         "parents": [self.names[p] for p in self.parents(c)],
-                         "num_children": len(self.children(c))}
+                        {
+                            "id": j + 1,
+                            "mid": c,
+                            "name": self.names[c],
+                            "depths": list(self.depths(c)),
+                            "parents": [self.names[p] for p in self.parents(c)],
+                            "num_children": len(self.children(c)),
+                        }
                         for j, c in enumerate(layer)
                     ],
                 }

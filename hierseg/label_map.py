@@ -54,7 +54,8 @@ class LabelMap:
 
         return "".join(
             f'item {{\n  id: {i + 1}\n  name: "{q(m)}"\n  display_name: "{q(n)}"\n}}\n'
-            for i, (m, n) in enumerate(zip(self.mids, self.names)))
+            for i, (m, n) in enumerate(zip(self.mids, self.names))
+        )
 
     @classmethod
     def from_pbtxt(cls, text: str, source: str = "<label map>") -> LabelMap:
@@ -74,16 +75,12 @@ class LabelMap:
         return cls(tuple(items[i][0] for i in sorted(items)), tuple(items[i][1] for i in sorted(items)))
 
     def save(self, path: str) -> None:
-        import tensorflow as tf
+        from hierseg import atomic_write
 
-        tmp = f"{path}.tmp"
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            f.write(self.to_pbtxt())
-        tf.io.gfile.rename(tmp, path, overwrite=True)
+        atomic_write.write_text(path, self.to_pbtxt())
 
     @classmethod
     def load(cls, path: str) -> LabelMap:
-        import tensorflow as tf
+        from hierseg.oid.layout import read_text  # the one text reader (a byte-order mark dropped)
 
-        with tf.io.gfile.GFile(path, "r") as f:
-            return cls.from_pbtxt(f.read(), source=path)
+        return cls.from_pbtxt(read_text(path), source=path)

@@ -6,9 +6,18 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
+from pycocotools import mask as coco_mask
+from synthetic_scene import synthetic_scene
 
 from hierseg.detections import Detections, encode_rles
-from hierseg.evaluation.coco_metric import STAT_NAMES, evaluate_coco, write_metrics_json
+from hierseg.evaluation.coco_metric import (
+    STAT_NAMES,
+    evaluate_coco,
+    load_ground_truth,
+    to_coco_results,
+    write_metrics_json,
+)
 from hierseg.label_map import LabelMap
 
 MIDS = ("/m/01g317", "/m/0k4j")  # Person, Car
@@ -16,16 +25,9 @@ LABEL_MAP = LabelMap.from_classes(MIDS, ["Person", "Car"])
 
 
 def _scene(seed: int, h: int, w: int, n: int) -> tuple[np.ndarray, list[str]]:
-    """n non-overlapping random rectangles-with-a-notch on an h x w image; their classes."""
-    rng = np.random.default_rng(seed)
-    masks = np.zeros([n, h, w], np.uint8)
-    for i in range(n):
-        x0 = i * (w // n) + rng.integers(0, 5)
-        x1 = (i + 1) * (w // n) - rng.integers(1, 5)
-        y0, y1 = rng.integers(0, h // 3), rng.integers(h // 2, h)
-        masks[i, y0:y1, x0:x1] = 1
-        masks[i, y0 : y0 + (y1 - y0) // 3, x0 : x0 + (x1 - x0) // 3] = 0  # not a box: mask AP != box AP
-    return masks, [MIDS[int(rng.integers(0, 2))] for _ in range(n)]
+    """n non-overlapping L-shaped objects (not boxes: mask AP != box AP) on an h x w image; their classes."""
+    scene = synthetic_scene(np.random.default_rng(seed), h, w, n, "columns")
+    return scene.masks, [MIDS[(c + seed) % 2] for c in scene.classes]
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +138,26 @@ def test_masks_at_another_resolution_are_resized(coco_case):
     m = evaluate_coco(dets, path, LABEL_MAP)
     assert m["resized_masks"] == 9
     assert m["mask/AP"] == pytest.approx(1.0)
+
+
+def test_masks_are_resized_with_pils_nearest(coco_case):
+    """Predicted masks at another, non-integer resolution become exactly PIL's NEAREST resize (the
+    convention of the ground truth everywhere, hierseg/mask_resize.py), not a formula of their own."""
+    path, scenes = coco_case
+    gt = load_ground_truth(path, LABEL_MAP)
+    rng = np.random.default_rng(7)
+    dets, expected = [], []
+    for sid, (masks, mids) in scenes.items():
+        h, w = masks.shape[1:]
+        small = rng.random([len(mids), 40, 32]) < 0.5  # 40x32 -> h x w: PIL differs from exact centres here
+        dets.append(Detections.from_dense(sid, mids, np.full(len(mids), 0.9), small))
+        for m in small:
+            pil = Image.fromarray(m.astype(np.uint8) * 255).resize((w, h), Image.NEAREST)
+            expected.append(np.array(pil) > 127)
+    _, mask_results, counts = to_coco_results(dets, gt, LABEL_MAP)
+    assert counts["resized_masks"] == len(expected) == 9
+    for result, want in zip(mask_results, expected):
+        np.testing.assert_array_equal(coco_mask.decode(result["segmentation"]).astype(bool), want)
 
 
 def test_label_map_mismatch_is_an_error(coco_case):

@@ -37,8 +37,13 @@ def test_yaml_and_json_override_forms():
 
 @pytest.mark.parametrize(
     "override, key",
-    [("inner.stepz=3", "inner.stepz"), ("nope=1", "nope"), ("inner.steps=abc", "inner.steps"),
-     ("flag=3", "flag"), ("inner.lrs=[a]", "inner.lrs[0]")],
+    [
+        ("inner.stepz=3", "inner.stepz"),
+        ("nope=1", "nope"),
+        ("inner.steps=abc", "inner.steps"),
+        ("flag=3", "flag"),
+        ("inner.lrs=[a]", "inner.lrs[0]"),
+    ],
 )
 def test_unknown_key_or_wrong_type_names_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):

@@ -41,7 +41,12 @@ def _examples(path) -> list[dict]:
 
 
 def _layer_examples(layer_dir) -> dict[str, dict]:
-    return {e["image/source_id"].decode(): e for p in sorted(layer_dir.glob("*.tfrecord")) for e in _examples(p)}
+    # Keyed by ImageID: image/filename is "<ImageID>.jpg" (image/source_id is the COCO JSON id).
+    return {
+        e["image/filename"].decode()[: -len(".jpg")]: e
+        for p in sorted(layer_dir.glob("*.tfrecord"))
+        for e in _examples(p)
+    }
 
 
 def _plans(synth_dir, **overrides):
@@ -117,7 +122,7 @@ def test_layer1_gray_fill_on_pixels(prepared_dir, synth_dir):
             h, w = img.shape[:2]
             target = np.zeros((h, w), bool)
             for png in e["image/object/mask"]:
-                target |= np.array(Image.open(io.BytesIO(png))) > 127
+                target |= np.array(Image.open(io.BytesIO(png))) > 0
             box = np.zeros((h, w), bool)
             box[
                 math.floor(row["BoxYMin"] * h) : math.ceil(row["BoxYMax"] * h),
@@ -250,6 +255,7 @@ def test_tfrecord_exact_keys(prepared_dir):
         "image/height": tf.io.FixedLenFeature([], tf.int64),
         "image/width": tf.io.FixedLenFeature([], tf.int64),
         "image/source_id": tf.io.FixedLenFeature([], tf.string),
+        "image/filename": tf.io.FixedLenFeature([], tf.string),
         "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
         "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
         "image/object/bbox/ymin": tf.io.VarLenFeature(tf.float32),
@@ -278,7 +284,7 @@ def test_tfrecord_exact_keys(prepared_dir):
     assert (labels >= 1).all() and (labels <= 10).all()
     for png in ex["image/object/mask"].values.numpy():
         m = tf.io.decode_png(png).numpy()
-        assert m.shape[:2] == (h, w) and set(np.unique(m)) <= {0, 255}
+        assert m.shape[:2] == (h, w) and set(np.unique(m)) <= {0, 1}  # Model Garden's 0/1 convention
 
 
 def test_label_map_and_prepare_json(prepared_dir, synth_dir):
@@ -303,9 +309,9 @@ def test_validation_coco_json(prepared_dir, synth_dir):
     cats = coco.loadCats(coco.getCatIds())
     assert all("mid" in c for c in cats) and cats[0]["id"] == 1
     for img in coco.loadImgs(coco.getImgIds()):
-        w, hgt = Image.open(paths.image_path("validation", img["source_id"])).size
+        assert img["file_name"].endswith(".jpg") and "source_id" not in img  # plain COCO
+        w, hgt = Image.open(paths.image_path("validation", img["file_name"][: -len(".jpg")])).size
         assert (img["height"], img["width"]) == (hgt, w)
-        assert img["file_name"] == f"{img['source_id']}.jpg"
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=img["id"])):
             assert isinstance(ann["segmentation"]["counts"], str)
             m = coco.annToMask(ann)
@@ -371,7 +377,8 @@ def test_example_bytes_equal_tensorflow_serialization(n):
         image_format="jpeg",
         height=7,
         width=9,
-        source_id="00ab12cd34ef5678",
+        source_id="17",
+        filename="00ab12cd34ef5678.jpg",
         boxes=rng.random((n, 4)).astype(np.float32),
         class_ids=rng.integers(1, 300, n),
         mids=[f"/m/{i:03d}" for i in range(n)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import signal
 import socket
@@ -210,3 +211,55 @@ def test_cli_prepare(synth_dir, tmp_path, capsys):
     assert info["config"]["balance"]["mode"] == "none"
     buf = io.StringIO(text)
     assert any(line.startswith("layer1 validation") for line in buf)
+
+
+SLOW_PIXELS = '''
+import time
+from data_prep.pixels import PixelProcessor
+
+
+class SlowProcessor(PixelProcessor):
+    """Takes 0.25 s per image, so a run of the small synthetic dataset lasts long enough to interrupt."""
+
+    def process(self, task):
+        time.sleep(0.25)
+        return super().process(task)
+'''
+
+
+def test_ctrl_c_to_the_process_group_stops_prepare_and_resumes(prepared_dir, synth_dir, tmp_path):
+    """SIGINT to the whole group (what a terminal's Ctrl-C does) while 2 workers are mid-task: prepare
+    exits within 10 s with status 130 and one line, and a rerun finishes byte-identical to a clean run."""
+    (tmp_path / "slow_pixels.py").write_text(SLOW_PIXELS)
+    out = tmp_path / "out"
+    code = (
+        f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(tmp_path)!r}]\n"
+        "import data_prep.prepare, slow_pixels\n"
+        "data_prep.prepare.PixelProcessor = slow_pixels.SlowProcessor\n"
+        "from hierseg_cli.main import main\n"
+        f"sys.exit(main(['prepare', '--oid_dir', {str(synth_dir)!r}, '--out', {str(out)!r}, '--num_workers', '2', "
+        "'--no_progress']))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("layer*/*.tfrecord")) and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, "still running when interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    sent = time.time()
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("prepare did not stop within 10 s of Ctrl-C")
+    assert time.time() - sent < 10
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "hierseg prepare: interrupted", err
+    done = list(out.glob("layer*/*.tfrecord"))
+    assert 1 <= len(done) < len(_outputs(prepared_dir)) - 2, "interrupted mid-run"
+    prepare(str(synth_dir), str(out), PrepareConfig(), num_workers=2, show_progress=False)
+    assert _outputs(out) == _outputs(prepared_dir)
+    assert not list(out.glob("layer*/*.tmp-*"))

@@ -30,8 +30,13 @@ def test_dense_round_trip_and_tight_boxes():
 def test_jsonl_round_trip_keeps_ids_paths_and_masks(tmp_path):
     rng = np.random.default_rng(1)
     masks = random_masks(rng, 2, 20, 30)
-    d = Detections.from_dense("0000000000000001", ["/m/04yx4", "/m/0kmg4"], [0.9, 0.5], masks,
-                              label_paths=[("/m/01g317", "/m/04yx4"), ("/m/0138tl", "/m/0kmg4")])
+    d = Detections.from_dense(
+        "0000000000000001",
+        ["/m/04yx4", "/m/0kmg4"],
+        [0.9, 0.5],
+        masks,
+        label_paths=[("/m/01g317", "/m/04yx4"), ("/m/0138tl", "/m/0kmg4")],
+    )
     empty = Detections("00000000000000ff", 10, 12)
     path = tmp_path / "p.jsonl"
     write_jsonl(str(path), [d, empty])
@@ -70,3 +75,47 @@ def test_cli_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in COMMANDS)
     assert main(["no-such-command"]) == 2
+
+
+def _three():
+    masks = np.zeros([3, 6, 7], bool)
+    masks[0, :2, :2] = masks[1, 2:5, 1:4] = masks[2, 4:, 5:] = True
+    return Detections.from_dense("img", ["/m/a", "/m/b", "/m/c"], [0.9, 0.2, 0.6], masks), masks
+
+
+def test_indexing_by_mask_int_slice_and_array_keeps_fields_parallel():
+    d, masks = _three()
+    high = d[d.scores >= 0.5]
+    assert high.classes == ["/m/a", "/m/c"] and high.scores.tolist() == [0.9, 0.6]
+    np.testing.assert_array_equal(high.dense_masks(), masks[[0, 2]])
+    np.testing.assert_array_equal(high.boxes, d.boxes[[0, 2]])
+    assert d[1].classes == ["/m/b"] and d[-1].classes == ["/m/c"]
+    assert d[1:].classes == ["/m/b", "/m/c"] and d[::-1].classes == ["/m/c", "/m/b", "/m/a"]
+    order = np.argsort(-d.scores)
+    assert d[order].classes == ["/m/a", "/m/c", "/m/b"] and d.select(order).classes == d[order].classes
+    assert len(d[[]]) == 0 and d[[]].dense_masks().shape == (0, 6, 7)
+    with pytest.raises(IndexError, match="img: instance 3 of 3"):
+        d[3]
+    with pytest.raises(IndexError, match="boolean index"):
+        d[np.array([True, False])]
+    with pytest.raises(IndexError, match="float64"):
+        d[np.array([0.5])]
+
+
+def test_cat_and_empty():
+    d, masks = _three()
+    e = Detections.empty("img", 6, 7)
+    assert len(e) == 0 and e.scores.dtype == np.float64 and e.dense_masks().shape == (0, 6, 7)
+    both = Detections.cat([d[:1], e, d[1:]])
+    assert both.classes == d.classes and both.label_paths == d.label_paths
+    np.testing.assert_array_equal(both.scores, d.scores)
+    np.testing.assert_array_equal(both.dense_masks(), masks)
+    with pytest.raises(ValueError, match="cannot concatenate detections of other"):
+        Detections.cat([d, Detections.empty("other", 6, 7)])
+    with pytest.raises(ValueError, match="at least one"):
+        Detections.cat([])
+
+
+def test_scores_are_float64():
+    d = Detections("img", 2, 2, ["/m/a", "/m/a"], [0.500000002, 0.500000001], np.zeros([2, 4]), [{}, {}])
+    assert d.scores.dtype == np.float64 and d.scores[0] > d.scores[1]

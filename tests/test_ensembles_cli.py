@@ -10,12 +10,19 @@ import json
 import numpy as np
 import pytest
 
-from ensembles.mask_iou import rle_boxes
 from ensembles.prediction_io import write_predictions
 from hierseg.detections import Detections
 from hierseg.oid.layout import OidPaths
 from hierseg.oid.mask_codec import decode_rle, encode_rle
+from hierseg.rle import rle_boxes
 from hierseg_cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path, monkeypatch):
+    """`hierseg oid-eval` caches ground truth under $XDG_CACHE_HOME: keep it in the test's folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +33,7 @@ def synth(synth_dir):
 
 @pytest.fixture(scope="module")
 def ground_truth(synth):
-    from ensembles.metric.groundtruth import load_ground_truth
+    from ensembles.metric.groundtruth_files import load_ground_truth
 
     return load_ground_truth(str(synth[0]), "validation", synth[1])[0]
 
@@ -237,9 +244,7 @@ def test_validate_submission_command_fails_with_lines(synth, tmp_path, capsys):
     assert "file: [missing]" in out and "INVALID" in out
 
 
-def test_ensemble_command_config_overrides(synth, ground_truth, tmp_path):
-    from hierseg.config.params import ConfigError
-
+def test_ensemble_command_config_overrides(synth, ground_truth, tmp_path, capsys):
     oid_dir, hierarchy = synth
     l0, l1 = layer_predictions(ground_truth, hierarchy, seed=1)
     write_predictions(str(tmp_path / "l0.jsonl"), l0)
@@ -254,8 +259,10 @@ def test_ensemble_command_config_overrides(synth, ground_truth, tmp_path):
         str(oid_dir),
         "--no_progress",
     ]
-    with pytest.raises(ConfigError, match="mask_source"):
-        main([*base, "--out", str(tmp_path / "x.jsonl"), "--params_override", "ensemble.mask_source=bogus"])
+    # A config error is one line naming the key, exit status 2 (hierseg_cli.main).
+    assert main([*base, "--out", str(tmp_path / "x.jsonl"), "--params_override", "ensemble.mask_source=bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "hierseg ensemble: error: " in err and "mask_source" in err and "Traceback" not in err
     assert (
         main(
             [
@@ -276,3 +283,192 @@ def test_ensemble_command_config_overrides(synth, ground_truth, tmp_path):
     n1 = sum(len(d) for d in l1)
     assert sum(len(d) for d in merged) == sum(len(d) for d in l0) + n1
     assert any(len(p) > 1 for d in merged for p in d.label_paths)
+
+
+# ---------------------------------------------------------------- issue 10: ground truth, bad input
+def test_ground_truth_masks_are_pil_nearest_resizes_of_the_pngs(synth, ground_truth):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from hierseg.rle import encode_rle
+
+    oid_dir, _ = synth
+    paths = OidPaths.from_dir(str(oid_dir))
+    with open(paths.masks_csv("validation"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    checked = resized = 0
+    for row in rows[:40]:
+        g = ground_truth[row["ImageID"]]
+        with zipfile.ZipFile(paths.mask_zip("validation", row["MaskPath"][0])) as zf:
+            name = next(n for n in zf.namelist() if n.endswith(row["MaskPath"]))
+            png = Image.open(io.BytesIO(zf.read(name)))
+        resized += png.size != (g.width, g.height)
+        pil = np.array(png.convert("L").resize((g.width, g.height), Image.NEAREST)) > 127
+        k = [r for r in g.rles if r is not None]
+        assert encode_rle(pil) in k
+        checked += 1
+    assert checked == min(40, len(rows)) and resized > 0  # the synthetic masks are stored at lower resolution
+
+
+def test_ground_truth_cache_hits_and_is_invalidated_by_a_changed_input(synth, tmp_path):
+    import os
+
+    from ensembles.metric.groundtruth_files import load_ground_truth
+
+    oid_dir, hierarchy = synth
+    cache_dir = tmp_path / "gt_cache"
+    fresh, _ = load_ground_truth(str(oid_dir), "validation", hierarchy)
+    first, r1 = load_ground_truth(str(oid_dir), "validation", hierarchy, cache_dir=str(cache_dir), num_workers=2)
+    second, r2 = load_ground_truth(str(oid_dir), "validation", hierarchy, cache_dir=str(cache_dir))
+    assert (r1["cache"], r2["cache"]) == ("written", "hit")
+    files = sorted(os.listdir(cache_dir))
+    assert len(files) == 1 and files[0].startswith("oid-gt-validation-") and files[0].endswith(".npz")
+
+    def same(a, b):
+        assert list(a) == list(b)
+        for i in a:
+            x, y = a[i], b[i]
+            assert (x.image_id, x.height, x.width, x.classes) == (y.image_id, y.height, y.width, y.classes)
+            assert x.rles == y.rles and (x.positive_labels, x.negative_labels) == (y.positive_labels, y.negative_labels)
+            np.testing.assert_array_equal(x.boxes, y.boxes)
+            np.testing.assert_array_equal(x.is_group_of, y.is_group_of)
+
+    same(fresh, first)
+    same(fresh, second)
+    # A changed input (here only its modification time) gives a new key: decoded again, the old file removed.
+    labels = OidPaths.from_dir(str(oid_dir)).labels_csv("validation")
+    st = os.stat(labels)
+    try:
+        os.utime(labels, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        third, r3 = load_ground_truth(str(oid_dir), "validation", hierarchy, cache_dir=str(cache_dir))
+    finally:
+        os.utime(labels, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert r3["cache"] == "written"
+    assert len(os.listdir(cache_dir)) == 1 and sorted(os.listdir(cache_dir)) != files
+    same(fresh, third)
+    # A damaged cache file is not trusted: it is rebuilt.
+    damaged = cache_dir / os.listdir(cache_dir)[0]
+    damaged.write_bytes(b"not a zip")
+    _, r4 = load_ground_truth(str(oid_dir), "validation", hierarchy, cache_dir=str(cache_dir))
+    assert r4["cache"] == "written"
+
+
+def test_oid_eval_command_bad_score_unknown_class_and_cache(synth, ground_truth, tmp_path, capsys, cache_home):
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.submission import write_submission
+
+    oid_dir, hierarchy = synth
+    sub = tmp_path / "sub.csv"
+    write_submission((ground_truth_as_detections(g) for g in ground_truth.values()), str(sub), hierarchy)
+    lines = sub.read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if i and line.split(",")[3])
+    row = lines[k].split(",")
+    tokens = row[3].split()
+    extra = f"/m/not_a_class 0.9 {tokens[2]}"  # an unknown class, dropped and counted
+    lines[k] = ",".join([*row[:3], " ".join([*tokens, extra])])
+    sub.write_text("\n".join(lines) + "\n")
+    args = ["oid-eval", "--oid_dir", str(oid_dir), "--submission", str(sub), "--num_workers", "2", "--no_progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ground-truth cache: written" in out and "mAP@0.5IOU: 1.0000" in out
+    assert "dropped 1 predictions of 1 classes not in the hierarchy: /m/not_a_class (1)" in out
+    assert main(args) == 0
+    assert "ground-truth cache: hit" in capsys.readouterr().out
+    assert len(list((cache_home / "hierseg" / "oid_eval").iterdir())) == 1
+    # A NaN score (which scored higher than the truth before) is an error naming the file and line.
+    tokens[1] = "nan"
+    lines[k] = ",".join([*row[:3], " ".join(tokens)])
+    sub.write_text("\n".join(lines) + "\n")
+    assert main(args) == 2  # a wrong input named on the command line (hierseg.errors.UsageError)
+    err = capsys.readouterr().err
+    assert err.startswith(f"hierseg oid-eval: error: {sub}:{k + 1}: image {row[0]}: triple 1")
+    assert "score 'nan' is not a number in [0, 1]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_warm_oid_eval_imports_neither_pandas_nor_pyarrow(synth, ground_truth, tmp_path, cache_home):
+    """A warm run only decodes the submission: the CSV readers' pandas/pyarrow (0.3-0.5 s of start-up,
+    reached before through the eager ``hierseg.oid`` package) stay unimported. A fresh interpreter,
+    since this one has long imported both."""
+    import os
+    import subprocess
+    import sys
+
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.submission import write_submission
+
+    oid_dir, hierarchy = synth
+    sub = tmp_path / "sub.csv"
+    write_submission((ground_truth_as_detections(g) for g in ground_truth.values()), str(sub), hierarchy)
+    args = ["oid-eval", "--oid_dir", str(oid_dir), "--submission", str(sub), "--num_workers", "1", "--no_progress"]
+    assert main(args) == 0  # cold: writes the ground-truth cache
+    script = (
+        "import sys\nfrom hierseg_cli.main import main\n"
+        f"assert main({args!r}) == 0\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "ground-truth cache: hit" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_validate_submission_command_reports_a_non_utf8_byte(synth, tmp_path, capsys):
+    sub = tmp_path / "bad.csv"
+    sub.write_bytes(b"ImageID,ImageWidth,ImageHeight,PredictionString\nimg\xff,10,10,\n")
+    assert main(["validate-submission", "--submission", str(sub)]) == 1
+    out = capsys.readouterr().out
+    assert f"{sub}:line 2: [encoding] non-UTF-8 byte 0xff in field 1" in out and "INVALID" in out
+
+
+def test_images_without_masks_need_no_size(synth, tmp_path):
+    import shutil
+
+    from ensembles.metric.groundtruth_files import load_ground_truth
+
+    oid_dir, hierarchy = synth
+    copy = tmp_path / "oid"
+    shutil.copytree(oid_dir, copy)
+    paths = OidPaths.from_dir(str(copy))
+    coin = hierarchy.classes[0]
+    with open(paths.bbox_csv("validation"), "a") as f:
+        f.write(f"ffffffffffffffff,{coin},0.1,0.5,0.2,0.6,1\n")
+    with open(paths.labels_csv("validation"), "a") as f:
+        f.write(f"eeeeeeeeeeeeeeee,{coin},0\n")
+    gts, report = load_ground_truth(str(copy), "validation", hierarchy, num_workers=2, cache_dir=str(tmp_path / "c"))
+    box_only, label_only = gts["ffffffffffffffff"], gts["eeeeeeeeeeeeeeee"]
+    assert (box_only.height, box_only.width, box_only.classes, box_only.rles) == (0, 0, [coin], [None])
+    assert box_only.is_group_of.tolist() == [True] and label_only.negative_labels == (coin,) and len(label_only) == 0
+    cached, _ = load_ground_truth(str(copy), "validation", hierarchy, cache_dir=str(tmp_path / "c"))
+    assert cached["ffffffffffffffff"].rles == [None] and cached["eeeeeeeeeeeeeeee"].negative_labels == (coin,)
+
+
+def test_oid_eval_result_depends_neither_on_row_order_nor_on_workers(synth, ground_truth, tmp_path):
+    from ensembles.metric.groundtruth import ground_truth_as_detections
+    from ensembles.submission import write_submission
+
+    oid_dir, hierarchy = synth
+    rng = np.random.default_rng(0)
+    dets = []
+    for g in ground_truth.values():
+        d = ground_truth_as_detections(g)
+        d.scores = rng.choice([0.3, 0.6, 0.9], len(d))  # many ties across images
+        d = d[rng.random(len(d)) < 0.7]  # some instances missed
+        dup = d[rng.random(len(d)) < 0.4]  # duplicates: false positives, tied with true ones elsewhere
+        dup.scores = rng.choice([0.3, 0.6, 0.9], len(dup))
+        dets.append(Detections.cat([d, dup]))
+    sub = tmp_path / "sub.csv"
+    write_submission(dets, str(sub), hierarchy)
+    header, *rows = sub.read_text().splitlines()
+    rev = tmp_path / "reversed.csv"
+    rev.write_text("\n".join([header, *rows[::-1]]) + "\n")
+    results = []
+    for path, workers in ((sub, "1"), (rev, "2")):
+        out = tmp_path / f"m{workers}.json"
+        argv = ["oid-eval", "--oid_dir", str(oid_dir), "--submission", str(path), "--no_progress"]
+        assert main([*argv, "--num_workers", workers, "--output_metrics", str(out)]) == 0
+        results.append(read_metrics(out))
+    assert 0 < results[0]["mAP"] < 1
+    assert results[0]["per_class"] == results[1]["per_class"] and results[0]["mAP"] == results[1]["mAP"]

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from ensembles.config import EnsembleConfig
-from ensembles.mask_iou import rle_boxes
 from ensembles.merge import ensemble_files, ensemble_image, match_layers, pair_by_image
 from ensembles.prediction_io import read_predictions, write_predictions
 from hierseg.detections import Detections
 from hierseg.oid.mask_codec import decode_rle, encode_rle
+from hierseg.rle import rle_boxes
 
 H, W = 16, 24
 

@@ -6,18 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ensembles.mask_iou import (
-    dense_intersections,
-    dense_mask_iou,
-    pairwise_intersections,
-    pairwise_mask_iou,
-    rle_boxes,
-)
 from ensembles.metric import ImageGroundTruth, OidChallengeEvaluator, average_precision, precision_recall
 from ensembles.metric.average_precision import average_precision_reference
 from ensembles.submission import instance_classes
-from hierseg.detections import Detections, tight_boxes
+from hierseg.detections import Detections
 from hierseg.oid.mask_codec import encode_rle
+from hierseg.rle import rle_boxes, tight_boxes
 
 H = W = 20
 
@@ -38,7 +32,7 @@ def gt(image_id, instances=(), pos=(), neg=()):
     classes = [i[0] for i in instances]
     rles = [rect(*i[1]) if i[1] is not None else None for i in instances]
     boxes = [nbox(*(i[2] if i[2] is not None else i[1])) for i in instances]
-    return ImageGroundTruth(
+    return ImageGroundTruth.from_annotations(
         image_id, H, W, classes, np.asarray(boxes).reshape([-1, 4]), rles, [i[3] for i in instances], pos, neg
     )
 
@@ -65,21 +59,6 @@ def mids(hierarchy):
         n: hierarchy.mid_of(n)
         for n in ["Person", "Man", "Coin", "Dog", "Carnivore", "Teddy bear", "Toy", "Bear", "Brown bear", "Flag"]
     }
-
-
-# ------------------------------------------------------------------------------------- mask IoU
-def test_rle_overlaps_match_dense_reference():
-    rng = np.random.default_rng(0)
-    a = rng.random([7, 13, 17]) < 0.4
-    b = rng.random([5, 13, 17]) < 0.3
-    a[2] = False  # an empty mask
-    ra, rb = [encode_rle(m) for m in a], [encode_rle(m) for m in b]
-    np.testing.assert_array_equal(pairwise_intersections(ra, rb), dense_intersections(a, b))
-    np.testing.assert_allclose(pairwise_mask_iou(ra, rb), dense_mask_iou(a, b), rtol=1e-12)
-    np.testing.assert_allclose(rle_boxes(ra), tight_boxes(a), rtol=1e-6)
-    assert pairwise_mask_iou(ra, []).shape == (7, 0)
-    with pytest.raises(ValueError, match="different sizes"):
-        pairwise_mask_iou(ra, [encode_rle(np.ones([4, 4], bool))])
 
 
 # ------------------------------------------------------------------------------------------ AP
@@ -166,6 +145,80 @@ def test_group_of_needs_half_of_the_detection_inside(hierarchy, mids):
     m = run(hierarchy, [g], [d])
     # ranked: FP (0.9), group TP (0.5): precision 0, 1/2 at recall 0, 1 -> AP 1/2.
     assert m["per_class"][coin] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------ issue 10: adversarial submissions
+def test_ioa_of_exactly_half_matches_the_group_of_region(hierarchy, mids):
+    # Case 1. 100 pixels, 50 inside the region: IoA = 50 / (100 + 1e-7) in the official float32 = 0.5.
+    coin = mids["Coin"]
+    g = gt("g", [(coin, (10, 0, 20, 20), None, True)])
+    d = dets("g", [(coin, 0.9, (5, 0, 15, 10))])
+    m = run(hierarchy, [g], [d])
+    # matched: one group TP, 1 ground truth -> precision 1 at recall 1 -> AP 1 (a miss would be a FP: AP 0).
+    assert m["per_class"][coin] == 1.0 and m["mAP"] == 1.0
+
+
+def test_tied_scores_rank_the_same_whatever_the_row_order(hierarchy, mids):
+    # Case 2. Image "a" has a TP at 0.5, image "b" a FP at 0.5; 2 ground truth instances.
+    coin = mids["Coin"]
+    gts = [gt(i, [(coin, (0, 0, 10, 10), None, False)]) for i in ("a", "b")]
+    preds = {"a": dets("a", [(coin, 0.5, (0, 0, 10, 10))]), "b": dets("b", [(coin, 0.5, (12, 12, 20, 20))])}
+    forward = run(hierarchy, gts, [preds["a"], preds["b"]])["mAP"]
+    backward = run(hierarchy, gts, [preds["b"], preds["a"]])["mAP"]
+    assert forward == backward
+    # The official joins images in ImageID order ([TP of a, FP of b]) and ranks by argsort reversed:
+    # FP first gives precision 0, 1/2 at recall 0, 1/2 -> AP 1/4; TP first: 1, 1/2 at 1/2, 1/2 -> 1/2.
+    fp_first = np.argsort(np.array([0.5, 0.5]))[::-1][0] == 1
+    assert forward == (0.25 if fp_first else 0.5)
+
+
+def test_scores_keep_float64_precision(hierarchy, mids, tmp_path):
+    # Case 3. A TP at 0.500000002 above a FP at 0.500000001 (equal in float32), read from a CSV.
+    from ensembles.prediction_io import read_predictions
+    from hierseg.oid.mask_codec import oid_mask_from_rle
+
+    coin = mids["Coin"]
+    tp, fp = oid_mask_from_rle(rect(0, 0, 10, 10)), oid_mask_from_rle(rect(12, 12, 20, 20))
+    path = tmp_path / "sub.csv"
+    path.write_text(
+        f"ImageID,ImageWidth,ImageHeight,PredictionString\na,{W},{H},{coin} 0.500000001 {fp} {coin} 0.500000002 {tp}\n"
+    )
+    preds = list(read_predictions(str(path)))
+    assert preds[0].scores.dtype == np.float64 and preds[0].scores[1] > preds[0].scores[0]
+    m = run(hierarchy, [gt("a", [(coin, (0, 0, 10, 10), None, False)])], preds)
+    assert m["per_class"][coin] == 1.0  # TP first: precision 1 at recall 1 (the FP after it does not lower AP)
+
+
+def test_three_hundred_masks_in_one_image(hierarchy, mids):
+    # Case 4 (pycocotools' area() overflowed at 256 masks). 300 one-pixel instances; 200 exact
+    # detections ranked above 100 detections on the 100 pixels no instance covers.
+    coin = mids["Coin"]
+    pixels = [(k // W, k % W) for k in range(H * W)]
+    g = gt("a", [(coin, (y, x, y + 1, x + 1), None, False) for y, x in pixels[:300]])
+    items = [(coin, 0.9 - k * 1e-4, (y, x, y + 1, x + 1)) for k, (y, x) in enumerate(pixels[:200])]
+    items += [(coin, 0.5 - k * 1e-4, (y, x, y + 1, x + 1)) for k, (y, x) in enumerate(pixels[300:])]
+    m = run(hierarchy, [g], [dets("a", items)])
+    # precision 1 up to recall 200/300, then only FPs -> AP 2/3.
+    assert m["num_gt"][coin] == 300 and m["num_detections"][coin] == 300
+    assert m["per_class"][coin] == pytest.approx(2 / 3, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1, 1.5])
+def test_bad_scores_are_an_error(hierarchy, mids, bad):
+    # Case 6 (in memory; the files' readers name file and line, see test_prediction_file.py).
+    coin = mids["Coin"]
+    d = dets("a", [(coin, 0.9, (0, 0, 10, 10)), (coin, bad, (12, 12, 20, 20))])
+    with pytest.raises(ValueError, match="image a: instance 1: score .* is not a number in \\[0, 1\\]"):
+        run(hierarchy, [gt("a", [(coin, (0, 0, 10, 10), None, False)])], [d])
+
+
+def test_unknown_classes_are_dropped_and_counted(hierarchy, mids):
+    # Case 6, second half: the official drops classes outside its label map; here they are counted.
+    coin = mids["Coin"]
+    d = dets("a", [(coin, 0.9, (0, 0, 10, 10)), ("/m/not_a_class", 0.95, (0, 0, 10, 10))])
+    m = run(hierarchy, [gt("a", [(coin, (0, 0, 10, 10), None, False)])], [d])
+    assert m["mAP"] == 1.0
+    assert m["unknown_classes"] == {"/m/not_a_class": 1} and m["num_unknown_class_predictions"] == 1
 
 
 def test_negative_labels_make_false_positives_and_unverified_classes_are_ignored(hierarchy, mids):
@@ -321,10 +374,11 @@ def reference_single_class(det_boxes, det_scores, det_masks, gt_boxes, gt_masks,
     present = gt_masks.reshape(len(gt_masks), H * W).sum(1) > 0
 
     def mask_iou_ioa(gm):
-        dm, gm = det_masks.reshape(n, H * W).astype(float), gm.reshape(len(gm), H * W).astype(float)
+        # np_mask_ops: float32 pixel sums, so the ratios are float32 (and 1e-7 vanishes next to an area).
+        dm, gm = det_masks.reshape(n, H * W).astype(np.float32), gm.reshape(len(gm), H * W).astype(np.float32)
         inter = dm @ gm.T
         a, b = dm.sum(1)[:, None], gm.sum(1)[None, :]
-        return inter / np.maximum(a + b - inter, 1e-7), inter / (a + 1e-7)
+        return inter / np.maximum(a + b - inter, np.float32(1e-7)), inter / (a + np.float32(1e-7))
 
     def box_iou_ioa(gb):
         ih = np.maximum(
@@ -431,7 +485,7 @@ def test_evaluate_image_matches_dense_reference(hierarchy, mids, seed):
 def test_masks_pair_with_bbox_rows_by_coordinates():
     import pandas as pd
 
-    from ensembles.metric.groundtruth import _match_masks_to_boxes
+    from ensembles.metric.groundtruth_files import _match_masks_to_boxes
 
     masks = pd.DataFrame(
         {

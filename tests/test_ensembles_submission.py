@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from ensembles.config import SubmissionConfig
-from ensembles.mask_iou import rle_boxes
 from ensembles.prediction_io import read_predictions
 from ensembles.submission import write_submission
 from ensembles.validate_submission import validate_submission, validate_submission_report
 from hierseg.detections import Detections
 from hierseg.oid.mask_codec import decode_oid_mask, encode_oid_mask, encode_rle
+from hierseg.rle import rle_boxes
 
 H, W = 12, 18  # height, width
 

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from synthetic_scene import synthetic_scene
 from tiny_layer import encode_example
 
 from hierseg import features as F
@@ -26,36 +27,12 @@ from hierseg.ops.box_coding import decode_boxes
 
 ANCHOR = AnchorConfig(min_level=2, max_level=5)
 SIZE = 128
-COLORS = np.array(
-    [
-        [220, 30, 30],
-        [30, 200, 40],
-        [40, 60, 230],
-        [240, 220, 20],
-        [200, 30, 200],
-        [20, 210, 210],
-        [250, 140, 0],
-        [120, 60, 20],
-    ],
-    np.uint8,
-)
 
 
 def make_scene(seed: int, h: int, w: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """A gray image with n coloured, L-shaped, non-overlapping objects and their 0/1 masks."""
-    rng = np.random.default_rng(seed)
-    image = np.full([h, w, 3], 90, np.uint8)
-    masks = np.zeros([n, h, w], np.uint8)
-    cols = np.linspace(0, w, n + 1).astype(int)
-    for k in range(n):
-        x0 = cols[k] + int(rng.integers(0, 3))
-        x1 = cols[k + 1] - int(rng.integers(1, 3))
-        y0 = int(rng.integers(0, h // 4))
-        y1 = int(rng.integers(h // 2, h))
-        masks[k, y0:y1, x0:x1] = 1
-        masks[k, y0 : (y0 + y1) // 2, (x0 + x1) // 2 : x1] = 0  # an L: left-right flips are visible
-        image[masks[k] > 0] = COLORS[k % len(COLORS)]
-    return image, masks
+    scene = synthetic_scene(np.random.default_rng(seed), h, w, n, "columns")
+    return scene.image, scene.masks
 
 
 def write_records(path, examples: list[bytes]) -> str:
@@ -424,11 +401,12 @@ def test_reads_prepared_layer_and_matches_its_coco_json(prepared_dir):
     """The pipeline reads `hierseg prepare` shards, and their masks agree with validation_coco.json."""
     from hierseg.evaluation.coco_metric import evaluate_coco
     from hierseg.label_map import LabelMap
+    from hierseg.layout import PreparedLayer
 
-    layer = prepared_dir / "layer0"
-    label_map = LabelMap.load(str(layer / "label_map.pbtxt"))
+    layer = PreparedLayer.of(prepared_dir, 0)
+    label_map = LabelMap.load(layer.label_map)
     data = data_config(max_instances=20)
-    b = first_batch(str(layer / "train-*"), data, is_training=True, batch_size=4)
+    b = first_batch(layer.shard_pattern("train"), data, is_training=True, batch_size=4)
     valid = b[F.GT_VALID]
     assert valid.any() and np.all(b[F.GT_CLASSES][valid] >= 1) and np.all(b[F.GT_CLASSES][valid] <= len(label_map.mids))
     assert np.all(b[F.GT_BOXES] >= 0) and np.all(b[F.GT_BOXES] <= 1)
@@ -436,15 +414,17 @@ def test_reads_prepared_layer_and_matches_its_coco_json(prepared_dir):
     assert (b[F.RPN_SCORE_TARGETS] == 1).any()
 
     # Ground truth read back from the validation shards is a perfect detection of the COCO JSON.
-    coco = json.loads((layer / "validation_coco.json").read_text())
+    with open(layer.validation_coco_json) as f:
+        coco = json.load(f)
     detections = []
-    records = tf.data.TFRecordDataset(sorted(str(p) for p in layer.glob("validation-*")))
+    records = tf.data.TFRecordDataset(sorted(tf.io.gfile.glob(layer.shard_pattern("validation"))))
     for d in records.map(decode_example):
         mids = [label_map.mid_of(int(c)) for c in d["classes"].numpy()]
         masks = d["masks"].numpy()
         detections.append(
             Detections.from_dense(d["source_id"].numpy().decode(), mids, np.ones(len(mids), np.float32), masks)
         )
-    assert {det.image_id for det in detections} == {img["source_id"] for img in coco["images"]}
-    metrics = evaluate_coco(detections, str(layer / "validation_coco.json"), label_map)
+    # The decoder's source_id is the ImageID (image/filename's stem), the JSON's file_name "<ImageID>.jpg".
+    assert {det.image_id for det in detections} == {img["file_name"][: -len(".jpg")] for img in coco["images"]}
+    metrics = evaluate_coco(detections, layer.validation_coco_json, label_map)
     assert metrics["mask/AP"] > 0.99, metrics

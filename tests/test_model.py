@@ -118,6 +118,27 @@ def test_training_losses_are_finite_scalars(tiny):
     assert float(losses["mask_loss"]) == pytest.approx(np.log(2.0), abs=0.05)
 
 
+def test_mask_head_runs_on_a_capped_set_of_foreground_rois(tiny):
+    """mask_head.max_rois: the loss stays the mean over real foreground ROIs, so a cap above the foreground
+    count changes nothing; a tight cap still gives a finite mean over its subset."""
+    import dataclasses
+
+    model, config = tiny
+    batch = synthetic_batch(3, 2, config)
+    slots = int(config.roi_sampling.num_samples * config.roi_sampling.fg_fraction)
+    results = {}
+    try:
+        for cap in (0, slots - 1, 2):
+            model.config = dataclasses.replace(config, mask_head=dataclasses.replace(config.mask_head, max_rois=cap))
+            tf.keras.utils.set_random_seed(5)  # the same ROI sample for every cap
+            results[cap] = {k: float(v) for k, v in model(batch, training=True).items()}
+    finally:
+        model.config = config
+    assert results[0]["frcnn_class_loss"] == results[2]["frcnn_class_loss"]  # same ROI sample
+    assert np.isfinite(results[2]["mask_loss"]) and results[2]["mask_loss"] > 0
+    assert results[slots - 1]["mask_loss"] == pytest.approx(results[0]["mask_loss"], rel=1e-5)
+
+
 def test_example_weights_scale_losses(tiny):
     model, config = tiny
     batch = synthetic_batch(1, 2, config)
@@ -180,6 +201,28 @@ def test_detect_is_class_aware_without_class_loop():
     assert both["classes"][0, :2].numpy().tolist() == [7, 250]
     np.testing.assert_allclose(both["boxes"][0, :2].numpy(), rois[0, :2].numpy(), atol=1e-4)
     assert (both["scores"][0, 2:].numpy() == 0).all() and (both["classes"][0, 2:].numpy() == 0).all()
+
+
+def test_per_class_topk_keeps_a_low_scoring_class_that_a_global_topk_drops():
+    """300 classes, 20 disjoint ROIs: class 1 scores 0.9 on all of them, class 300 only 0.5 on ROI 0. The 10
+    best (ROI, class) pairs overall are all class 1; per class, class 300 keeps its candidate and detection."""
+    num_classes, num_rois = 300, 20
+    rois = tf.constant([[[8.0 * i, 0.0, 8.0 * i + 6.0, 6.0] for i in range(num_rois)]])
+    probs = np.full((1, num_rois, num_classes), 1e-4, np.float32)
+    probs[0, :, 0] = 0.9
+    probs[0, 0, 299] = 0.5
+    logits = tf.constant(np.log(probs / (1 - probs)))
+    config = DetectionConfig(pre_nms_topk=10, max_detections=20, nms_iou=0.5, score_threshold=0.05)
+    global_top = np.argsort(-probs.reshape(-1), kind="stable")[: config.pre_nms_topk] % num_classes + 1
+    assert 300 not in global_top  # what a global top-k of (ROI, class) pairs would keep
+    out = detect(
+        logits, tf.zeros([1, num_rois, num_classes, 4]), rois, tf.ones([1, num_rois], bool),
+        tf.constant([[256.0, 256.0]]), config, "sigmoid",
+    )  # fmt: skip
+    classes = out["classes"][0].numpy()[: int(out["num_detections"][0])].tolist()
+    assert classes.count(1) == 10 and classes.count(300) == 1
+    assert classes[-1] == 300 and out["scores"][0, 10].numpy() == pytest.approx(0.5, abs=1e-4)
+    np.testing.assert_allclose(out["boxes"][0, 10].numpy(), rois[0, 0].numpy(), atol=1e-3)
 
 
 def _inference_graph_size(num_classes: int) -> int:
@@ -342,3 +385,30 @@ def test_tf_checkpoint_restores_every_variable(tiny, tmp_path):
     assert len(model.variables) == len(other.variables)
     for a, b in zip(model.variables, other.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_freeze_at_2_fixes_the_stem_and_res2_and_is_auto_with_a_pretrained_start():
+    from hierseg.config import merge
+    from hierseg.config.experiment import ExperimentConfig
+    from hierseg.config.model import BackboneConfig
+    from hierseg.models.resnet import ResNet
+    from hierseg.training.optimizer import resolve_freeze_at, trainable_variables
+
+    net = ResNet(BackboneConfig(depth=18, width_multiplier=0.25, norm="frozen", freeze_at=2), name="backbone")
+    images = tf.random.normal([1, 64, 64, 3])
+    with tf.GradientTape() as tape:
+        out = net(images, training=True)
+        loss = tf.reduce_sum(out[2]) + tf.reduce_sum(out[5])
+    grads = dict(zip([v.path for v in net.trainable_variables], tape.gradient(loss, net.trainable_variables)))
+    frozen = [p for p in grads if "/stem_" in p or "/stage2_" in p]
+    assert frozen and all(grads[p] is None for p in frozen)
+    assert all(grads[p] is not None for p in grads if "/stage3_" in p)
+    kept = {v.path for v in trainable_variables(net, "", freeze_at=2)}
+    assert kept == set(grads) - set(frozen)
+    assert {v.path for v in trainable_variables(net, "", freeze_at=0)} == set(grads)
+    auto = ExperimentConfig()
+    assert resolve_freeze_at(auto).model.backbone.freeze_at == 0  # random init: everything trains
+    pretrained = merge(auto, {"train": {"init": {"path": "/ckpt/resnet50"}}})
+    assert resolve_freeze_at(pretrained).model.backbone.freeze_at == 2  # Detectron's default from ImageNet
+    explicit = merge(pretrained, {"model": {"backbone": {"freeze_at": 0}}})
+    assert resolve_freeze_at(explicit).model.backbone.freeze_at == 0

@@ -140,12 +140,15 @@ SEG_CASES = [
 @pytest.mark.parametrize("bad, match, reason", SEG_CASES)
 def test_segmentation_errors_name_file_and_line(tmp_path, bad, match, reason):
     # Bad row at file line 5 (header 1, rows 2-3, a blank line 4 that pyarrow skips too).
-    p = write(tmp_path, "seg.csv", [SEG_HEADER, seg_row(), seg_row(box_id="00000002"), "", bad, seg_row()])
+    # (The last row differs from the first: an exact repeat would be dropped as a duplicate.)
+    last = seg_row(box_id="00000003")
+    p = write(tmp_path, "seg.csv", [SEG_HEADER, seg_row(), seg_row(box_id="00000002"), "", bad, last])
     mids = {"/m/04yx4"}
     with pytest.raises(OidFormatError, match=f"^{p}:5: (malformed row: )?{match}"):
         read_segmentation_csv(p, valid_mids=mids)
     df, skips = read_segmentation_csv(p, valid_mids=mids, on_error="skip")
-    assert len(df) == 3 and df.BoxID.tolist() == ["00000001", "00000002", "00000001"]
+    assert len(df) == 3 and df.BoxID.tolist() == ["00000001", "00000002", "00000003"]
+    assert skips.examples[reason][0].startswith(f"{p}:5: ")
     assert skips.counts == {reason: 1} and skips.total == 1
     assert len(skips.examples[reason]) == 1
 
@@ -211,12 +214,30 @@ def test_skip_mode_counts_each_reason_with_examples(tmp_path):
     assert list(skips.counts) == ["field_count", "box_out_of_range", "box_min_gt_max", "unknown_mid"]
     assert skips.total == 12
     assert len(skips.examples["box_out_of_range"]) == 3  # a few examples, not all
-    assert skips.examples["box_min_gt_max"][0].startswith("0999999999999999_")
+    # Examples are "file:line: row" (header = line 1; the two short rows on lines 31-32 are counted).
+    assert skips.examples["box_min_gt_max"][0].startswith(f"{p}:33: 0999999999999999_")
+    assert skips.examples["field_count"] == [f"{p}:31: a,b", f"{p}:32: a,b"]
+    assert skips.examples["box_out_of_range"][0].startswith(f"{p}:22: ")
     d = skips.as_dict()
     assert d["total"] == 12 and d["counts"]["unknown_mid"] == 4
     assert "12 rows skipped" in str(skips)
     merged = SkipCounts().merge(skips).merge(skips)
     assert merged.total == 24 and len(merged.examples["box_out_of_range"]) == 3
+
+
+@pytest.mark.parametrize("on_error", ["skip", "raise"])
+def test_duplicate_rows_are_dropped_and_counted(tmp_path, on_error):
+    """Three identical lines are one instance, not three; the repeats are counted with their lines."""
+    lines = [SEG_HEADER, seg_row(box_id="00000001"), seg_row(box_id="00000002")]
+    lines += [seg_row(box_id="00000001")] * 2
+    p = write(tmp_path, "seg.csv", lines)
+    df, skips = read_segmentation_csv(p, valid_mids=["/m/04yx4"], on_error=on_error)
+    assert df.BoxID.tolist() == ["00000001", "00000002"]
+    assert skips.counts == {"duplicate_row": 2}
+    assert [e.split(": ")[0] for e in skips.examples["duplicate_row"]] == [f"{p}:4", f"{p}:5"]
+    lines = [BBOX_HEADER, "a,/m/0,0.1,0.2,0.1,0.2,0", "a,/m/0,0.1,0.2,0.1,0.2,0", "a,/m/0,0.1,0.2,0.1,0.2,1"]
+    df, skips = read_bbox_csv(write(tmp_path, "bbox.csv", lines), valid_mids=["/m/0"], on_error=on_error)
+    assert len(df) == 2 and skips.counts == {"duplicate_row": 1}
 
 
 def test_on_error_must_be_known(tmp_path):

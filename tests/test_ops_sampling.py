@@ -11,7 +11,7 @@ from hierseg.ops.iou import pairwise_iou_numpy
 from hierseg.ops.mask_paste import paste_masks, paste_masks_numpy
 from hierseg.ops.nms import batched_nms, nms_numpy, offset_boxes_by_class
 from hierseg.ops.roi_align import multilevel_roi_align, multilevel_roi_align_numpy
-from hierseg.ops.target_sampling import crop_mask_target_numpy, crop_mask_targets, sample_rois
+from hierseg.ops.target_sampling import crop_mask_target_numpy, crop_mask_targets, sample_rois, select_foreground
 
 
 def random_boxes(rng, shape, low=0.0, high=100.0, min_side=2.0, max_side=40.0):
@@ -144,3 +144,16 @@ def test_crop_mask_targets_matches_reference():
     # A ROI equal to its gt box sees the whole (box-cropped) mask resampled.
     full = crop_mask_targets(np.ones((1, 1, 12, 12), np.float32), gt[:, :1], np.zeros((1, 1), np.int32), gt[:, :1], 6)
     assert full.numpy().all()
+
+
+def test_select_foreground_caps_to_a_random_subset_and_pads():
+    is_fg = tf.constant([[True] * 6 + [False] * 4, [False, True, False, False, True] + [False] * 5])
+    picks = []
+    for seed in range(6):
+        index, chosen = select_foreground(is_fg, 3, seed=seed)
+        index, chosen = index.numpy(), chosen.numpy()
+        assert chosen[0].all() and set(index[0]) <= set(range(6)) and len(set(index[0])) == 3
+        assert chosen[1].tolist() == [True, True, False] and set(index[1][:2]) == {1, 4}
+        assert not is_fg.numpy()[1, index[1][2]]  # the padding row is not foreground
+        picks.append(tuple(sorted(index[0])))
+    assert len(set(picks)) > 1  # a random subset, not always the first rows

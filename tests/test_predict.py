@@ -9,6 +9,7 @@ export config.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -20,9 +21,12 @@ import tensorflow as tf
 import yaml
 from PIL import Image
 
+from ensembles.config import PredictConfig
 from hierseg.detections import Detections
 from hierseg.label_map import LabelMap
+from hierseg.layout import ExportDir
 from hierseg.serving import image_io
+from hierseg.serving.render import display_size
 from hierseg.serving.visualize import caption, class_color, draw_detections, make_grid, save_png, text_color
 
 PERSON, MAN, WOMAN, TOY, TEDDY = "/m/01g317", "/m/04yx4", "/m/03bt1vf", "/m/0138tl", "/m/0kmg4"
@@ -89,8 +93,8 @@ def make_fake_export(
     tf.saved_model.save(
         module, export_dir, signatures={"serving_default": module.serve_bytes, "serve_images": module.serve_images}
     )
-    LabelMap.from_classes(mids, names).save(os.path.join(export_dir, "label_map.pbtxt"))
-    with open(os.path.join(export_dir, "export_config.yaml"), "w") as f:
+    LabelMap.from_classes(mids, names).save(ExportDir(export_dir).label_map)
+    with open(ExportDir(export_dir).config_yaml, "w") as f:
         yaml.safe_dump({"data": {"output_size": output_size}}, f)
     return export_dir
 
@@ -275,6 +279,35 @@ def test_layer_predictor_decodes_a_batch(exports):
     assert 5 <= ys.min() <= 11 and 39 <= ys.max() <= 45 and 4 <= xs.min() <= 9 and 31 <= xs.max() <= 36
 
 
+def test_layer_predictor_uses_the_exports_own_mask_threshold(exports, tmp_path):
+    """The fake's box-level mask probability is 0.9: an export recording eval.mask_threshold 0.95 has
+    no foreground (every instance dropped as empty), one recording 0.85 has smaller masks than the
+    default (0.5); an export without the key uses EvalConfig's default; a bad value names the file."""
+    from hierseg.input.preprocess import resize_and_pad
+    from hierseg.serving.predictor import LayerPredictor
+
+    image, info = resize_and_pad(tf.constant(np.full([50, 80, 3], 10, np.uint8)), 96)
+    default = LayerPredictor(exports[1])
+    assert default.mask_threshold == 0.5
+    expected = default.predict(image[None].numpy(), info[None].numpy(), ["a"])[0]
+    for threshold, instances in ((0.95, 0), (0.85, 3)):
+        export = tmp_path / f"export{threshold}"
+        shutil.copytree(exports[1], export)
+        with open(ExportDir(export).config_yaml, "w") as f:
+            yaml.safe_dump({"data": {"output_size": 96}, "eval": {"mask_threshold": threshold}}, f)
+        pred = LayerPredictor(str(export))
+        assert pred.mask_threshold == threshold
+        det = pred.predict(image[None].numpy(), info[None].numpy(), ["a"])[0]
+        assert len(det) == instances
+        if instances:  # the pasted border ramps 0 -> 0.9: a higher threshold keeps fewer pixels
+            masks, wider = det.dense_masks(), expected.dense_masks()
+            assert (masks <= wider).all() and 0 < masks.sum() < wider.sum()
+    with open(ExportDir(export).config_yaml, "w") as f:
+        yaml.safe_dump({"data": {"output_size": 96}, "eval": {"mask_threshold": 2}}, f)
+    with pytest.raises(ValueError, match="export_config.yaml: eval.mask_threshold"):
+        LayerPredictor(str(export))
+
+
 # ------------------------------------------------------------------------------------- workflow
 FINAL_FILES = ("predictions.jsonl", "layer0.jsonl", "layer1.jsonl", "submission.csv", "report.json")
 
@@ -290,8 +323,11 @@ def test_predict_skips_unreadable_and_resumes_to_identical_files(tmp_path, expor
     from hierseg_cli.workflows.predict_folder import predict_folder
 
     names = write_image_folder(tmp_path / "imgs", n=9)
-    kw = dict(batch_size=2, hierarchy=hierarchy, show_progress=False, chunk_size=2)
-    full = predict_folder(*exports, str(tmp_path / "imgs"), str(tmp_path / "full"), visualize=True, **kw)
+    kw = dict(hierarchy=hierarchy, show_progress=False)
+    config = PredictConfig(batch_size=2, chunk_size=2)
+    full = predict_folder(
+        *exports, str(tmp_path / "imgs"), str(tmp_path / "full"), dataclasses.replace(config, visualize=True), **kw
+    )
     assert full["num_images"] == 11 and full["num_ok"] == 9 and full["num_unreadable"] == 2
     report = json.loads(_read(tmp_path / "full" / "report.json"))
     assert sorted(u["image_id"] for u in report["unreadable"]) == ["badbadbadbadbad0", "badbadbadbadbad1"]
@@ -309,7 +345,11 @@ def test_predict_skips_unreadable_and_resumes_to_identical_files(tmp_path, expor
     for n in names:
         with Image.open(tmp_path / "full" / "visualize" / f"{n}.png") as png:
             d = next(d for d in preds if d.image_id == n)
-            assert png.size == (d.width, d.height)
+            # Drawn at the display size (long side 512, the original's aspect), the colour legend below.
+            assert (
+                png.size[0] == display_size(d.height, d.width, 512)[1]
+                and png.size[1] > display_size(d.height, d.width, 512)[0]
+            )
 
     # A run that dies after its second model call, leaving a half-written temporary behind...
     calls = {"n": 0}
@@ -323,7 +363,7 @@ def test_predict_skips_unreadable_and_resumes_to_identical_files(tmp_path, expor
 
     monkeypatch.setattr(LayerPredictor, "predict", dying_predict)
     with pytest.raises(KeyboardInterrupt):
-        predict_folder(*exports, str(tmp_path / "imgs"), str(tmp_path / "resumed"), **kw)
+        predict_folder(*exports, str(tmp_path / "imgs"), str(tmp_path / "resumed"), config, **kw)
     monkeypatch.setattr(LayerPredictor, "predict", real_predict)
     parts = os.listdir(tmp_path / "resumed" / "parts")
     assert parts and not os.path.exists(tmp_path / "resumed" / "submission.csv")
@@ -360,7 +400,7 @@ def test_predict_skips_unreadable_and_resumes_to_identical_files(tmp_path, expor
     for name in FINAL_FILES:
         assert _read(tmp_path / "resumed" / name) == _read(tmp_path / "full" / name), name
     # A third run finds everything done and rewrites the same files.
-    again = predict_folder(*exports, str(tmp_path / "imgs"), str(tmp_path / "resumed"), **kw)
+    again = predict_folder(*exports, str(tmp_path / "imgs"), str(tmp_path / "resumed"), config, **kw)
     assert again["num_resumed"] == 11 and again["num_predicted"] == 0
     for name in FINAL_FILES:
         assert _read(tmp_path / "resumed" / name) == _read(tmp_path / "full" / name), name
@@ -393,11 +433,9 @@ def test_predict_with_real_tiny_exports(synth_dir, prepared_dir, tmp_path):
         *exports,
         str(synth_dir / "test"),
         str(tmp_path / "out"),
+        PredictConfig(batch_size=4, visualize=True),
         hierarchy=hierarchy,
-        batch_size=4,
-        visualize=True,
         show_progress=False,
-        layer_min_score=0.0,
     )
     test_ids = sorted(image_io.image_id_of(p) for p in os.listdir(synth_dir / "test"))
     assert res["num_ok"] == len(test_ids) > 0 and res["num_unreadable"] == 0
@@ -416,7 +454,7 @@ def test_predict_with_real_tiny_exports(synth_dir, prepared_dir, tmp_path):
     assert len(os.listdir(tmp_path / "out" / "visualize")) == len(test_ids)
 
 
-def test_predict_cli_passes_ensembling_and_submission_options(tmp_path, exports, hierarchy):
+def test_predict_cli_passes_ensembling_and_submission_options(tmp_path, exports, hierarchy, capsys):
     from hierseg_cli.main import main
 
     write_image_folder(tmp_path / "imgs", n=4, broken=False)
@@ -444,5 +482,6 @@ def test_predict_cli_passes_ensembling_and_submission_options(tmp_path, exports,
     assert [len(d) for d in preds] == [5, 5]
     for row in _read(out / "submission.csv").decode().splitlines()[1:]:
         assert len(row.split(",")[3].split()) == 3
-    with pytest.raises(Exception, match="iou_treshold"):
-        main([*argv, "--out", str(tmp_path / "o2"), "--params_override", "ensemble.iou_treshold=0.4"])
+    # An unknown key is one line naming it, exit status 2 (hierseg_cli.main).
+    assert main([*argv, "--out", str(tmp_path / "o2"), "--params_override", "ensemble.iou_treshold=0.4"]) == 2
+    assert "unknown config key 'ensemble.iou_treshold'" in capsys.readouterr().err

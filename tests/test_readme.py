@@ -33,7 +33,16 @@ def test_readme_opens_with_the_two_commands():
 
 def test_readme_shows_every_stage():
     shown = {c[0] for c in readme_commands()}
-    assert {"hierarchy", "prepare", "train", "evaluate", "export", "predict", "validate-submission", "oid-eval"} <= shown
+    assert {
+        "hierarchy",
+        "prepare",
+        "train",
+        "evaluate",
+        "export",
+        "predict",
+        "validate-submission",
+        "oid-eval",
+    } <= shown
 
 
 @pytest.mark.parametrize("argv", readme_commands(), ids=lambda a: " ".join(a[:2]))

@@ -14,6 +14,7 @@ from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.model import ModelConfig
 from hierseg.config.training import LearningRateConfig
 from hierseg.training.schedule import WarmupStepDecay
+from hierseg.training.strategy import effective_precision
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ALL_YAML = sorted(CONFIGS.rglob("*.yaml"))
@@ -53,7 +54,7 @@ def test_every_yaml_loads_strictly_and_starts_with_its_command(path):
     assert cfg is not None
     config_file = re.search(r"--config_file (\S+)", first).group(1)
     assert (CONFIGS.parent / config_file).exists()
-    override = re.search(r"--params_override (\S+)", first)
+    override = re.search(r"--params_override (\S+\.yaml)\b", first)  # a file override (key=value ones aside)
     if command.group(1) == "train" and override:
         assert (CONFIGS.parent / override.group(1)) == path
 
@@ -77,7 +78,10 @@ def test_layer_configs_default_to_the_v3_8_schedule(name):
     v38 = load(ExperimentConfig, str(CONFIGS / name), str(CONFIGS / "tpu" / "v3-8.yaml"))
     assert cfg == v38
     assert cfg.model.backbone.depth == int(re.search(r"_r(\d+)_", name).group(1))
-    assert cfg.train.precision == "bfloat16"
+    # bfloat16 on TPU (issue 16: "auto" follows the strategy, float32 away from TPU unless forced).
+    assert effective_precision(cfg.train.precision, on_tpu=True) == "bfloat16"
+    if cfg.model.type == "mask_rcnn":
+        assert cfg.train.precision == "auto" and effective_precision(cfg.train.precision, on_tpu=False) == "float32"
 
 
 def test_tiny_cpu_config_is_the_tiny_model():
@@ -156,3 +160,11 @@ def test_schedule_without_warmup_and_unsorted_decays():
     assert _lr(s, 0) == np.float32(0.1) and _lr(s, 10) == np.float32(0.1 * 0.1)
     with pytest.raises(ValueError, match="increasing"):
         WarmupStepDecay(0.1, 0, 0.0, [10, 5])
+
+
+def test_precision_follows_the_strategy_unless_explicit():
+    assert effective_precision("auto", on_tpu=True) == "bfloat16"
+    assert effective_precision("auto", on_tpu=False) == "float32"
+    assert effective_precision("bfloat16", on_tpu=False) == "bfloat16"  # explicit: forced everywhere
+    assert effective_precision("float32", on_tpu=True) == "float32"
+    assert ExperimentConfig().train.precision == "auto" and ExperimentConfig().train.weight_decay == 1e-4

@@ -1,58 +1,30 @@
 """A tiny prepared layer folder for the training tests: a few images of flat-coloured shapes.
 
-Written in exactly the layout ``hierseg prepare`` produces (COMMON.md: ``train-*.tfrecord`` and
-``validation-*.tfrecord`` with the hierseg.features keys, ``label_map.pbtxt``, ``validation_coco.json``),
-with the SAME images in train and validation so that a model can be checked to overfit them. Each
-class has its own colour and shape (1 rectangle, 2 ellipse, 3 diamond), on a noisy background.
+Written in the layout ``hierseg prepare`` produces (:class:`hierseg.layout.PreparedLayer`: one train
+and one validation shard, label map, COCO validation JSON), its records built by data_prep's
+``build_example``, with the SAME images in train and validation so that a model can be checked to
+overfit them: ``synthetic_scene``'s "scattered" images (each class its own colour and shape: 1
+rectangle, 2 ellipse, 3 diamond, on a noisy background).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from pycocotools import mask as coco_mask
+from synthetic_scene import synthetic_scene
 
+from data_prep.pixels import encode_mask_png
+from data_prep.tf_example import build_example
 from hierseg import features as F
+from hierseg.atomic_write import write_json
 from hierseg.label_map import LabelMap
+from hierseg.layout import PreparedLayer
 
-COLORS = {1: (220, 40, 40), 2: (40, 200, 60), 3: (50, 70, 230)}
 MIDS = ("/m/tiny_rect", "/m/tiny_ellipse", "/m/tiny_diamond")
 NAMES = ("Rectangle", "Ellipse", "Diamond")
-
-
-def _shape_mask(cls: int, h: int, w: int, y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    cy, cx, ry, rx = (y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) / 2, (x1 - x0) / 2
-    if cls == 1:
-        m = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
-    elif cls == 2:
-        m = ((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= 1.0
-    else:
-        m = np.abs(yy + 0.5 - cy) / ry + np.abs(xx + 0.5 - cx) / rx <= 1.0
-    return m.astype(np.uint8)
-
-
-def make_image(rng: np.random.Generator, h: int, w: int, max_objects: int = 3):
-    """-> image uint8 [h, w, 3], masks uint8 [n, h, w], classes [n] (objects do not overlap)."""
-    image = rng.integers(90, 160, size=[h, w, 3]).astype(np.uint8)
-    masks, classes, taken = [], [], np.zeros([h, w], bool)
-    for _ in range(20):
-        if len(classes) == max_objects:
-            break
-        cls = int(rng.integers(1, 4))
-        bh, bw = int(rng.integers(h // 4, h // 2)), int(rng.integers(w // 4, w // 2))
-        y0, x0 = int(rng.integers(0, h - bh)), int(rng.integers(0, w - bw))
-        if taken[max(0, y0 - 2) : y0 + bh + 2, max(0, x0 - 2) : x0 + bw + 2].any():
-            continue
-        m = _shape_mask(cls, h, w, y0, x0, y0 + bh, x0 + bw)
-        taken |= m.astype(bool)
-        image[m.astype(bool)] = COLORS[cls]
-        masks.append(m)
-        classes.append(cls)
-    return image, np.stack(masks), classes
 
 
 def encode_example(
@@ -64,44 +36,44 @@ def encode_example(
     is_crowd: list[int] | None = None,
     weight: float | None = None,
     fmt: str = "png",
+    coco_id: int | None = None,
 ) -> bytes:
-    """One tf.Example in the layout data_prep writes (OD API keys; boxes are the masks' tight boxes)."""
+    """One serialized tf.Example built by data_prep's own ``build_example`` (boxes: the masks' tight boxes;
+    masks by data_prep's ``encode_mask_png``), as ``hierseg prepare`` writes it: ``source_id`` is the
+    ImageID (``image/filename`` = ``<source_id>.jpg``, what the decoder reports), ``coco_id`` the numeric
+    id in ``image/source_id`` (the ImageID itself when None).
+
+    ``weight`` None writes data_prep's default 1.0. ``classes`` or ``mids`` of another length than
+    ``masks`` make an inconsistent record (for the decoder's error tests): the Example is built
+    consistent, then that one list is overwritten.
+    """
     h, w = image.shape[:2]
+    n = len(masks)
     encoded = (tf.io.encode_png(image) if fmt == "png" else tf.io.encode_jpeg(image, quality=95)).numpy()
     boxes = []
     for m in masks:
         ys, xs = np.nonzero(m)
         boxes.append([ys.min() / h, xs.min() / w, (ys.max() + 1) / h, (xs.max() + 1) / w])
-    boxes = np.asarray(boxes, np.float32).reshape([-1, 4])
-    pngs = [tf.io.encode_png((m[..., None] * 255).astype(np.uint8)).numpy() for m in masks]
-
-    def b(v):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=v))
-
-    def i(v):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
-
-    def f(v):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=v))
-
-    feats = {
-        F.IMAGE_ENCODED: b([encoded]),
-        F.IMAGE_FORMAT: b([fmt.encode()]),
-        F.IMAGE_HEIGHT: i([h]),
-        F.IMAGE_WIDTH: i([w]),
-        F.IMAGE_SOURCE_ID: b([source_id.encode()]),
-        F.OBJECT_YMIN: f(boxes[:, 0]),
-        F.OBJECT_XMIN: f(boxes[:, 1]),
-        F.OBJECT_YMAX: f(boxes[:, 2]),
-        F.OBJECT_XMAX: f(boxes[:, 3]),
-        F.OBJECT_CLASS_LABEL: i(classes),
-        F.OBJECT_CLASS_TEXT: b([m.encode() for m in mids]),
-        F.OBJECT_IS_CROWD: i(is_crowd if is_crowd is not None else [0] * len(classes)),
-        F.OBJECT_MASK: b(pngs),
-    }
-    if weight is not None:
-        feats[F.EXAMPLE_WEIGHT] = f([weight])
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+    example = build_example(
+        image=encoded,
+        image_format=fmt,
+        height=h,
+        width=w,
+        source_id=str(coco_id) if coco_id is not None else source_id,
+        filename=f"{source_id}.jpg",  # the decoder's SOURCE_ID (ImageID) is this file name's stem
+        boxes=np.asarray(boxes, np.float32).reshape([-1, 4]),
+        class_ids=(list(classes) + [1] * n)[:n],
+        mids=(list(mids) + ["/m/x"] * n)[:n],
+        is_crowd=is_crowd if is_crowd is not None else [0] * n,
+        mask_pngs=[encode_mask_png(m) for m in masks],
+        weight=1.0 if weight is None else weight,
+    )
+    feature = example.features.feature
+    if len(classes) != n:
+        feature[F.OBJECT_CLASS_LABEL].int64_list.value[:] = [int(c) for c in classes]
+    if len(mids) != n:
+        feature[F.OBJECT_CLASS_TEXT].bytes_list.value[:] = [m.encode() for m in mids]
+    return example.SerializeToString(deterministic=True)
 
 
 def write_tiny_layer(out_dir: Path, num_images: int = 6, height: int = 96, width: int = 128, seed: int = 0) -> Path:
@@ -113,10 +85,13 @@ def write_tiny_layer(out_dir: Path, num_images: int = 6, height: int = 96, width
     records = []
     for k in range(num_images):
         h, w = height + 8 * (k % 3), width - 8 * (k % 2)
-        image, masks, classes = make_image(rng, h, w)
+        scene = synthetic_scene(rng, h, w, 3, "scattered")
+        image, masks, classes = scene.image, scene.masks, scene.classes
         source_id = f"{k:016x}"
         records.append(
-            encode_example(image, masks, classes, [MIDS[c - 1] for c in classes], source_id, weight=1.0, fmt="jpeg")
+            encode_example(
+                image, masks, classes, [MIDS[c - 1] for c in classes], source_id, weight=1.0, fmt="jpeg", coco_id=k + 1
+            )
         )
         images.append({"id": k + 1, "file_name": f"{source_id}.jpg", "source_id": source_id, "height": h, "width": w})
         for m, c in zip(masks, classes):
@@ -133,12 +108,16 @@ def write_tiny_layer(out_dir: Path, num_images: int = 6, height: int = 96, width
                     "iscrowd": 0,
                 }
             )
+    layer = PreparedLayer(out_dir)
     for split in ("train", "validation"):
-        with tf.io.TFRecordWriter(str(out_dir / f"{split}-00000-of-00001.tfrecord")) as w:
+        with tf.io.TFRecordWriter(layer.shard(split, 0, 1)) as w:
             for r in records:
                 w.write(r)
-    LabelMap.from_classes(MIDS, NAMES).save(str(out_dir / "label_map.pbtxt"))
+    LabelMap.from_classes(MIDS, NAMES).save(layer.label_map)
     categories = [{"id": i + 1, "name": n, "mid": m} for i, (m, n) in enumerate(zip(MIDS, NAMES))]
-    with open(out_dir / "validation_coco.json", "w") as f:
-        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+    write_json(
+        layer.validation_coco_json,
+        {"images": images, "annotations": annotations, "categories": categories},
+        indent=None,
+    )
     return out_dir

@@ -16,9 +16,7 @@ regions into pure ignore regions.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -27,38 +25,52 @@ import numpy as np
 from ensembles.metric.average_precision import average_precision, precision_recall
 from ensembles.metric.groundtruth import ExpandedGroundTruth, ImageGroundTruth
 from ensembles.metric.per_image import evaluate_image
+from ensembles.process_pool import process_pool, start_method
+from hierseg import atomic_write
 from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
+from hierseg.prediction_file import check_scores
+
+# What a worker process needs: the expanded ground truth (inherited when forked, sent once when
+# spawned), the hierarchy's classes and the options. Tasks then carry only an image's predictions.
+_WORKER: dict[str, Any] = {}
 
 
-@contextlib.contextmanager
-def process_pool(num_workers: int, initializer=None, initargs: tuple = ()) -> Iterator[Any]:
-    """A multiprocessing pool: forked when TensorFlow is not loaded in this process (cheap), else
-    spawned (fork after TensorFlow started its threads can deadlock)."""
-    method = "spawn"
-    if "tensorflow" not in sys.modules and "fork" in multiprocessing.get_all_start_methods():
-        method = "fork"
-    pool = multiprocessing.get_context(method).Pool(num_workers, initializer, initargs)
-    try:
-        yield pool
-    finally:
-        pool.terminate()
-        pool.join()
+def _init_worker(state: dict[str, Any] | None) -> None:
+    if state is not None:
+        _WORKER.update(state)
 
 
-_WORKER_ARGS: dict = {}
+def _parsed(chunk: list[Any]) -> list[Detections]:
+    """A chunk of predictions as Detections: unparsed submission rows are parsed together (their masks
+    checked in one vectorized pass), anything else with ``detections()`` one by one."""
+    from hierseg.prediction_file import SubmissionRow, parse_submission_rows
+
+    if all(isinstance(x, SubmissionRow) for x in chunk):
+        return parse_submission_rows(chunk)
+    return [x if isinstance(x, Detections) else x.detections() for x in chunk]
 
 
-def _init_worker(iou_threshold: float, group_of_weight: float) -> None:
-    _WORKER_ARGS.update(iou_threshold=iou_threshold, group_of_weight=group_of_weight)
+def _evaluate_chunk(chunk: list[Any]) -> list[tuple[str, dict, Counter]]:
+    """Some images in a worker: [(image_id, per-class results, unknown classes)]."""
+    return [_evaluate_one(det, _WORKER) for det in _parsed(chunk)]
 
 
-def _evaluate_pair(pair: tuple[ExpandedGroundTruth, Detections]) -> dict:
-    return evaluate_image(*pair, **_WORKER_ARGS)
+def _evaluate_one(det: Detections, state: dict[str, Any]) -> tuple[str, dict, Counter]:
+    check_scores(det.scores, f"image {det.image_id}")
+    known = state["classes"]
+    unknown = Counter(c for c in det.classes if c not in known)
+    gt = state["gt"][det.image_id]
+    result = evaluate_image(gt, det, iou_threshold=state["iou_threshold"], group_of_weight=state["group_of_weight"])
+    return det.image_id, result, unknown
 
 
 class OidChallengeEvaluator:
     """Accumulates per-image results and computes per-class AP and mAP.
+
+    The result does not depend on the order predictions are given in: per-image results are joined in
+    ImageID order, as the official script does (it walks ``groupby("ImageID")``), so tied scores of
+    different images rank the same whatever the file's row order.
 
     Args:
       hierarchy: the class hierarchy (ground truth is expanded along it; names label the classes).
@@ -86,9 +98,9 @@ class OidChallengeEvaluator:
         self.show_progress = show_progress
         self._gt: dict[str, ExpandedGroundTruth] = {}
         self._num_gt: dict[str, float] = {}
-        self._scores: dict[str, list[np.ndarray]] = {}
-        self._labels: dict[str, list[np.ndarray]] = {}
+        self._results: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}  # ImageID -> class -> (s, tp)
         self._predicted: set[str] = set()
+        self.unknown_classes: Counter = Counter()  # MID not in the hierarchy -> predictions dropped
         self.images_without_ground_truth = 0
 
     # ----------------------------------------------------------------------------------- adding
@@ -107,38 +119,67 @@ class OidChallengeEvaluator:
         for c, n in expanded.num_gt(self.group_of_weight).items():
             self._num_gt[c] = self._num_gt.get(c, 0.0) + n
 
-    def _pairs(self, detections: Iterable[Detections]) -> Iterator[tuple[ExpandedGroundTruth, Detections]]:
-        for det in detections:
-            if det.image_id in self._predicted:
-                raise ValueError(f"predictions of image {det.image_id} given twice")
-            self._predicted.add(det.image_id)
-            gt = self._gt.get(det.image_id)
-            if gt is None:
+    def _chunks(self, predictions: Iterable[Any], size: int = 32) -> Iterator[list[Any]]:
+        """The predictions of images with ground truth, in lists of ``size`` (one task each)."""
+        chunk: list[Any] = []
+        for item in predictions:
+            if item.image_id in self._predicted:
+                raise ValueError(f"predictions of image {item.image_id} given twice")
+            self._predicted.add(item.image_id)
+            if item.image_id not in self._gt:
                 self.images_without_ground_truth += 1
                 continue
-            yield gt, det
+            chunk.append(item)
+            if len(chunk) == size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
-    def _collect(self, result: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        for c, (s, t) in result.items():
-            self._scores.setdefault(c, []).append(s)
-            self._labels.setdefault(c, []).append(t)
+    def _collect(self, out: tuple[str, dict, Counter]) -> None:
+        image_id, result, unknown = out
+        self._results[image_id] = result
+        self.unknown_classes.update(unknown)
 
-    def add_predictions(self, detections: Iterable[Detections]) -> int:
-        """Evaluates the predictions of images (each image once), streaming; returns how many were read."""
+    def add_predictions(self, predictions: Iterable[Any]) -> int:
+        """Evaluates the predictions of images (each image once), streaming; returns how many were read.
+
+        Args:
+          predictions: per-image :class:`Detections`, or unparsed rows with ``image_id`` and
+            ``detections()`` (:class:`hierseg.prediction_file.SubmissionRow`), which are then parsed
+            by the worker processes.
+        Raises:
+          ValueError: for an image given twice, a score outside [0, 1] (naming the image) or a
+            prediction file error (naming the file and line).
+        """
         from tqdm import tqdm
 
         before = len(self._predicted)
-        pairs = tqdm(self._pairs(detections), desc="oid-eval", unit="img", disable=not self.show_progress)
+        state = {
+            "gt": self._gt,
+            "classes": frozenset(self.hierarchy.classes),
+            "iou_threshold": self.iou_threshold,
+            "group_of_weight": self.group_of_weight,
+        }
+        bar = tqdm(desc="oid-eval", unit="img", disable=not self.show_progress)
         if self.num_workers <= 1:
-            for gt, det in pairs:
-                self._collect(
-                    evaluate_image(gt, det, iou_threshold=self.iou_threshold, group_of_weight=self.group_of_weight)
-                )
+            for chunk in self._chunks(predictions):
+                for det in _parsed(chunk):
+                    self._collect(_evaluate_one(det, state))
+                bar.update(len(chunk))
         else:
-            init_args = (self.iou_threshold, self.group_of_weight)
-            with process_pool(self.num_workers, _init_worker, init_args) as pool:
-                for result in pool.imap(_evaluate_pair, pairs, chunksize=32):
-                    self._collect(result)
+            forked = start_method() == "fork"
+            if forked:
+                _WORKER.update(state)  # inherited by the forked workers, never pickled
+            try:
+                with process_pool(self.num_workers, _init_worker, (None if forked else state,)) as pool:
+                    for outs in pool.imap_unordered(_evaluate_chunk, self._chunks(predictions)):
+                        for out in outs:
+                            self._collect(out)
+                        bar.update(len(outs))
+            finally:
+                _WORKER.clear()
+        bar.close()
         return len(self._predicted) - before
 
     # ------------------------------------------------------------------------------- evaluating
@@ -151,17 +192,25 @@ class OidChallengeEvaluator:
            "per_class_by_name": {display name: AP},
            "num_gt": {MID: weighted ground-truth count}, "num_detections": {MID: entries evaluated},
            "num_images_with_ground_truth", "num_images_predicted", "num_images_without_ground_truth",
+           "unknown_classes": {MID: predictions} for predicted classes not in the hierarchy (dropped,
+           as the official evaluator drops them), "num_unknown_class_predictions",
            "group_of_weight", "iou_threshold"}
         """
         per_class: dict[str, float] = {}
         num_det: dict[str, int] = {}
+        scores_of: dict[str, list[np.ndarray]] = {}
+        labels_of: dict[str, list[np.ndarray]] = {}
+        for image_id in sorted(self._results):  # the official order, whatever the input order
+            for c, (s, t) in self._results[image_id].items():
+                scores_of.setdefault(c, []).append(s)
+                labels_of.setdefault(c, []).append(t)
         order = {c: i for i, c in enumerate(self.hierarchy.classes)}
         for c in sorted(self._num_gt, key=lambda m: order.get(m, len(order))):
             n = self._num_gt[c]
             if n <= 0:
                 continue
-            scores = np.concatenate(self._scores[c]) if c in self._scores else np.zeros([0])
-            labels = np.concatenate(self._labels[c]) if c in self._labels else np.zeros([0])
+            scores = np.concatenate(scores_of[c]) if c in scores_of else np.zeros([0])
+            labels = np.concatenate(labels_of[c]) if c in labels_of else np.zeros([0])
             precision, recall = precision_recall(scores, labels, n)
             per_class[c] = average_precision(precision, recall)
             num_det[c] = int(len(scores))
@@ -175,9 +224,24 @@ class OidChallengeEvaluator:
             "num_images_with_ground_truth": len(self._gt),
             "num_images_predicted": len(self._predicted),
             "num_images_without_ground_truth": self.images_without_ground_truth,
+            "unknown_classes": dict(sorted(self.unknown_classes.items())),
+            "num_unknown_class_predictions": int(sum(self.unknown_classes.values())),
             "group_of_weight": self.group_of_weight,
             "iou_threshold": self.iou_threshold,
         }
+
+
+def prediction_stream(path: str) -> Iterator[Any]:
+    """The predictions of a file for :meth:`OidChallengeEvaluator.add_predictions`: a submission CSV's
+    rows unparsed (the workers decode them), any other format as Detections."""
+    from ensembles.prediction_io import read_predictions
+    from hierseg.prediction_file import SUBMISSION_HEADER, csv_rows, submission_rows
+
+    if path.lower().endswith(".csv"):
+        first = next(csv_rows(path), None)
+        if first is not None and tuple(first[1]) == SUBMISSION_HEADER:
+            return submission_rows(path)
+    return read_predictions(path)
 
 
 def evaluate_submission(
@@ -189,26 +253,40 @@ def evaluate_submission(
     group_of_weight: float = 1.0,
     num_workers: int = 1,
     on_error: str = "raise",
+    image_sizes_csv: str | None = None,
+    cache_dir: str | None = None,
     show_progress: bool = False,
 ) -> dict:
     """The challenge metric of a prediction file (submission CSV, per-instance CSV, JSON lines or
-    parquet) against a split of the dataset folder. Returns :meth:`OidChallengeEvaluator.evaluate`'s
-    dict plus ``"ground_truth"`` (the loader's report)."""
-    from ensembles.metric.groundtruth import load_ground_truth
-    from ensembles.prediction_io import read_predictions
+    parquet) against a split of the dataset folder.
+
+    Args:
+      image_sizes_csv: ``ImageID,Width,Height`` of the split's images (else read from the image headers).
+      cache_dir: the ground-truth cache folder (:mod:`ensembles.metric.groundtruth_cache`); None: no cache.
+    Returns:
+      :meth:`OidChallengeEvaluator.evaluate`'s dict plus ``"ground_truth"`` (the loader's report).
+    """
+    from ensembles.metric.groundtruth_files import load_ground_truth
     from hierseg.oid.layout import OidPaths
 
     if hierarchy is None:
         hierarchy = OidPaths.from_dir(oid_dir).load_hierarchy()
     gts, report = load_ground_truth(
-        oid_dir, split, hierarchy, on_error=on_error, num_workers=num_workers, show_progress=show_progress
+        oid_dir,
+        split,
+        hierarchy,
+        image_sizes_csv=image_sizes_csv,
+        on_error=on_error,
+        num_workers=num_workers,
+        cache_dir=cache_dir,
+        show_progress=show_progress,
     )
     evaluator = OidChallengeEvaluator(
         hierarchy, group_of_weight=group_of_weight, num_workers=num_workers, show_progress=show_progress
     )
     for gt in gts.values():
         evaluator.add_ground_truth(gt)
-    evaluator.add_predictions(read_predictions(submission))
+    evaluator.add_predictions(prediction_stream(submission))
     metrics = evaluator.evaluate()
     metrics["ground_truth"] = report
     return metrics
@@ -216,9 +294,7 @@ def evaluate_submission(
 
 def write_metrics(metrics: dict, path: str) -> None:
     """Writes the metrics as JSON, atomically; NaN becomes null (JSON has no NaN)."""
-    import json
     import math
-    import os
 
     def clean(v):
         if isinstance(v, float) and math.isnan(v):
@@ -229,8 +305,4 @@ def write_metrics(metrics: dict, path: str) -> None:
             return [clean(x) for x in v]
         return v
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(clean(metrics), f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write.write_json(path, clean(metrics), indent=1)

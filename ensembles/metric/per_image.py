@@ -20,19 +20,22 @@ challenge settings (no NMS, at most 10000 detections per class, IoU 0.5), step b
       ignored (removed) when it is the first on that box, else it stays a FP;
    d. boxes without a mask, group-of: a detection with box IoA >= 0.5 is ignored.
 
-Overlaps come from pycocotools on RLEs (integer pixel counts), then the official formulas:
-IoU = I / max(U, 1e-7), IoA = I / (|det| + 1e-7).
+Overlaps come from pycocotools on RLEs (integer pixel counts), then the official formulas in the
+official arithmetic (``np_mask_ops``: areas and intersections are float32 sums, so the ratios are
+float32): IoU = I / max(U, 1e-7), IoA = I / (|det| + 1e-7). In float32 the 1e-7 vanishes next to any
+area of 2 pixels or more, so a detection covering exactly half of its pixels inside a group-of
+region has IoA exactly 0.5 and is matched (in float64 it would be 0.4999999995 and miss).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ensembles.mask_iou import mask_areas, pairwise_intersections, rle_boxes
 from ensembles.metric.groundtruth import ExpandedGroundTruth
 from hierseg.detections import Detections
+from hierseg.rle import pairwise_intersections, rle_areas, rle_boxes
 
-EPSILON = 1e-7  # np_mask_ops.EPSILON
+EPSILON = np.float32(1e-7)  # np_mask_ops.EPSILON, added to float32 areas
 MAX_DETECTIONS_PER_CLASS = 10000  # the challenge's nms_max_output_boxes
 
 
@@ -113,64 +116,59 @@ def evaluate_image(
     keep = [k for k, c in enumerate(det.classes) if c in gt.evaluatable]
     if not keep:
         return {}
-    rles = [det.rles[k] for k in keep]
-    boxes = rle_boxes(rles)
-    valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])  # non-empty masks
-    keep = [k for k, v in zip(keep, valid) if v]
+    areas = rle_areas([det.rles[k] for k in keep])
+    # Empty masks are dropped (the official drops detections whose box, the mask's tight box, is empty).
+    keep, det_areas = [k for k, a in zip(keep, areas) if a > 0], areas[areas > 0].astype(np.float32)
     if not keep:
         return {}
-    rles = [r for r, v in zip(rles, valid) if v]
-    boxes = boxes[valid]
-    classes = np.asarray([det.classes[k] for k in keep])
+    rles = [det.rles[k] for k in keep]
     scores = det.scores[keep].astype(np.float64)
-    det_areas = mask_areas(rles)
-    gt_classes = np.asarray(gt.classes) if gt.classes else np.zeros([0], str)
-    gt_has_mask = np.asarray([r is not None for r in gt.rles], bool)
+    gt_has_mask = gt.has_mask.tolist()
+    gt_rles = gt.instances.rles  # used only where gt_has_mask
     sizes = {(int(r["size"][0]), int(r["size"][1])) for r in rles}
-    if gt_has_mask.any() and sizes | {(det.height, det.width)} != {(gt.height, gt.width)}:
+    if any(gt_has_mask) and sizes | {(det.height, det.width)} != {(gt.height, gt.width)}:
         raise ValueError(
             f"image {gt.image_id}: predicted masks are {det.height}x{det.width}, the ground truth "
             f"{gt.height}x{gt.width} (height x width); masks must be at the original resolution"
         )
+    gt_areas = np.asarray(gt.areas, np.float32)
+    by_class: dict[str, list[int]] = {}
+    for i, k in enumerate(keep):
+        by_class.setdefault(det.classes[k], []).append(i)
+    gt_by_class: dict[str, list[int]] = {}
+    for j, c in enumerate(gt.classes):
+        gt_by_class.setdefault(c, []).append(j)
+    boxes = rle_boxes(rles) if not all(gt_has_mask) else None  # only boxes without masks need them
 
-    # Mask overlaps per class (pairs of different classes are never needed; pycocotools' cost grows
-    # with the pairs whose boxes meet), box overlaps for the whole image at once (cheap).
-    gt_areas = np.zeros(len(gt_classes), np.float64)
-    if gt_has_mask.any():
-        gt_areas[gt_has_mask] = mask_areas([r for r in gt.rles if r is not None])
-    unmasked = np.flatnonzero(~gt_has_mask)
-    b_inter = box_intersections(boxes, gt.boxes[unmasked])  # [n, Gb]
-    b_det = box_areas(boxes)[:, None]
-    b_union = b_det + box_areas(gt.boxes[unmasked])[None, :] - b_inter
-    iou_b = b_inter / np.maximum(b_union, np.finfo(np.float64).tiny)
-    ioa_b = b_inter / b_det
-    cls_b, grp_b = gt_classes[unmasked], gt.is_group_of[unmasked]
-
+    # Mask overlaps per class: pairs of different classes are never needed.
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for c in dict.fromkeys(classes.tolist()):
-        d = np.flatnonzero(classes == c)
-        d = d[np.argsort(scores[d])[::-1]][:MAX_DETECTIONS_PER_CLASS]
+    for c, idx in by_class.items():
+        d = np.asarray(idx)
+        d = d[np.argsort(scores[d])[::-1]][:MAX_DETECTIONS_PER_CLASS]  # the official ranking
         s = scores[d]
-        of_class = gt_classes == c
-        if not of_class.any():
+        g = gt_by_class.get(c)
+        if not g:
             out[c] = (s, np.zeros(len(d)))
             continue
-        gm = np.flatnonzero(of_class & gt_has_mask)
-        inter = pairwise_intersections([rles[i] for i in d], [gt.rles[j] for j in gm], check_sizes=False)
-        inter = inter.astype(np.float64)
-        a_det = det_areas[d].astype(np.float64)[:, None]
-        iou_m = inter / np.maximum(a_det + gt_areas[gm][None, :] - inter, EPSILON)
+        gm = np.asarray([j for j in g if gt_has_mask[j]], np.int64)
+        gb = np.asarray([j for j in g if not gt_has_mask[j]], np.int64)
+        inter = pairwise_intersections(
+            [rles[i] for i in d], [gt_rles[j] for j in gm], areas_a=det_areas[d], check_sizes=False
+        ).astype(np.float32)
+        a_det = det_areas[d][:, None]
+        iou_m = inter / np.maximum(a_det + gt_areas[gm][None, :] - inter, EPSILON)  # float32, as official
         ioa_m = inter / (a_det + EPSILON)
-        grp_m = gt.is_group_of[gm]
-        in_b = cls_b == c
-        ng_b, g_b = np.flatnonzero(in_b & ~grp_b), np.flatnonzero(in_b & grp_b)
+        grp_m, grp_b = gt.is_group_of[gm], gt.is_group_of[gb]
+        iou_b, ioa_b = _box_overlaps(boxes[d], gt.boxes[gb]) if len(gb) else (np.zeros([len(d), 0]),) * 2
         out[c] = _tp_fp_single_class(
-            s,
-            iou_m[:, ~grp_m],
-            ioa_m[:, grp_m],
-            iou_b[np.ix_(d, ng_b)],
-            ioa_b[np.ix_(d, g_b)],
-            iou_threshold,
-            group_of_weight,
+            s, iou_m[:, ~grp_m], ioa_m[:, grp_m], iou_b[:, ~grp_b], ioa_b[:, grp_b], iou_threshold, group_of_weight
         )
     return {c: v for c, v in out.items() if len(v[0])}
+
+
+def _box_overlaps(det_boxes: np.ndarray, gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Box IoU and IoA (over the detection's box) of [n, 4] and [m, 4] boxes: two [n, m] float64."""
+    inter = box_intersections(det_boxes, gt_boxes)
+    a_det = box_areas(det_boxes)[:, None]
+    union = a_det + box_areas(gt_boxes)[None, :] - inter
+    return inter / np.maximum(union, np.finfo(np.float64).tiny), inter / a_det

@@ -1,5 +1,5 @@
 """Typed configuration: the loading machinery (params) and the engine's experiment config."""
 
-from hierseg.config.params import ConfigError, load, merge, parse_override, save, to_dict
+from hierseg.config.params import ConfigError, check, load, merge, parse_override, save, to_dict
 
-__all__ = ["ConfigError", "load", "merge", "parse_override", "save", "to_dict"]
+__all__ = ["ConfigError", "check", "load", "merge", "parse_override", "save", "to_dict"]

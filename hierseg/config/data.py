@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hierseg.config.deeplab import SemanticTargetConfig
+
 
 @dataclass
 class AugmentConfig:
@@ -35,3 +37,4 @@ class DataConfig:
     min_box_size: float = 1.0  # after crop/jitter, instances whose box is smaller than this (pixels) are dropped
     prefetch: int = -1  # batches to prefetch; -1 = tf.data.AUTOTUNE
     cache: bool = False  # keep the serialized records in memory after the first pass: tiny datasets/tests only
+    semantic: SemanticTargetConfig = field(default_factory=SemanticTargetConfig)  # GT_SEMANTIC for DeepLab

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from hierseg.config.data import DataConfig
 from hierseg.config.model import ModelConfig
-from hierseg.config.params import merge
+from hierseg.config.params import ConfigError, merge
 from hierseg.config.training import EvalConfig, TrainConfig
 
 
@@ -28,7 +28,10 @@ def resolve_num_classes(config: ExperimentConfig) -> ExperimentConfig:
     if config.model.num_classes > 0:
         return config
     if not config.data.label_map:
-        raise ValueError("model.num_classes is 0 and data.label_map is empty: set one of them")
+        raise ConfigError(
+            "model.num_classes is 0 and data.label_map is empty: give --data_dir (a layer folder written by "
+            "`hierseg prepare`, e.g. OUT/layer0), or set data.label_map or model.num_classes"
+        )
     from hierseg.label_map import LabelMap
 
     return merge(config, {"model": {"num_classes": LabelMap.load(config.data.label_map).num_classes}})

@@ -13,6 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hierseg.config.deeplab import DeepLabConfig
+from hierseg.config.retinanet import RetinaNetConfig
+from hierseg.config.shapemask import ShapeMaskConfig
+
 # The model types of hierseg.models.factory (each new model type adds its own config section below).
 MODEL_TYPES = ("mask_rcnn", "retinanet", "shapemask", "deeplab_v3plus")
 ModelType = Literal["mask_rcnn", "retinanet", "shapemask", "deeplab_v3plus"]
@@ -36,6 +40,9 @@ class BackboneConfig:
     norm_epsilon: float = 1e-4  # batch-norm epsilon (TPU ResNet checkpoints use 1e-4)
     freeze_stem: bool = False  # stop gradients below conv2 (stem), as when fine-tuning from ImageNet
     conv_padding: Literal["same", "fixed"] = "same"  # strided convs: TF2/Model Garden "same" | TF1 TPU "fixed"
+    # Stages kept fixed (no gradient, no update, no weight decay): 0 none, 1 the stem, 2 the stem and res2
+    # (Detectron's FREEZE_AT); -1 = auto: 2 when training starts from a pretrained train.init, else 0.
+    freeze_at: int = -1
 
 
 @dataclass
@@ -78,7 +85,7 @@ class ROISamplingConfig:
 @dataclass
 class BoxHeadConfig:
     roi_size: int = 7  # ROIAlign output side for the box head
-    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side
+    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side: 2 = 2x2 (paper); 1 = one, ~4x cheaper ROIAlign
     num_convs: int = 0  # 3x3 convs before the fcs (0 = the paper's 2fc head)
     conv_dims: int = 256  # filters of those convs
     num_fcs: int = 2  # fully connected layers
@@ -92,17 +99,23 @@ class BoxHeadConfig:
 @dataclass
 class MaskHeadConfig:
     roi_size: int = 14  # ROIAlign output side for the mask head (upsampled x2 to mask_size)
-    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side
+    sampling_ratio: int = 2  # bilinear samples per ROIAlign bin side: 2 = 2x2 (paper); 1 = one, ~4x cheaper ROIAlign
     num_convs: int = 4  # 3x3 convs of the mask FCN
     num_filters: int = 256  # filters of those convs and of the deconv
     mask_size: int = 28  # side of the predicted mask (= 2 * roi_size)
     use_norm: bool = False  # batch norm after every conv and the deconv, before the ReLU (Model Garden)
+    # Foreground ROIs per image the mask head trains on: a static cap, padded (TPU/XLA shapes stay fixed);
+    # with more foreground a random subset; the loss is the mean over the real ones. 0 = every foreground
+    # slot of the sampler (roi_sampling.num_samples * fg_fraction, 128 by default), as before.
+    max_rois: int = 0
     loss_weight: float = 1.0  # multiplier of mask_loss in total_loss
 
 
 @dataclass
 class DetectionConfig:
-    pre_nms_topk: int = 1000  # (ROI, class) candidates with the best scores entering the class-aware NMS
+    # per class: the ROIs with that class's best scores entering its NMS (the seed keeps 1000 per class on
+    # TPU; 100 keeps CPU/GPU inference of a 300-class head cheap, and NMS rarely leaves 100 of one class)
+    pre_nms_topk: int = 100
     max_detections: int = 100  # detections per image (fixed count, padded with class 0 / score 0)
     nms_iou: float = 0.5  # IoU threshold of the per-class NMS
     score_threshold: float = 0.05  # candidates below this score are dropped
@@ -126,6 +139,9 @@ class ModelConfig:
     focal_gamma: float = 2.0  # focal-loss gamma (sigmoid_loss = "focal")
     box_coding_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # Fast R-CNN deltas
     roi_align_aligned: bool = True  # ROIAlign half-pixel shift (detectron2); False = Model Garden / TPU sampling
+    retinanet: RetinaNetConfig = field(default_factory=RetinaNetConfig)  # type retinanet/shapemask: dense detector
+    shapemask: ShapeMaskConfig = field(default_factory=ShapeMaskConfig)  # type shapemask: prior/coarse/fine heads
+    deeplab: DeepLabConfig = field(default_factory=DeepLabConfig)  # DeepLab v3+ head (type deeplab_v3plus)
 
     @classmethod
     def tiny(cls, num_classes: int = 0) -> ModelConfig:

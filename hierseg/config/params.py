@@ -7,12 +7,17 @@ YAML experiment file, then any number of overrides, each of which is either
 * the TPU detection models' flat form ``"a.b=1,c.d=x"`` (values parsed as YAML scalars/lists).
 
 An unknown key or a value of the wrong type raises :class:`ConfigError` naming the full key path, so
-a typo never silently trains the default. :func:`save` writes the effective config as YAML.
+a typo never silently trains the default. Values are range-checked by :func:`check` once every layer
+is applied: a dataclass lists its bounds in a ``RANGES`` class variable (``{"total_steps": ">= 1",
+"init_lr": "> 0", "gray_value": "0..255"}``; several conditions are joined by ","; a list field is
+checked item by item), and a NaN or infinite float is refused in every field. :func:`save` writes the
+effective config as YAML.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -21,10 +26,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from hierseg.errors import UsageError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """An unknown key or a bad value in a config, with the key path named."""
 
 
@@ -130,29 +137,50 @@ def parse_override(text: str) -> dict:
     """Parses one ``--params_override`` value into a nested dict.
 
     Accepts a path to a YAML/JSON file, a YAML/JSON mapping string, or ``a.b=1,c.d=[1,2]``.
+
+    Raises:
+      ConfigError: for a file that does not exist, text that is not YAML, or a key given both a value
+        and sub-keys (``train=1,train.total_steps=2``).
     """
     text = text.strip()
     if not text:
         return {}
     if os.path.exists(text) or text.startswith("gs://"):
         return read_yaml(text)
-    if text.startswith("{") or "\n" in text or ("=" not in text and ":" in text):
-        loaded = yaml.safe_load(text)
+    if "=" not in text and text.lower().endswith((".yaml", ".yml", ".json")):
+        raise ConfigError(f"--params_override: file {text} not found")
+    if text.startswith(("{", "[", "!")) or "\n" in text or ("=" not in text and ":" in text):
+        loaded = _safe_load(text, "--params_override")
         if not isinstance(loaded, Mapping):
-            raise ConfigError(f"params_override: expected a mapping, got {text!r}")
+            raise ConfigError(f"--params_override: expected a mapping, got {text!r}")
         return dict(loaded)
     out: dict = {}
     for item in _split_top_level(text):
         if "=" not in item:
-            raise ConfigError(f"params_override: '{item}' is not of the form key=value")
+            raise ConfigError(f"--params_override: '{item}' is not of the form key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _safe_load(raw, f"--params_override: {key.strip()}") if raw.strip() else ""
         node = out
         parts = key.strip().split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--params_override: '{'.'.join(parts[: i + 1])}' is given both a value and sub-keys")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"--params_override: '{key.strip()}' is given both a value and sub-keys")
         node[parts[-1]] = value
     return out
+
+
+def _safe_load(text: str, where: str) -> Any:
+    """yaml.safe_load with its errors (syntax, unknown tags) as one-line ConfigErrors."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML: {problem}{at}") from None
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -174,13 +202,17 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def read_yaml(path: str) -> dict:
+    """A YAML/JSON file's top-level mapping (local or gs://).
+
+    Raises:
+      ConfigError: naming the file when it is missing, not YAML, or not a mapping.
+    """
     import tensorflow as tf
 
+    if not tf.io.gfile.exists(path):
+        raise ConfigError(f"{path}: config file not found")
     with tf.io.gfile.GFile(path, "r") as f:
-        try:
-            loaded = yaml.safe_load(f.read())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        loaded = _safe_load(f.read().lstrip("\ufeff"), path)
     if loaded is None:
         return {}
     if not isinstance(loaded, Mapping):
@@ -188,17 +220,24 @@ def read_yaml(path: str) -> dict:
     return dict(loaded)
 
 
-def load(cls: type[T], config_file: str | None = None, params_override: str | list[str] | None = None,
-         section: str | None = None) -> T:
+def load(
+    cls: type[T],
+    config_file: str | None = None,
+    params_override: str | list[str] | None = None,
+    section: str | None = None,
+) -> T:
     """Defaults of ``cls`` <- ``config_file`` <- each override, in order.
 
     Args:
       section: when given, only this top-level key of the file/overrides applies to ``cls`` (so one
         experiment file can hold the sections of several tools); other top-level keys are ignored.
     """
+    from hierseg.config.shipped import resolve_config_file
+
     cfg = cls()
     layers: list[tuple[str, dict]] = []
     if config_file:
+        config_file = resolve_config_file(config_file)  # a shipped config by name works from any folder
         layers.append((config_file, read_yaml(config_file)))
     if isinstance(params_override, str):
         params_override = [params_override]
@@ -211,15 +250,59 @@ def load(cls: type[T], config_file: str | None = None, params_override: str | li
             cfg = merge(cfg, d)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from None
+    return check(cfg)
+
+
+def _condition_holds(value: float, cond: str) -> bool:
+    cond = cond.strip()
+    if ".." in cond:
+        lo, hi = cond.split("..")
+        return float(lo) <= value <= float(hi)
+    for op, test in ((">=", float.__ge__), ("<=", float.__le__), (">", float.__gt__), ("<", float.__lt__)):
+        if cond.startswith(op):
+            return test(float(value), float(cond[len(op) :]))
+    raise ValueError(f"bad range condition {cond!r}")
+
+
+def _check_value(value: Any, rng: str | None, path: str) -> None:
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_value(v, rng, f"{path}[{i}]")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: {value} is not a finite number")
+    if rng and not all(_condition_holds(float(value), c) for c in rng.split(",")):
+        raise ConfigError(f"{path}: {value} is out of range (must be {rng})")
+
+
+def check(cfg: T, path: str = "") -> T:
+    """Range-checks a config tree: each dataclass's ``RANGES`` bounds, and finite floats everywhere.
+
+    Returns:
+      ``cfg`` unchanged, so calls chain.
+    Raises:
+      ConfigError: naming the full key path, the value and the allowed range.
+    """
+    if not dataclasses.is_dataclass(cfg):
+        return cfg
+    ranges: dict[str, str] = getattr(type(cfg), "RANGES", {})
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        where = f"{path}.{f.name}" if path else f.name
+        if dataclasses.is_dataclass(value):
+            check(value, where)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                check(v, f"{where}.{k}")
+        else:
+            _check_value(value, ranges.get(f.name), where)
     return cfg
 
 
 def save(cfg: Any, path: str) -> None:
     """Writes the config as YAML, atomically (local or gs://)."""
-    import tensorflow as tf
+    from hierseg import atomic_write
 
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_write.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,7 +1,8 @@
 """COCO box and mask mAP of one layer's detections on the prepared validation JSON (pycocotools).
 
-The ground truth is ``validation_coco.json`` written by ``hierseg prepare``: images carry
-``source_id`` (the Open Images ImageID) and their original ``height``/``width``; categories have
+The ground truth is ``validation_coco.json`` written by ``hierseg prepare``: images carry a numeric
+``id``, ``file_name`` ``<ImageID>.jpg`` (the ImageID is its stem, or an explicit ``source_id`` field of
+other writers) and their original ``height``/``width``; categories have
 ids ``1..K`` and the ``mid`` of the layer's label map. Detections are :class:`hierseg.detections.Detections`
 (classes are MIDs, masks are RLEs at the original resolution) or per-image dicts of the same fields.
 
@@ -19,12 +20,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from hierseg import atomic_write
 from hierseg.detections import Detections
+from hierseg.evaluation.tables import coco_per_class
 from hierseg.label_map import LabelMap
+from hierseg.mask_resize import resize_rle
 
 # Names of COCOeval.stats, in order (pycocotools summarize()).
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "ARmax1", "ARmax10", "ARmax100", "ARs", "ARm", "ARl")
@@ -67,14 +70,6 @@ def load_ground_truth(coco_json_path: str, label_map: LabelMap) -> COCO:
     return gt
 
 
-def _resize_rle(rle: dict, height: int, width: int) -> dict:
-    """Nearest-neighbour resize of one RLE mask to ``[height, width]`` (bytes counts)."""
-    m = coco_mask.decode(rle)
-    ys = np.minimum((np.arange(height) + 0.5) * m.shape[0] / height, m.shape[0] - 1).astype(np.int64)
-    xs = np.minimum((np.arange(width) + 0.5) * m.shape[1] / width, m.shape[1] - 1).astype(np.int64)
-    return coco_mask.encode(np.asfortranarray(m[ys][:, xs].astype(np.uint8)))
-
-
 def to_coco_results(
     detections: Iterable[Detections | Mapping[str, Any]],
     gt: COCO,
@@ -114,7 +109,7 @@ def to_coco_results(
                 }
             )
             if list(rle["size"]) != [h, w]:
-                rle = _resize_rle(rle, h, w)
+                rle = resize_rle(rle, h, w)  # PIL's NEAREST, as the ground truth everywhere else
                 counts["resized_masks"] += 1
             counts_str = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
             masks_out.append(
@@ -129,9 +124,12 @@ def to_coco_results(
     return boxes_out, masks_out, counts
 
 
-def _run_cocoeval(gt: COCO, results: list[dict], iou_type: str) -> list[float]:
+def _run_cocoeval(gt: COCO, results: list[dict], iou_type: str) -> tuple[list[float], dict[int, dict[str, float]]]:
+    """(COCOeval.stats, per-class {category id: {"AP", "AP50"}})."""
     if not results:  # loadRes cannot take an empty list: nothing detected is AP 0 wherever there is GT
-        return [0.0 if gt.dataset["annotations"] else -1.0] * len(STAT_NAMES)
+        with_gt = {a["category_id"] for a in gt.dataset["annotations"]}
+        per_class = {c: dict.fromkeys(("AP", "AP50"), 0.0 if c in with_gt else -1.0) for c in gt.getCatIds()}
+        return [0.0 if gt.dataset["annotations"] else -1.0] * len(STAT_NAMES), per_class
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, iouType=iou_type)
@@ -139,7 +137,16 @@ def _run_cocoeval(gt: COCO, results: list[dict], iou_type: str) -> list[float]:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return [float(s) for s in ev.stats]
+    return [float(s) for s in ev.stats], coco_per_class(ev)
+
+
+def _class_entries(gt: COCO, label_map: LabelMap) -> dict[str, dict[str, Any]]:
+    """{MID: {"name", "num_gt" (non-crowd instances)}} for every class of the label map."""
+    counts = {c: 0 for c in range(1, label_map.num_classes + 1)}
+    for a in gt.dataset["annotations"]:
+        if not a.get("iscrowd", 0) and a["category_id"] in counts:
+            counts[a["category_id"]] += 1
+    return {label_map.mid_of(c): {"name": label_map.names[c - 1], "num_gt": n} for c, n in counts.items()}
 
 
 def evaluate_coco(
@@ -159,7 +166,8 @@ def evaluate_coco(
 
     Returns:
       ``{"box/AP": ..., "box/AP50": ..., ..., "mask/ARl": ..., "num_images": ..., "num_detections": ...,
-      "skipped_unknown_image": ..., "skipped_unknown_class": ..., "resized_masks": ...}``; AP values in
+      "skipped_unknown_image": ..., "skipped_unknown_class": ..., "resized_masks": ...,
+      "per_class": {MID: {"name", "num_gt", "box/AP", "box/AP50", "mask/AP", "mask/AP50"}}}``; AP values in
       ``[0, 1]``, -1 where COCO has nothing to measure (e.g. no small objects).
     """
     iou_types = list(iou_types)
@@ -168,10 +176,14 @@ def evaluate_coco(
             raise ValueError(f"unknown iou type '{t}' (use {sorted(IOU_TYPES)})")
     gt = load_ground_truth(coco_json_path, label_map)
     box_results, mask_results, counts = to_coco_results(detections, gt, label_map)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+    per_class = _class_entries(gt, label_map)
     for t in iou_types:
-        stats = _run_cocoeval(gt, box_results if t == "box" else mask_results, IOU_TYPES[t])
+        stats, by_cat = _run_cocoeval(gt, box_results if t == "box" else mask_results, IOU_TYPES[t])
         metrics.update({f"{t}/{name}": value for name, value in zip(STAT_NAMES, stats)})
+        for cat, values in by_cat.items():
+            per_class[label_map.mid_of(cat)].update({f"{t}/{k}": v for k, v in values.items()})
+    metrics["per_class"] = per_class
     metrics["num_images"] = len(gt.dataset["images"])
     metrics.update(counts)
     return metrics
@@ -179,7 +191,6 @@ def evaluate_coco(
 
 def write_metrics_json(metrics: Mapping[str, Any], path: str) -> None:
     """Writes metrics as pretty JSON, atomically (temp file renamed into place; local or gs://)."""
-    import tensorflow as tf
 
     def plain(v: Any) -> Any:
         if isinstance(v, (np.floating, float)):
@@ -194,10 +205,4 @@ def write_metrics_json(metrics: Mapping[str, Any], path: str) -> None:
         return v
 
     text = json.dumps(plain(metrics), indent=2, sort_keys=True)
-    parent = path.rsplit("/", 1)[0] if "/" in path else ""
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_write.write_text(path, text + "\n")

@@ -27,6 +27,7 @@ from hierseg.detections import Detections, write_jsonl
 from hierseg.evaluation.coco_metric import evaluate_coco, write_metrics_json
 from hierseg.evaluation.model_outputs import image_detections
 from hierseg.label_map import LabelMap
+from hierseg.layout import ModelDir
 from hierseg.training.checkpoints import checkpoint_path, checkpoint_step, restore_model, restore_weights
 from hierseg.training.summaries import write_scalars
 
@@ -96,7 +97,7 @@ def _subset_json(coco_json: str, source_ids: set[str], directory: str) -> str:
     """The COCO JSON restricted to ``source_ids`` (so ``eval.max_images`` does not count the rest as misses)."""
     with tf.io.gfile.GFile(coco_json, "r") as f:
         data = json.load(f)
-    images = [im for im in data["images"] if im["source_id"] in source_ids]
+    images = [im for im in data["images"] if im["file_name"].rsplit(".", 1)[0] in source_ids]  # ImageID.jpg
     ids = {im["id"] for im in images}
     data["images"] = images
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
@@ -129,7 +130,7 @@ def evaluate(
     Returns:
       the :func:`evaluate_coco` dict (``box/AP``, ``mask/AP``, ...) plus ``step`` and ``checkpoint``.
     """
-    for key in ("eval_file_pattern", "eval_json", "label_map"):
+    for key in ("eval_file_pattern", "label_map"):
         if not getattr(config.data, key):
             raise ValueError(f"data.{key} is empty (set it, or pass --data_dir)")
     ckpt = None
@@ -140,6 +141,20 @@ def evaluate(
         model = restore_model(config, ckpt)
         if step is None:
             step = checkpoint_step(ckpt)
+    if model.output_kind == "semantic":  # mIoU instead of COCO AP (hierseg.evaluation.semantic_eval)
+        from hierseg.evaluation.semantic_eval import evaluate_semantic
+
+        return evaluate_semantic(
+            model,
+            config,
+            step=int(step or 0),
+            checkpoint=ckpt or "",
+            output_json=output_json,
+            summary_dir=summary_dir,
+            show_progress=show_progress,
+        )
+    if not config.data.eval_json:
+        raise ValueError("data.eval_json is empty (set it, or pass --data_dir)")
     detections = list(predict_eval_set(model, config, show_progress=show_progress))
     label_map = LabelMap.load(config.data.label_map)
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,16 +190,15 @@ def checkpoint_evaluator(config: ExperimentConfig, model_dir: str, *, show_progr
             state["model"] = restore_model(config, path)
         else:
             restore_weights(state["model"], path)
-        out_dir = os.path.join(model_dir, "eval")
         return evaluate(
             config,
             model=state["model"],
             step=step,
-            summary_dir=out_dir,
-            output_json=os.path.join(out_dir, f"metrics-{step}.json"),
+            summary_dir=ModelDir(model_dir).eval_dir,
+            output_json=ModelDir(model_dir).eval_metrics_json(step),
             show_progress=show_progress,
             predictions_jsonl=(
-                os.path.join(out_dir, f"predictions-{step}.jsonl") if config.eval.write_predictions else None
+                ModelDir(model_dir).eval_predictions_jsonl(step) if config.eval.write_predictions else None
             ),
         )
 

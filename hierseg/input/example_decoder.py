@@ -22,6 +22,7 @@ IS_CROWD = "is_crowd"  # bool [n]
 MASKS = "masks"  # uint8 [n, H, W], 0/1
 MASK_VALID = "mask_valid"  # bool [n]: the mask is real (False: box-only instance, empty mask)
 WEIGHT = "weight"  # float32 []
+SEMANTIC_PNG = "semantic_png"  # string []: label-map PNG (VOC records), "" when absent
 
 
 def _feature_spec() -> dict:
@@ -32,6 +33,7 @@ def _feature_spec() -> dict:
         features.IMAGE_HEIGHT: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         features.IMAGE_WIDTH: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
         features.IMAGE_SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        features.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
         features.OBJECT_XMIN: float_list,
         features.OBJECT_XMAX: float_list,
         features.OBJECT_YMIN: float_list,
@@ -41,6 +43,7 @@ def _feature_spec() -> dict:
         features.OBJECT_MASK: tf.io.VarLenFeature(tf.string),
         features.OBJECT_MASK_VALID: tf.io.VarLenFeature(tf.int64),
         features.EXAMPLE_WEIGHT: tf.io.FixedLenFeature([], tf.float32, default_value=1.0),
+        features.SEMANTIC_ENCODED: tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
 
 
@@ -82,7 +85,14 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
     image = decode_image(dense[features.IMAGE_ENCODED])
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
-    source_id = dense[features.IMAGE_SOURCE_ID]
+    # SOURCE_ID is the Open Images ImageID: image/filename without ".jpg" (image/source_id holds the
+    # COCO JSON's numeric id); records without a file name keep image/source_id.
+    filename = dense[features.IMAGE_FILENAME]
+    source_id = tf.where(
+        tf.equal(filename, ""),
+        dense[features.IMAGE_SOURCE_ID],
+        tf.strings.regex_replace(filename, r"\.[^.]*$", ""),
+    )
     boxes = tf.stack(
         [
             dense[features.OBJECT_YMIN],
@@ -132,6 +142,7 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
         IS_CROWD: crowd > 0,
         MASK_VALID: mask_valid > 0,
         WEIGHT: dense[features.EXAMPLE_WEIGHT],
+        SEMANTIC_PNG: dense[features.SEMANTIC_ENCODED],
     }
     with tf.control_dependencies(checks):
         out[BOXES] = tf.identity(boxes)

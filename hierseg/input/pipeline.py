@@ -33,6 +33,7 @@ from hierseg import features
 from hierseg.config.data import DataConfig
 from hierseg.input import example_decoder as ex
 from hierseg.input.preprocess import resize_and_pad
+from hierseg.input.semantic_targets import labels_to_input_frame, source_class_map
 from hierseg.input.transforms import (
     clip_boxes_to_window,
     crop_masks_to_boxes,
@@ -85,9 +86,14 @@ class _ExampleParser:
         def keep(mask, *tensors):
             return [tf.boolean_mask(t, mask) for t in tensors]
 
+        labels = None  # GT_SEMANTIC in the source frame, from every instance (crowds included) or a PNG
+        if data.semantic.enabled:
+            labels = source_class_map(image, masks, classes, boxes, d[ex.SEMANTIC_PNG], data.semantic)
         if self.is_training and data.skip_crowd_during_training:
             boxes, classes, crowd, masks, mask_valid = keep(~crowd, boxes, classes, crowd, masks, mask_valid)
         if self.is_training:
+            if labels is not None:  # same seed: flipped exactly when the image is
+                labels = random_flip(image, boxes, labels[None], data.aug.flip_prob, seeds[0])[2][0]
             image, boxes, masks = random_flip(image, boxes, masks, data.aug.flip_prob, seeds[0])
             image, info = random_scale_and_crop(image, size, data.aug.scale_min, data.aug.scale_max, seeds[1])
         else:
@@ -137,6 +143,8 @@ class _ExampleParser:
             features.WEIGHT: tf.reshape(tf.cast(weight, tf.float32), []),
             features.NUM_DROPPED: tf.cast(num_dropped, tf.int32),
         }
+        if labels is not None:
+            out[features.GT_SEMANTIC] = labels_to_input_frame(labels, info, size)
         if self.is_training:
             if self.train_targets is not None:
                 out = self.train_targets(dict(out, **{features.TARGETS_SEED: seeds[3]}))

@@ -44,9 +44,48 @@ def _mask_rcnn_targets(model_config: ModelConfig, image_size: int) -> Callable[[
     return rpn_targets_map(model_config.anchor, model_config.rpn, image_size)
 
 
+def _retinanet(model_config: ModelConfig, image_size: int) -> keras.Model:
+    from hierseg.models.retinanet import RetinaNet
+
+    return RetinaNet(model_config, num_classes=model_config.num_classes, image_size=image_size)
+
+
+def _retinanet_targets(model_config: ModelConfig, image_size: int) -> Callable[[dict], dict]:
+    from hierseg.models.retinanet_targets import retinanet_targets_map
+
+    return retinanet_targets_map(model_config, image_size)
+
+
+def _shapemask(model_config: ModelConfig, image_size: int) -> keras.Model:
+    from hierseg.models.shapemask import ShapeMask
+
+    return ShapeMask(model_config, num_classes=model_config.num_classes, image_size=image_size)
+
+
+def _shapemask_targets(model_config: ModelConfig, image_size: int) -> Callable[[dict], dict]:
+    from hierseg.models.shapemask_targets import shapemask_targets_map
+
+    return shapemask_targets_map(model_config, image_size)
+
+
+def _deeplab(model_config: ModelConfig, image_size: int) -> keras.Model:
+    from hierseg.models.deeplab import DeepLabV3Plus
+
+    return DeepLabV3Plus(model_config.backbone, model_config.deeplab, model_config.num_classes, image_size)
+
+
+def _deeplab_targets(model_config: ModelConfig, image_size: int) -> Callable[[dict], dict]:
+    from hierseg.models.deeplab import semantic_train_targets
+
+    return semantic_train_targets
+
+
 # model type -> (model builder, training-targets builder); each builder imports its model lazily.
 _BUILDERS: dict[str, tuple[Callable, Callable]] = {
     "mask_rcnn": (_mask_rcnn, _mask_rcnn_targets),
+    "retinanet": (_retinanet, _retinanet_targets),
+    "shapemask": (_shapemask, _shapemask_targets),
+    "deeplab_v3plus": (_deeplab, _deeplab_targets),
 }
 
 

@@ -36,7 +36,7 @@ from hierseg.models.roi_heads import BoxHead, MaskHead, select_class_boxes, sele
 from hierseg.models.rpn import RPNHead, generate_proposals
 from hierseg.ops.anchors import anchors_per_location, generate_anchors, level_shapes
 from hierseg.ops.roi_align import multilevel_roi_align
-from hierseg.ops.target_sampling import box_targets, crop_mask_targets, sample_rois
+from hierseg.ops.target_sampling import box_targets, crop_mask_targets, sample_rois, select_foreground
 
 LOSS_KEYS = ("total_loss", "rpn_score_loss", "rpn_box_loss", "frcnn_class_loss", "frcnn_box_loss", "mask_loss")
 
@@ -153,21 +153,24 @@ class MaskRCNN(keras.Model):
             cfg.box_head.smooth_l1_beta,
         )
 
-        # Mask head on the foreground ROIs only; sample_rois puts all of them in the first rows.
-        num_masks = max(1, int(cfg.roi_sampling.num_samples * cfg.roi_sampling.fg_fraction))
-        mask_rois = sampled["rois"][:, :num_masks]
-        mask_classes = sampled["classes"][:, :num_masks]
-        mask_fg = sampled["is_fg"][:, :num_masks]
+        # Mask head on the foreground ROIs only (sample_rois puts all of them in the first rows), at most
+        # mask_head.max_rois of them: a static, padded cap; the loss averages over the real ones.
+        slots = max(1, int(cfg.roi_sampling.num_samples * cfg.roi_sampling.fg_fraction))
+        cap = min(cfg.mask_head.max_rois or slots, slots)
+        if cap < slots:
+            chosen, _ = select_foreground(sampled["is_fg"][:, :slots], cap)
+            picked = {
+                k: tf.gather(sampled[k], chosen, batch_dims=1) for k in ("rois", "classes", "is_fg", "matched_index")
+            }
+        else:
+            picked = {k: sampled[k][:, :cap] for k in ("rois", "classes", "is_fg", "matched_index")}
+        mask_rois, mask_classes, mask_fg = picked["rois"], picked["classes"], picked["is_fg"]
         if F.GT_MASK_VALID in features:  # box-only instances teach boxes, never masks
             gt_mask_valid = tf.cast(features[F.GT_MASK_VALID], tf.bool)
-            mask_fg &= tf.gather(gt_mask_valid, sampled["matched_index"][:, :num_masks], batch_dims=1)
+            mask_fg &= tf.gather(gt_mask_valid, picked["matched_index"], batch_dims=1)
         mask_logits = self.mask_head(self._roi_align(roi_features, mask_rois, cfg.mask_head), training=True)
         mask_targets = crop_mask_targets(
-            features[F.GT_MASKS],
-            gt_boxes,
-            sampled["matched_index"][:, :num_masks],
-            mask_rois,
-            cfg.mask_head.mask_size,
+            features[F.GT_MASKS], gt_boxes, picked["matched_index"], mask_rois, cfg.mask_head.mask_size
         )
         out["mask_loss"] = losses.mask_loss(
             select_class_masks(mask_logits, mask_classes), mask_targets, mask_fg, weights

@@ -11,7 +11,9 @@ Strided convs pad ``"same"`` (TF2 / Model Garden: for an even input, one row mor
 the top) or ``"fixed"`` (TF1 TPU ``resnet_model.py``: ``(k - 1) // 2`` before, the rest after, whatever
 the input size): ``config.conv_padding``. The variables are the same either way.
 
-The output is ``{level: feature}`` for levels 2..5 (strides 4..32).
+The output is ``{level: feature}`` for levels 2..5 (strides 4..32). With ``output_stride`` 16 or 8
+(DeepLab) the last stage(s) keep their resolution and dilate their 3x3 convs instead (atrous
+convolution, same weights): level 5 (and 4) then have stride ``output_stride``.
 """
 
 from __future__ import annotations
@@ -79,6 +81,19 @@ def _conv(filters: int, kernel: int, stride: int, name: str, padding: str = "sam
     )
 
 
+def _atrous(conv: keras.layers.Conv2D, dilation: int):
+    """``conv`` run with stride 1 and dilation ``dilation`` (3x3) with its own weights: an atrous unit."""
+
+    def run(x):
+        if not conv.built:
+            conv.build(x.shape)
+        rate = dilation if conv.kernel_size[0] > 1 else 1
+        kernel = keras.ops.cast(conv.kernel, x.dtype)
+        return keras.ops.conv(x, kernel, strides=1, padding="same", dilation_rate=rate)
+
+    return run
+
+
 class ResidualBlock(keras.layers.Layer):
     """Basic (two 3x3) or bottleneck (1x1, 3x3, 1x1 x4) block with a projection shortcut when needed."""
 
@@ -99,11 +114,14 @@ class ResidualBlock(keras.layers.Layer):
         track_for_checkpoint(self, "conv", self.convs)
         track_for_checkpoint(self, "bn", self.norms)
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, dilation=1):
         shortcut = x
         if self.project:
-            shortcut = self.shortcut_bn(self.shortcut_conv(x), training=training)
+            conv = self.shortcut_conv if dilation == 1 else _atrous(self.shortcut_conv, 1)
+            shortcut = self.shortcut_bn(conv(x), training=training)
         for i, (conv, bn) in enumerate(zip(self.convs, self.norms)):
+            if dilation > 1:
+                conv = _atrous(conv, dilation)
             x = bn(conv(x), training=training)
             if i < len(self.convs) - 1:
                 x = keras.ops.relu(x)
@@ -142,13 +160,24 @@ class ResNet(keras.Model):
         expansion = 4 if self.config.depth >= 50 else 1
         return {s + 2: max(8, int(f * self.config.width_multiplier)) * expansion for s, f in enumerate(STAGE_FILTERS)}
 
-    def call(self, images, training=None):
+    def call(self, images, training=None, output_stride=32, multi_grid=(1,)):
+        """``output_stride`` 32, 16 or 8; ``multi_grid`` multiplies the dilation of the C5 units in turn."""
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"ResNet output_stride must be 8, 16 or 32, got {output_stride}")
         x = keras.ops.relu(self.stem_bn(self.stem_conv(images), training=training))
-        if self.config.freeze_stem:
+        frozen = max(self.config.freeze_at, 1 if self.config.freeze_stem else 0)  # -1 (unresolved) = none
+        if frozen >= 1:
             x = keras.ops.stop_gradient(x)
         x = self.stem_pool(x)
         outputs = {}
+        unit = 0
         for block, level in zip(self.blocks, self.block_levels):
-            x = block(x, training=training)
+            # Stages past the output stride run unstrided with dilation 2 (and 4) in place of stride 2.
+            rate = max(1, 2**level // output_stride)
+            unit = unit + 1 if level == 5 else 0
+            dilation = rate * multi_grid[(unit - 1) % len(multi_grid)] if level == 5 and rate > 1 else rate
+            x = block(x, training=training, dilation=dilation)
+            if level == 2 and frozen >= 2:
+                x = keras.ops.stop_gradient(x)
             outputs[level] = x  # the last block of each stage wins
         return outputs

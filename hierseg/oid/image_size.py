@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from hierseg import atomic_write
 from hierseg.oid.errors import OidFormatError
 from hierseg.oid.layout import open_binary, path_exists
 
@@ -132,27 +133,12 @@ class ImageSizeCache:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(CACHE_HEADER)
         writer.writerows((i, w, h) for i, (h, w) in rows)
-        _write_atomic(path, buf.getvalue())
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
-    if "://" in path:
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            f.write(text)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+        atomic_write.write_text(path, buf.getvalue())
 
 
 def _read_cache(path: str) -> dict[str, tuple[int, int]]:
     with open_binary(path) as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != CACHE_HEADER:
             raise OidFormatError(

@@ -105,6 +105,18 @@ def open_binary(path: str, buffer_size: int = 1 << 20) -> io.BufferedIOBase:
         raise
 
 
+def read_text(path: str) -> str:
+    """A whole UTF-8 text file (local or URL), a leading byte-order mark removed: every text input of
+    the project (CSV, JSON, pbtxt) is read this way, so a file saved by Excel or Notepad reads the same.
+
+    Raises:
+      FileNotFoundError: naming the path.
+      UnicodeDecodeError: for bytes that are not UTF-8.
+    """
+    with open_binary(path) as f:
+        return f.read().decode("utf-8-sig")
+
+
 def path_exists(path: str) -> bool:
     """Whether a local path or a gs:// URL exists (TensorFlow is imported only for URLs)."""
     if "://" in path:
@@ -126,6 +138,8 @@ class OidPaths:
       hierarchy_json, classes_csv: the class hierarchy JSON and the class-description CSV.
       {train,validation}_{masks,bbox,labels}_csv: the annotation CSVs.
       {train,validation}_mask_zip_dir: folders holding the 16 mask zip shards.
+      {train,validation}_mask_zip_prefix: the shards' file names before ``-{shard}.zip``
+        (``challenge-2019-train-masks``), for copies whose zips are named otherwise.
       {train,validation,test}_image_dir: folders of ``<ImageID>.jpg``.
       image_ext: the image file extension, ``.jpg``.
     """
@@ -144,6 +158,8 @@ class OidPaths:
     train_image_dir: str
     validation_image_dir: str
     test_image_dir: str
+    train_mask_zip_prefix: str = MASK_ZIP_DIR_NAME.format(split="train")
+    validation_mask_zip_prefix: str = MASK_ZIP_DIR_NAME.format(split="validation")
     image_ext: str = IMAGE_EXT
 
     @classmethod
@@ -180,31 +196,36 @@ class OidPaths:
             what = "annotated split" if annotated else "split"
             raise ValueError(f"unknown {what} {split!r}; expected one of {list(allowed)}")
 
+    def _of_annotated_split(self, split: str, field: str) -> str:
+        """The ``{split}_{field}`` path of an annotated split (checked)."""
+        self._check_split(split, annotated=True)
+        return getattr(self, f"{split}_{field}")
+
     def masks_csv(self, split: str) -> str:
         """The segmentation CSV (MaskPath, ImageID, LabelName, BoxID, boxes, PredictedIoU, Clicks)."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_masks_csv")
+        return self._of_annotated_split(split, "masks_csv")
 
     def bbox_csv(self, split: str) -> str:
         """The bbox CSV (ImageID, LabelName, XMin, XMax, YMin, YMax, IsGroupOf)."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_bbox_csv")
+        return self._of_annotated_split(split, "bbox_csv")
 
     def labels_csv(self, split: str) -> str:
         """The image-level labels CSV (ImageID, LabelName, Confidence)."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_labels_csv")
+        return self._of_annotated_split(split, "labels_csv")
 
     def mask_zip_dir(self, split: str) -> str:
         """The folder of the split's 16 mask zip shards."""
-        self._check_split(split, annotated=True)
-        return getattr(self, f"{split}_mask_zip_dir")
+        return self._of_annotated_split(split, "mask_zip_dir")
+
+    def mask_zip_prefix(self, split: str) -> str:
+        """The shards' file name before ``-{shard}.zip``."""
+        return self._of_annotated_split(split, "mask_zip_prefix")
 
     def mask_zip(self, split: str, shard: str) -> str:
         """The zip shard holding masks whose MaskPath starts with ``shard`` (one hex character)."""
         if len(shard) != 1 or shard not in SHARDS:
             raise ValueError(f"mask zip shard must be one of {SHARDS!r}, got {shard!r}")
-        return join(self.mask_zip_dir(split), MASK_ZIP_NAME.format(split=split, shard=shard))
+        return join(self.mask_zip_dir(split), f"{self.mask_zip_prefix(split)}-{shard}.zip")
 
     def mask_zips(self, split: str) -> list[str]:
         """All 16 zip shards of a split, in shard order."""

@@ -1,15 +1,15 @@
-"""Mask codecs: COCO run-length encoding and the Open Images challenge ``EncodedMask``.
+"""The Open Images challenge ``EncodedMask``: a COCO RLE's counts, zlib-compressed and base64-encoded.
 
-* A **COCO RLE** is ``{"size": [H, W], "counts": bytes}``: column-major (Fortran order) run lengths,
-  starting with a run of zeros, in pycocotools' compressed string form.
-* The challenge **EncodedMask** (submission ``PredictionString`` and ground-truth CSVs of the official
-  metric) is ``base64(zlib.compress(COCO compressed counts, level 9))`` as ASCII text. It carries no
-  size: decode it with the image's ``[height, width]`` (the submission CSV lists ImageWidth *before*
-  ImageHeight; the size order here is always ``[H, W]``).
+The challenge **EncodedMask** (submission ``PredictionString`` and ground-truth CSVs of the official
+metric) is ``base64(zlib.compress(COCO compressed counts, level 9))`` as ASCII text. It carries no
+size: decode it with the image's ``[height, width]`` (the submission CSV lists ImageWidth *before*
+ImageHeight; the size order here is always ``[H, W]``).
 
 Everything undecodable (bad base64, bad zlib stream, counts that are not a COCO counts string, runs
-that do not add up to ``H * W``) raises :class:`MaskCodecError` before pycocotools sees it: its C
-decoder does not bounds-check the runs, so an unchecked string could write past the output buffer.
+that do not add up to ``H * W``) raises :class:`MaskCodecError` before pycocotools sees it.
+
+COCO RLEs themselves (encode, decode, areas, overlaps) are :mod:`hierseg.rle`; ``encode_rle``,
+``decode_rle`` and ``decode_counts`` are re-exported here for the readers of this package.
 """
 
 from __future__ import annotations
@@ -17,102 +17,26 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
-from pycocotools import mask as coco_mask
 
-from hierseg.oid.errors import OidFormatError
+from hierseg.rle import RleError, check_counts_many, checked_rle, decode_counts, decode_rle, encode_rle
 
+__all__ = [
+    "MaskCodecError",
+    "decode_counts",
+    "decode_oid_mask",
+    "decode_rle",
+    "encode_oid_mask",
+    "encode_rle",
+    "oid_mask_from_rle",
+    "rle_from_oid_mask",
+    "rles_from_oid_masks",
+    "counts_from_oid_masks_unchecked",
+]
 
-class MaskCodecError(OidFormatError):
-    """An RLE or EncodedMask that cannot be decoded."""
-
-
-def encode_rle(mask: np.ndarray) -> dict:
-    """[H, W] mask (bool or 0/1) -> COCO RLE ``{"size": [H, W], "counts": bytes}``."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"encode_rle: expected a [H, W] mask, got shape {mask.shape}")
-    m = np.asfortranarray(mask.astype(bool, copy=False).astype(np.uint8)[:, :, None])
-    rle = coco_mask.encode(m)[0]
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"]}
-
-
-def decode_counts(counts: bytes | str) -> np.ndarray:
-    """A COCO compressed counts string -> its run lengths, int64 ``[R]`` (zeros run first).
-
-    Vectorized port of pycocotools' ``rleFrString``: each run is a little-endian sequence of 5-bit
-    groups in characters ``48 + v`` (bit 0x20 = more groups follow, bit 0x10 of the last = negative);
-    from the fourth run on, each value is a delta to the run two places before.
-
-    Raises:
-      MaskCodecError: for characters outside the alphabet, a truncated run, or a negative run.
-    """
-    if isinstance(counts, str):
-        try:
-            counts = counts.encode("ascii")
-        except UnicodeEncodeError as e:
-            raise MaskCodecError(f"RLE counts contain non-ASCII characters: {e}") from None
-    c = np.frombuffer(bytes(counts), dtype=np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return np.zeros([0], np.int64)
-    if (c < 0).any() or (c > 63).any():
-        raise MaskCodecError("RLE counts contain characters outside the COCO alphabet ('0'..'o')")
-    more = (c & 0x20) != 0
-    if more[-1]:
-        raise MaskCodecError("RLE counts string ends inside a run")
-    ends = np.flatnonzero(~more)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    group = np.repeat(np.arange(len(ends)), ends - starts + 1)
-    k = np.arange(c.size) - starts[group]  # position of each character inside its run
-    if k.max() > 11:
-        raise MaskCodecError("RLE counts string has a run longer than 12 characters")
-    x = np.zeros(len(ends), np.int64)
-    np.add.at(x, group, (c & 0x1F) << (5 * k))
-    negative = (c[ends] & 0x10) != 0
-    x[negative] |= -1 << (5 * (k[ends][negative] + 1))
-    # runs[i] = x[i] + runs[i - 2] for i > 2: cumulative sums over odd indices and over even ones from 2.
-    runs = x.copy()
-    runs[1::2] = np.cumsum(x[1::2])
-    if len(x) > 2:
-        runs[2::2] = np.cumsum(x[2::2])
-    if (runs < 0).any():
-        raise MaskCodecError("RLE counts decode to a negative run length")
-    return runs
-
-
-def _checked_rle(rle: dict) -> dict:
-    """Validates an RLE dict (compressed counts, or an uncompressed list) and returns bytes counts."""
-    try:
-        h, w = (int(v) for v in rle["size"])
-        counts = rle["counts"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise MaskCodecError(f"not a COCO RLE dict with 'size' [H, W] and 'counts': {e}") from None
-    if h < 0 or w < 0:
-        raise MaskCodecError(f"RLE size must be non-negative, got {[h, w]}")
-    if isinstance(counts, (list, tuple, np.ndarray)):
-        runs = np.asarray(counts, np.int64).reshape([-1])
-        if (runs < 0).any():
-            raise MaskCodecError("RLE counts contain a negative run length")
-        if runs.sum() != h * w:
-            raise MaskCodecError(f"RLE runs add up to {runs.sum()} pixels, size {[h, w]} has {h * w}")
-        counts = coco_mask.frPyObjects({"size": [h, w], "counts": [int(v) for v in runs]}, h, w)["counts"]
-        return {"size": [h, w], "counts": counts}
-    if isinstance(counts, str):
-        counts = counts.encode("ascii", errors="replace")
-    total = int(decode_counts(counts).sum())
-    if total != h * w:
-        raise MaskCodecError(f"RLE runs add up to {total} pixels, size {[h, w]} has {h * w}")
-    return {"size": [h, w], "counts": bytes(counts)}
-
-
-def decode_rle(rle: dict) -> np.ndarray:
-    """COCO RLE (bytes or str compressed counts, or a list of runs) -> [H, W] bool."""
-    rle = _checked_rle(rle)
-    h, w = rle["size"]
-    if h * w == 0:
-        return np.zeros([h, w], bool)
-    return coco_mask.decode(rle).astype(bool)
+MaskCodecError = RleError  # an RLE or EncodedMask that cannot be decoded (one error type for both)
 
 
 def encode_oid_mask(mask: np.ndarray) -> str:
@@ -126,8 +50,60 @@ def oid_mask_from_rle(rle: dict) -> str:
     if isinstance(counts, str):
         counts = counts.encode("ascii")
     elif not isinstance(counts, bytes):
-        counts = _checked_rle(rle)["counts"]
+        counts = checked_rle(rle)["counts"]
     return base64.b64encode(zlib.compress(counts, zlib.Z_BEST_COMPRESSION)).decode("ascii")
+
+
+def _preview(encoded: bytes) -> str:
+    return encoded[:24].decode("ascii", errors="replace") + ("..." if len(encoded) > 24 else "")
+
+
+def counts_from_oid_mask(encoded: str | bytes) -> bytes:
+    """Challenge EncodedMask -> the COCO counts string inside it (not yet checked against a size).
+
+    Raises:
+      MaskCodecError: if the string is not base64 or not a zlib stream.
+    """
+    if isinstance(encoded, str):
+        encoded = encoded.strip().encode("ascii", errors="replace")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise MaskCodecError(f"EncodedMask {_preview(encoded)!r} is not base64: {e}") from None
+    try:
+        return zlib.decompress(raw)
+    except zlib.error as e:
+        raise MaskCodecError(f"EncodedMask {_preview(encoded)!r} is not a zlib stream: {e}") from None
+
+
+def rles_from_oid_masks(encoded: Sequence[str | bytes], height: int, width: int) -> list[dict]:
+    """Many EncodedMasks of one image -> validated COCO RLEs, checked in one vectorized pass.
+
+    Raises:
+      MaskCodecError: as :func:`rle_from_oid_mask`, with ``index`` the first bad mask.
+    """
+    counts = []
+    for i, e in enumerate(encoded):
+        try:
+            counts.append(counts_from_oid_mask(e))
+        except MaskCodecError as err:
+            raise MaskCodecError(str(err), i) from None
+    try:
+        check_counts_many(counts, height, width)
+    except MaskCodecError as err:
+        e = encoded[err.index]
+        preview = _preview(e.encode("ascii", errors="replace") if isinstance(e, str) else e)
+        raise MaskCodecError(f"EncodedMask {preview!r} with size [{height}, {width}]: {err}", err.index) from None
+    return [{"size": [int(height), int(width)], "counts": c} for c in counts]
+
+
+def counts_from_oid_masks_unchecked(encoded: Sequence[str | bytes]) -> list[bytes] | None:
+    """The counts strings of many EncodedMasks, or None if any is not base64 of a zlib stream (the
+    caller then decodes them one by one for the message). Their runs are not checked here."""
+    try:
+        return [zlib.decompress(base64.b64decode(e, validate=True)) for e in encoded]
+    except (binascii.Error, ValueError, zlib.error):
+        return None
 
 
 def rle_from_oid_mask(encoded: str | bytes, height: int, width: int) -> dict:
@@ -137,21 +113,10 @@ def rle_from_oid_mask(encoded: str | bytes, height: int, width: int) -> dict:
       MaskCodecError: if the string is not base64, not a zlib stream, or its runs do not cover
         exactly ``height * width`` pixels (e.g. it was decoded with the wrong image size).
     """
-    if isinstance(encoded, str):
-        encoded = encoded.strip().encode("ascii", errors="replace")
-    preview = encoded[:24].decode("ascii", errors="replace") + ("..." if len(encoded) > 24 else "")
     try:
-        raw = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise MaskCodecError(f"EncodedMask {preview!r} is not base64: {e}") from None
-    try:
-        counts = zlib.decompress(raw)
-    except zlib.error as e:
-        raise MaskCodecError(f"EncodedMask {preview!r} is not a zlib stream: {e}") from None
-    try:
-        return _checked_rle({"size": [height, width], "counts": counts})
+        return rles_from_oid_masks([encoded], height, width)[0]
     except MaskCodecError as e:
-        raise MaskCodecError(f"EncodedMask {preview!r} with size [{height}, {width}]: {e}") from None
+        raise MaskCodecError(str(e)) from None
 
 
 def decode_oid_mask(encoded: str | bytes, height: int, width: int) -> np.ndarray:

@@ -8,7 +8,7 @@ so shards whose PNGs sit in a sub-folder of the zip read too.
 Masks are binary PNGs, usually at a lower resolution than their image: 1-bit (mode "1"), or 8-bit
 with values 0/255 or 0/1. Foreground is ``> 0`` for 0/1 masks and ``> 127`` otherwise (the threshold
 Open Images tools use). :meth:`MaskZipReader.read_resized` brings a mask to the image size with
-nearest-neighbour sampling at pixel centres (see :func:`resize_nearest`).
+nearest-neighbour sampling exactly as PIL's ``NEAREST`` (:mod:`hierseg.mask_resize`).
 
 Zips are opened lazily, at most once per process: a reader copied into a worker process (fork, or
 pickled for spawn) reopens its own handles there, so no file handle is ever shared between processes.
@@ -26,28 +26,16 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from hierseg import atomic_write
+from hierseg.mask_resize import nearest_indices, resize_nearest
 from hierseg.oid.errors import OidFormatError
 from hierseg.oid.layout import ANNOTATED_SPLITS, MASK_ZIP_DIR_NAME, SHARDS, OidPaths, join, open_binary
+from hierseg.rle import encode_resampled
+
+__all__ = ["MaskZipReader", "decode_mask_png", "nearest_indices", "resize_nearest", "safe_extract"]
 
 
-def resize_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """[h, w] -> [height, width] nearest-neighbour resize sampling source pixel centres.
-
-    Output pixel ``(y, x)`` takes source pixel ``(floor((y + 0.5) * h / height), floor((x + 0.5) * w / width))``,
-    the convention of PIL's ``NEAREST`` (it keeps a mask centred; OpenCV's ``INTER_NEAREST`` shifts it
-    by up to half a source pixel towards the top-left), computed exactly in integers (PIL may pick the
-    lower pixel when a centre falls exactly on a boundary). Integer upscales repeat each pixel exactly.
-    """
-    mask = np.asarray(mask)
-    h, w = mask.shape[:2]
-    if (h, w) == (height, width):
-        return mask
-    if h == 0 or w == 0:
-        return np.zeros((height, width, *mask.shape[2:]), mask.dtype)
-    # floor((y + 0.5) * h / height) in exact integer arithmetic (no float ties at pixel boundaries).
-    rows = (2 * np.arange(height, dtype=np.int64) + 1) * h // (2 * height)
-    cols = (2 * np.arange(width, dtype=np.int64) + 1) * w // (2 * width)
-    return mask[rows[:, None], cols[None, :]]
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def decode_mask_png(data: bytes, source: str = "<bytes>") -> np.ndarray:
@@ -57,7 +45,8 @@ def decode_mask_png(data: bytes, source: str = "<bytes>") -> np.ndarray:
       OidFormatError: naming ``source`` if the bytes are not a readable PNG.
     """
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        # Open Images masks are PNGs: naming the format skips PIL's probing of every other plugin.
+        with Image.open(io.BytesIO(data), formats=["PNG"] if data[:8] == _PNG_SIGNATURE else None) as im:
             im.load()
             if im.mode == "1":
                 return np.array(im, dtype=bool)
@@ -96,7 +85,7 @@ class MaskZipReader:
     @classmethod
     def for_split(cls, paths: OidPaths, split: str) -> MaskZipReader:
         """The reader of a split's shards in the dataset layout (``paths.mask_zip(split, shard)``)."""
-        return cls(paths.mask_zip_dir(split), MASK_ZIP_DIR_NAME.format(split=split))
+        return cls(paths.mask_zip_dir(split), paths.mask_zip_prefix(split))
 
     def zip_path(self, shard: str) -> str:
         return join(self.zip_dir, f"{self.split_prefix}-{shard}.zip")
@@ -131,7 +120,18 @@ class MaskZipReader:
                     raise OidFormatError(f"{path}: cannot open mask zip shard: {e}") from None
                 except zipfile.BadZipFile as e:
                     raise OidFormatError(f"{path}: not a zip file: {e}") from None
-                names = {n.rsplit("/", 1)[-1]: n for n in zf.namelist() if not n.endswith("/")}
+                names: dict[str, str] = {}
+                for n in zf.namelist():
+                    if n.endswith("/"):
+                        continue
+                    base = n.rsplit("/", 1)[-1]
+                    if base in names:  # which one is the mask? refuse rather than pick one silently
+                        zf.close()
+                        raise OidFormatError(
+                            f"{path}:{n}: a second entry named {base} (first: {names[base]}); a MaskPath must "
+                            "name one entry"
+                        )
+                    names[base] = n
                 self._zips[shard] = (zf, names)
             return self._zips[shard]
 
@@ -174,6 +174,11 @@ class MaskZipReader:
     def read_resized(self, mask_path: str, height: int, width: int) -> np.ndarray:
         """One mask resized to the image size with nearest neighbour: [height, width] bool."""
         return resize_nearest(self.read(mask_path), height, width)
+
+    def read_resized_rle(self, mask_path: str, height: int, width: int) -> dict:
+        """The COCO RLE of :meth:`read_resized`, built from the small mask without the dense image-size array."""
+        mask = self.read(mask_path)
+        return encode_resampled(mask, nearest_indices(mask.shape[0], height), nearest_indices(mask.shape[1], width))
 
     def names(self, shard: str) -> list[str]:
         """The MaskPaths stored in one shard."""
@@ -219,11 +224,8 @@ def safe_extract(zip_path: str, dest_dir: str) -> list[str]:
             if info.is_dir():
                 os.makedirs(target, exist_ok=True)
                 continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            tmp = f"{target}.tmp-{os.getpid()}"
-            with zf.open(info) as src, open(tmp, "wb") as dst:
+            with zf.open(info) as src, atomic_write.atomic_open(target, "wb") as dst:
                 while chunk := src.read(1 << 20):
                     dst.write(chunk)
-            os.replace(tmp, target)  # files appear atomically
             out.append(target)
     return out

@@ -16,8 +16,11 @@ columns) read too; extra columns are dropped. In the V6 bbox files ``IsGroupOf``
 
 Bad input: with ``on_error="raise"`` the first bad row (in file order) raises :class:`OidFormatError`
 ``"{path}:{line}: {what}"`` (1-based line, header = line 1). With ``on_error="skip"`` bad rows are
-dropped and counted per reason (:data:`SKIP_REASONS`); a bad header always raises. A row with
-several problems is counted once, under the first reason in :data:`SKIP_REASONS` order.
+dropped and counted per reason (:data:`SKIP_REASONS`), with up to :data:`MAX_EXAMPLES` examples per
+reason as ``"{path}:{line}: {row}"``; a bad header always raises. A row with several problems is
+counted once, under the first reason in :data:`SKIP_REASONS` order. Exact repeats of an earlier row
+(every column equal) are dropped in both modes and counted as ``duplicate_row``: three identical
+lines would otherwise be three instances.
 
 Speed: the file is parsed once by pyarrow (multi-threaded, every column as a string), numbers are
 converted and rows checked with vectorized operations; the line number of a bad row is only looked
@@ -29,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,6 +69,7 @@ SKIP_REASONS = (
     "bad_is_group_of",
     "bad_confidence",
     "unknown_mid",
+    "duplicate_row",
 )
 MAX_EXAMPLES = 3
 
@@ -175,10 +179,10 @@ def _read_header(path: str, schema: _Schema) -> list[str]:
     return header
 
 
-def _scan_lines(path: str, ncols: int, data_index: int | None) -> tuple[tuple[int, int] | None, int | None]:
-    """Sequential scan: the (line, field count) of the first row with a wrong field count, and the
-    line of the ``data_index``-th well-formed data row (0-based; blank lines are skipped as pyarrow does)."""
-    first_bad: tuple[int, int] | None = None
+def _numbered_rows(path: str, ncols: int) -> Iterator[tuple[int | None, int, int]]:
+    """Sequential scan of the rows after the header (blank lines skipped, as pyarrow does): per row,
+    (its 0-based index among the well-formed data rows, None for a wrong field count; its file line;
+    its field count)."""
     index = -1
     with open_binary(path) as f:
         reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8-sig", newline=""))
@@ -187,15 +191,41 @@ def _scan_lines(path: str, ncols: int, data_index: int | None) -> tuple[tuple[in
             if not row:
                 continue
             if len(row) != ncols:
-                if first_bad is None:
-                    first_bad = (reader.line_num, len(row))
+                yield None, reader.line_num, len(row)
                 continue
             index += 1
-            if data_index is not None and index == data_index:
-                return first_bad, reader.line_num
-            if data_index is None and first_bad is not None:
-                break
+            yield index, reader.line_num, ncols
+
+
+def _scan_lines(path: str, ncols: int, data_index: int | None) -> tuple[tuple[int, int] | None, int | None]:
+    """The (line, field count) of the first row with a wrong field count, and the line of the
+    ``data_index``-th well-formed data row (0-based)."""
+    first_bad: tuple[int, int] | None = None
+    for index, line, nfields in _numbered_rows(path, ncols):
+        if index is None:
+            if first_bad is None:
+                first_bad = (line, nfields)
+        elif index == data_index:
+            return first_bad, line
+        elif data_index is None and first_bad is not None:
+            break
     return first_bad, None
+
+
+def _lines_of(path: str, ncols: int, data_indices: Iterable[int]) -> tuple[dict[int, int], list[int]]:
+    """The file line of each of ``data_indices`` (0-based well-formed data rows) and the lines of the
+    first MAX_EXAMPLES rows with a wrong field count, in one scan. Only run when something was
+    skipped, to name examples by ``file:line``."""
+    wanted, found, bad = set(data_indices), {}, []
+    for index, line, _ in _numbered_rows(path, ncols):
+        if index is None:
+            if len(bad) < MAX_EXAMPLES:
+                bad.append(line)
+        elif index in wanted:
+            found[index] = line
+            if len(found) == len(wanted) and len(bad) >= MAX_EXAMPLES:
+                break
+    return found, bad
 
 
 # --------------------------------------------------------------------------------------- the reader
@@ -274,15 +304,31 @@ def _read(path: str, schema: _Schema, valid_mids, on_error: str) -> tuple[pd.Dat
         known = pc.is_in(table["LabelName"], value_set=pa.array(sorted(set(valid_mids)), pa.string()))
         mark(~known.to_numpy(zero_copy_only=False), "unknown_mid")
 
-    bad_rows = np.flatnonzero(reason >= 0)
+    # Exact repeats of an earlier valid row (the first one is kept).
+    valid = np.flatnonzero(reason < 0)
+    if len(valid):
+        # Native group-by (no Python strings): the first row of each distinct content is kept.
+        rows = table.select(list(schema.columns)).take(pa.array(valid)).append_column("_row", pa.array(valid))
+        first = rows.group_by(list(schema.columns), use_threads=False).aggregate([("_row", "min")])["_row_min"]
+        repeat = np.ones(n, bool)
+        repeat[first.to_numpy()] = False
+        reason[valid[repeat[valid]]] = SKIP_REASONS.index("duplicate_row")
+    duplicates = reason == SKIP_REASONS.index("duplicate_row")
+    bad_rows = np.flatnonzero((reason >= 0) & ~duplicates)
     skips = SkipCounts()
     if on_error == "raise" and (len(bad_rows) or bad_field_count):
         _raise_first(path, schema, table, header, reason, bad_rows, numbers)
+    examples = {code: np.flatnonzero(reason == code)[:MAX_EXAMPLES] for code in np.unique(reason[reason >= 0])}
+    if examples or bad_field_count:  # name the examples by file:line (one scan, only when rows were skipped)
+        lines, bad_lines = _lines_of(path, len(header), (int(i) for rows in examples.values() for i in rows))
+        bad_field_count = [f"{path}:{ln}: {t}" for ln, t in zip(bad_lines, bad_field_count)] + bad_field_count[
+            len(bad_lines) :
+        ]
     if bad_field_count:
         skips.add("field_count", len(bad_field_count), bad_field_count)
-    for code in np.unique(reason[bad_rows]):
-        rows = bad_rows[reason[bad_rows] == code]
-        skips.add(SKIP_REASONS[code], len(rows), (_row_text(table, i) for i in rows[:MAX_EXAMPLES]))
+    for code, rows in examples.items():
+        total = int(np.count_nonzero(reason == code))
+        skips.add(SKIP_REASONS[code], total, (f"{path}:{lines[int(i)]}: {_row_text(table, i)}" for i in rows))
     # Keep the published order of reasons in the report.
     skips.counts = {r: skips.counts[r] for r in SKIP_REASONS if r in skips.counts}
 

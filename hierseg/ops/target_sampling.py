@@ -106,6 +106,17 @@ def sample_rois(
     }
 
 
+def select_foreground(is_fg: tf.Tensor, cap: int, seed: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Up to ``cap`` foreground rows of ``is_fg [B, S]`` per image, a random subset when there are more.
+
+    Returns int32 ``[B, cap]`` row indices (foreground first, then padding rows) and bool ``[B, cap]``
+    telling the chosen foreground rows from the padding.
+    """
+    keys = tf.where(is_fg, tf.random.uniform(tf.shape(is_fg), seed=seed), -1.0)
+    top, index = tf.math.top_k(keys, k=cap)
+    return index, top >= 0.0
+
+
 def box_targets(matched_boxes: tf.Tensor, rois: tf.Tensor, is_fg: tf.Tensor, weights: Sequence[float]) -> tf.Tensor:
     """float32 ``[B, S, 4]`` Fast R-CNN deltas of the matched gt boxes w.r.t. the ROIs (0 for background)."""
     return tf.where(is_fg[..., None], encode_boxes(matched_boxes, rois, weights), 0.0)

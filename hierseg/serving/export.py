@@ -28,16 +28,17 @@ import types
 
 import tensorflow as tf
 
-from hierseg import features
+from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.input.preprocess import decode_image, resize_and_pad
 from hierseg.label_map import LabelMap
+from hierseg.priors import stage_shape_priors
 
 log = logging.getLogger(__name__)
 
-LABEL_MAP_FILE = "label_map.pbtxt"
-CONFIG_FILE = "export_config.yaml"
+LABEL_MAP_FILE = layout.EXPORT_LABEL_MAP_NAME
+CONFIG_FILE = layout.EXPORT_CONFIG_NAME
 
 
 class DetectionModule(tf.Module):
@@ -68,13 +69,15 @@ class DetectionModule(tf.Module):
 
     def _serve_images(self, images: tf.Tensor, image_info: tf.Tensor) -> dict[str, tf.Tensor]:
         out = self._held.model({features.IMAGE: images, features.IMAGE_INFO: image_info}, training=False)
-        return {
+        served = {
             features.DET_BOXES: tf.cast(out[features.DET_BOXES], tf.float32),
             features.DET_CLASSES: tf.cast(out[features.DET_CLASSES], tf.int32),
             features.DET_SCORES: tf.cast(out[features.DET_SCORES], tf.float32),
-            features.DET_MASKS: tf.cast(out[features.DET_MASKS], tf.float32),
             features.NUM_DETECTIONS: tf.cast(out[features.NUM_DETECTIONS], tf.int32),
         }
+        if features.DET_MASKS in out:  # box-only models (output_kind "boxes") export no masks
+            served[features.DET_MASKS] = tf.cast(out[features.DET_MASKS], tf.float32)
+        return served
 
     def _serve_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         from hierseg.ops.mask_paste import paste_masks
@@ -85,15 +88,17 @@ class DetectionModule(tf.Module):
         out = self._serve_images(padded[tf.newaxis], info[tf.newaxis])
         n = out[features.NUM_DETECTIONS][0]
         boxes = tf.clip_by_value(out[features.DET_BOXES][0, :n], 0.0, 1.0)
-        probs = paste_masks(out[features.DET_MASKS][0, :n], boxes, height, width)
-        masks = tf.cast(probs >= self.mask_threshold, tf.uint8)
-        return {
+        served = {
             features.DET_BOXES: boxes,
             features.DET_CLASSES: out[features.DET_CLASSES][0, :n],
             features.DET_SCORES: out[features.DET_SCORES][0, :n],
-            features.DET_MASKS: tf.reshape(masks, [n, height, width]),
             features.NUM_DETECTIONS: n,
         }
+        if features.DET_MASKS in out:
+            probs = paste_masks(out[features.DET_MASKS][0, :n], boxes, height, width)
+            masks = tf.cast(probs >= self.mask_threshold, tf.uint8)
+            served[features.DET_MASKS] = tf.reshape(masks, [n, height, width])
+        return served
 
 
 def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: str, export_dir: str) -> str:
@@ -106,7 +111,12 @@ def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: s
 
     ckpt = checkpoint_path(checkpoint_path_or_model_dir)
     model = restore_model(config, ckpt)
-    module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)
+    if model.output_kind == "semantic":
+        from hierseg.serving.semantic_module import SemanticModule
+
+        module = SemanticModule(model, config.data.output_size)
+    else:
+        module = DetectionModule(model, config.data.output_size, config.eval.mask_threshold)
     export_dir = export_dir.rstrip("/")
     local = "://" not in export_dir
     tmp = f"{export_dir}.tmp-{os.getpid()}" if local else export_dir
@@ -119,7 +129,9 @@ def export_saved_model(config: ExperimentConfig, checkpoint_path_or_model_dir: s
         LabelMap.load(config.data.label_map).save(os.path.join(tmp, LABEL_MAP_FILE))
     else:
         log.warning("data.label_map is empty: the export has no %s", LABEL_MAP_FILE)
-    save_config(config, os.path.join(tmp, CONFIG_FILE))
+    save_config(
+        stage_shape_priors(config, tmp, export_dir), os.path.join(tmp, CONFIG_FILE)
+    )  # a ShapeMask's priors go along
     if local:
         old = f"{export_dir}.old-{os.getpid()}"
         if os.path.exists(export_dir):

@@ -24,10 +24,12 @@ import numpy as np
 import tensorflow as tf
 
 from hierseg.config.params import read_yaml
+from hierseg.config.training import EvalConfig
 from hierseg.detections import Detections
 from hierseg.evaluation.model_outputs import image_detections
 from hierseg.features import original_hw
 from hierseg.label_map import LabelMap
+from hierseg.layout import ExportDir
 from hierseg.serving.export import CONFIG_FILE as EXPORT_CONFIG_FILE
 from hierseg.serving.export import LABEL_MAP_FILE
 
@@ -38,36 +40,48 @@ def _join(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
 
 
+def export_mask_threshold(config: dict, source: str) -> float:
+    """``eval.mask_threshold`` of an export's config dict (``source`` names it in errors); the
+    :class:`EvalConfig` default when the export does not record one."""
+    value = (config.get("eval") or {}).get("mask_threshold", EvalConfig().mask_threshold)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{source}: eval.mask_threshold must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 class LayerPredictor:
     """Runs one exported layer's ``serve_images`` signature and decodes its outputs.
 
     Args:
       export_dir: the export directory (local or gs://).
       min_score: detections scoring below this are dropped before their masks are pasted (pasting
-        at full resolution is the costly part of post-processing; the challenge scorer rewards few,
-        good detections anyway).
-      mask_threshold: a pasted mask probability at or above this is foreground.
+        at full resolution is the costly part of post-processing); 0 keeps everything the model
+        returns, which is already above its own ``model.detection.score_threshold``.
+
+    The mask threshold is the export's own (``eval.mask_threshold`` of its ``export_config.yaml``,
+    the one its ``serving_default`` signature and evaluation use; the EvalConfig default when absent).
 
     Attributes:
       label_map: the layer's classes (id i <-> ``label_map.mids[i - 1]``).
       output_size: ``S``: images fed to :meth:`predict` must be preprocessed to ``[S, S, 3]`` by
         :func:`hierseg.input.preprocess.resize_and_pad`.
       config: the export's experiment config as a plain dict.
+      mask_threshold: pasted mask probabilities at or above this are foreground (from the export).
     """
 
-    def __init__(self, export_dir: str, *, min_score: float = 0.05, mask_threshold: float = 0.5) -> None:
+    def __init__(self, export_dir: str, *, min_score: float = 0.0) -> None:
         self.export_dir = export_dir
         self.min_score = float(min_score)
-        self.mask_threshold = float(mask_threshold)
-        for name in (LABEL_MAP_FILE, EXPORT_CONFIG_FILE, "saved_model.pb"):
-            if not tf.io.gfile.exists(_join(export_dir, name)):
-                raise FileNotFoundError(f"{export_dir}: not an export directory ({name} is missing)")
+        for path in ExportDir(export_dir).required_files():
+            if not tf.io.gfile.exists(path):
+                raise FileNotFoundError(f"{export_dir}: not an export directory ({path.rsplit('/', 1)[-1]} is missing)")
         self.label_map = LabelMap.load(_join(export_dir, LABEL_MAP_FILE))
         self.config = read_yaml(_join(export_dir, EXPORT_CONFIG_FILE))
         try:
             self.output_size = int(self.config["data"]["output_size"])
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{_join(export_dir, EXPORT_CONFIG_FILE)}: no data.output_size") from None
+        self.mask_threshold = export_mask_threshold(self.config, _join(export_dir, EXPORT_CONFIG_FILE))
         self._model = tf.saved_model.load(export_dir)
         if BATCH_SIGNATURE not in self._model.signatures:
             raise ValueError(
@@ -78,6 +92,8 @@ class LayerPredictor:
         spec = self._serve.structured_input_signature[1]["images"]
         # A signature traced with a fixed batch needs every batch padded to that size.
         self._static_batch = spec.shape[0] if spec.shape.rank and spec.shape[0] is not None else None
+        # Box-only exports (model.type retinanet) have no masks: no segmentation-track submission from them.
+        self.has_masks = "detection_masks" in self._serve.structured_outputs
 
     @property
     def mids(self) -> tuple[str, ...]:
@@ -123,4 +139,5 @@ class LayerPredictor:
             min_score=self.min_score,
             mask_threshold=self.mask_threshold,
             drop_empty_masks=True,
+            source=self.export_dir,
         )

@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from hierseg import atomic_write
 from hierseg.detections import Detections
 
 PATH_SEPARATOR = " › "
@@ -112,9 +113,8 @@ def draw_detections(
 
 def save_png(img: Image.Image, path: str) -> None:
     """Writes a PNG atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_write.atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
 
 
 def make_grid(

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from tqdm import tqdm
 
+from hierseg import atomic_write
 from hierseg.hierarchy import Hierarchy
 from hierseg.oid import layout
 from hierseg.synth import formats
@@ -57,21 +58,23 @@ def apportion(total: int, weights: np.ndarray) -> np.ndarray:
 
 
 class _ChunkedCsv:
-    """A CSV written chunk by chunk to a temporary file, renamed into place by :meth:`close`."""
+    """A CSV written chunk by chunk, atomically: ``with _ChunkedCsv(path, header) as out: out.write(...)``."""
 
     def __init__(self, path: str, header: tuple[str, ...]):
-        self.path, self.tmp = path, f"{path}.tmp-{os.getpid()}"
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.file = open(self.tmp, "wb")
-        self.file.write((",".join(header) + "\n").encode("ascii"))
+        self.path, self.header = path, header
         self.options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+
+    def __enter__(self) -> _ChunkedCsv:
+        self._open = atomic_write.atomic_open(self.path, "wb")
+        self.file = self._open.__enter__()
+        self.file.write((",".join(self.header) + "\n").encode("ascii"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._open.__exit__(*exc)  # renames into place, or removes the temporary file on an error
 
     def write(self, columns: dict[str, pa.Array]) -> None:
         pacsv.write_csv(pa.table(columns), self.file, self.options)
-
-    def close(self) -> None:
-        self.file.close()
-        os.replace(self.tmp, self.path)
 
 
 def _coord_strings(q: np.ndarray) -> pa.Array:
@@ -206,73 +209,70 @@ def generate_annotations_only(
     total_chunks = sum(-(-n // CHUNK_ROWS) for n in (num_masks, bbox_order.size, label_order.size))
     bar = tqdm(total=total_chunks, desc="annotations", unit="chunk", disable=not show_progress)
 
-    out = _ChunkedCsv(paths["masks"], MASKS_CSV_HEADER)
-    for s in range(0, num_masks, CHUNK_ROWS):
-        sl = slice(s, min(s + CHUNK_ROWS, num_masks))
-        n = sl.stop - sl.start
-        ids = image_ids.take(pa.array(image_of_mask[sl]))
-        labels = mid_arr.take(pa.array(class_of_mask[sl]))
-        box_hex = formats.hex_strings(box_ids[sl], 8)
-        mask_path = pc.binary_join_element_wise(
-            pc.binary_join_element_wise(ids, token_arr.take(pa.array(class_of_mask[sl])), box_hex, "_"), ".png", ""
-        )
-        b = mask_boxes[sl]
-        # Clicks: 4-12 points inside the box, labeled 1 (on the object) about 60% of the time.
-        u = rng.random((n, MAX_CLICKS, 2))
-        cx = formats.quantize((b[:, None, 0] + u[..., 0] * (b[:, None, 1] - b[:, None, 0])) / 1e6, 5)
-        cy = formats.quantize((b[:, None, 2] + u[..., 1] * (b[:, None, 3] - b[:, None, 2])) / 1e6, 5)
-        clicks = formats.clicks_strings(
-            cx, cy, (rng.random((n, MAX_CLICKS)) < 0.6).astype(np.int64), rng.integers(4, MAX_CLICKS + 1, size=n)
-        )
-        out.write(
-            {
-                "MaskPath": mask_path,
-                "ImageID": ids,
-                "LabelName": labels,
-                "BoxID": box_hex,
-                "BoxXMin": _coord_strings(b[:, 0]),
-                "BoxXMax": _coord_strings(b[:, 1]),
-                "BoxYMin": _coord_strings(b[:, 2]),
-                "BoxYMax": _coord_strings(b[:, 3]),
-                "PredictedIoU": formats.decimal_strings(iou_q[sl], 5),
-                "Clicks": clicks,
-            }
-        )
-        bar.update(1)
-    out.close()
+    with _ChunkedCsv(paths["masks"], MASKS_CSV_HEADER) as out:
+        for s in range(0, num_masks, CHUNK_ROWS):
+            sl = slice(s, min(s + CHUNK_ROWS, num_masks))
+            n = sl.stop - sl.start
+            ids = image_ids.take(pa.array(image_of_mask[sl]))
+            labels = mid_arr.take(pa.array(class_of_mask[sl]))
+            box_hex = formats.hex_strings(box_ids[sl], 8)
+            mask_path = pc.binary_join_element_wise(
+                pc.binary_join_element_wise(ids, token_arr.take(pa.array(class_of_mask[sl])), box_hex, "_"), ".png", ""
+            )
+            b = mask_boxes[sl]
+            # Clicks: 4-12 points inside the box, labeled 1 (on the object) about 60% of the time.
+            u = rng.random((n, MAX_CLICKS, 2))
+            cx = formats.quantize((b[:, None, 0] + u[..., 0] * (b[:, None, 1] - b[:, None, 0])) / 1e6, 5)
+            cy = formats.quantize((b[:, None, 2] + u[..., 1] * (b[:, None, 3] - b[:, None, 2])) / 1e6, 5)
+            clicks = formats.clicks_strings(
+                cx, cy, (rng.random((n, MAX_CLICKS)) < 0.6).astype(np.int64), rng.integers(4, MAX_CLICKS + 1, size=n)
+            )
+            out.write(
+                {
+                    "MaskPath": mask_path,
+                    "ImageID": ids,
+                    "LabelName": labels,
+                    "BoxID": box_hex,
+                    "BoxXMin": _coord_strings(b[:, 0]),
+                    "BoxXMax": _coord_strings(b[:, 1]),
+                    "BoxYMin": _coord_strings(b[:, 2]),
+                    "BoxYMax": _coord_strings(b[:, 3]),
+                    "PredictedIoU": formats.decimal_strings(iou_q[sl], 5),
+                    "Clicks": clicks,
+                }
+            )
+            bar.update(1)
 
     all_boxes = np.concatenate([mask_boxes, extra_boxes])
     all_class = np.concatenate([class_of_mask, extra_class])
-    out = _ChunkedCsv(paths["bbox"], BBOX_CSV_HEADER)
-    for s in range(0, bbox_order.size, CHUNK_ROWS):
-        rows = bbox_order[s : s + CHUNK_ROWS]
-        b = all_boxes[rows]
-        out.write(
-            {
-                "ImageID": image_ids.take(pa.array(bbox_image[rows])),
-                "LabelName": mid_arr.take(pa.array(all_class[rows])),
-                "XMin": _coord_strings(b[:, 0]),
-                "XMax": _coord_strings(b[:, 1]),
-                "YMin": _coord_strings(b[:, 2]),
-                "YMax": _coord_strings(b[:, 3]),
-                "IsGroupOf": pa.array(is_group[rows]),
-            }
-        )
-        bar.update(1)
-    out.close()
+    with _ChunkedCsv(paths["bbox"], BBOX_CSV_HEADER) as out:
+        for s in range(0, bbox_order.size, CHUNK_ROWS):
+            rows = bbox_order[s : s + CHUNK_ROWS]
+            b = all_boxes[rows]
+            out.write(
+                {
+                    "ImageID": image_ids.take(pa.array(bbox_image[rows])),
+                    "LabelName": mid_arr.take(pa.array(all_class[rows])),
+                    "XMin": _coord_strings(b[:, 0]),
+                    "XMax": _coord_strings(b[:, 1]),
+                    "YMin": _coord_strings(b[:, 2]),
+                    "YMax": _coord_strings(b[:, 3]),
+                    "IsGroupOf": pa.array(is_group[rows]),
+                }
+            )
+            bar.update(1)
 
-    out = _ChunkedCsv(paths["labels"], LABELS_CSV_HEADER)
-    for s in range(0, label_order.size, CHUNK_ROWS):
-        rows = label_order[s : s + CHUNK_ROWS]
-        out.write(
-            {
-                "ImageID": image_ids.take(pa.array(label_keys[rows] // k)),
-                "LabelName": mid_arr.take(pa.array(label_keys[rows] % k)),
-                "Confidence": pa.array(label_conf[rows]),
-            }
-        )
-        bar.update(1)
-    out.close()
+    with _ChunkedCsv(paths["labels"], LABELS_CSV_HEADER) as out:
+        for s in range(0, label_order.size, CHUNK_ROWS):
+            rows = label_order[s : s + CHUNK_ROWS]
+            out.write(
+                {
+                    "ImageID": image_ids.take(pa.array(label_keys[rows] // k)),
+                    "LabelName": mid_arr.take(pa.array(label_keys[rows] % k)),
+                    "Confidence": pa.array(label_conf[rows]),
+                }
+            )
+            bar.update(1)
     bar.close()
 
     return {

@@ -120,7 +120,7 @@ def read_real_counts(path: str | None = None) -> dict[str, int]:
 
         path = str(TRAIN_MASK_COUNTS_CSV)
     out: dict[str, int] = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header != ["class", "count"]:

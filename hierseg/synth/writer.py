@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from hierseg import atomic_write
 from hierseg.hierarchy import Hierarchy
 from hierseg.oid import layout
 from hierseg.oid.tables import BBOX_COLUMNS, IMAGE_LABELS_COLUMNS, SEGMENTATION_COLUMNS
@@ -32,17 +33,8 @@ LABELS_CSV_HEADER = IMAGE_LABELS_COLUMNS
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Writes ``data`` to ``path`` atomically (:mod:`hierseg.atomic_write`)."""
+    atomic_write.write_bytes(path, data)
 
 
 def csv_bytes(header: Sequence[str] | None, rows: Iterable[Sequence[object]]) -> bytes:

@@ -42,11 +42,12 @@ import tensorflow as tf
 
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import CheckpointInitConfig
+from hierseg.layout import CHECKPOINT_PREFIX
 from hierseg.models.resnet import ResNet
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "ckpt"  # checkpoint files: model_dir/ckpt-<step>.{index,data-*}
+CHECKPOINT_NAME = CHECKPOINT_PREFIX  # checkpoint files: model_dir/ckpt-<step>.{index,data-*} (hierseg.layout)
 
 
 # ------------------------------------------------------------------------------ format and paths

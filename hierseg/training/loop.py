@@ -31,21 +31,23 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from hierseg import features
+from hierseg import features, layout
 from hierseg.config import save as save_config
 from hierseg.config.experiment import ExperimentConfig
 from hierseg.config.training import TrainConfig
+from hierseg.layout import ModelDir
 from hierseg.models.factory import build_model, build_train_targets
+from hierseg.priors import stage_shape_priors
 from hierseg.training.checkpoint_readers.init import with_source_architecture
 from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint, variables_fingerprint
-from hierseg.training.optimizer import MomentumSGD, trainable_variables, weight_decay_loss
+from hierseg.training.optimizer import MomentumSGD, resolve_freeze_at, trainable_variables, weight_decay_loss
 from hierseg.training.schedule import WarmupStepDecay
-from hierseg.training.strategy import is_chief, task_id
+from hierseg.training.strategy import effective_precision, is_chief, task_id
 from hierseg.training.summaries import write_scalars
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "params.yaml"  # the effective config, written to model_dir
+CONFIG_FILE = layout.PARAMS_NAME  # the effective config, written to model_dir
 
 
 # ------------------------------------------------------------------------------------- one step
@@ -145,12 +147,14 @@ def _build(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> tuple:
     """Under ``strategy.scope()``: the factory's model, the variables it trains, the optimizer, the step."""
     train_cfg = config.train
     previous_policy = keras.mixed_precision.global_policy()
-    if train_cfg.precision == "bfloat16":
+    precision = effective_precision(train_cfg.precision, isinstance(strategy, tf.distribute.TPUStrategy))
+    log.info("precision %s (train.precision=%s on %s)", precision, train_cfg.precision, type(strategy).__name__)
+    if precision == "bfloat16":
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         with strategy.scope():
             model = build_model(config.model, config.data.output_size)
-            variables = trainable_variables(model, train_cfg.frozen_variables)
+            variables = trainable_variables(model, train_cfg.frozen_variables, config.model.backbone.freeze_at)
             optimizer = MomentumSGD(variables, momentum=train_cfg.momentum)
             step = tf.Variable(
                 0,
@@ -237,6 +241,8 @@ def train(
       ``{"start_step", "step", "checkpoint", "metrics" (last loop's), "images_per_second",
       "variables_fingerprint"}``.
     """
+    config = resolve_freeze_at(config)
+    log.info("backbone stages frozen: %d (model.backbone.freeze_at)", config.model.backbone.freeze_at)
     config = with_source_architecture(config)
     train_cfg = config.train
     if not config.data.train_file_pattern:
@@ -249,7 +255,7 @@ def train(
         )
     tf.io.gfile.makedirs(model_dir)
     if chief:
-        save_config(config, os.path.join(model_dir, CONFIG_FILE))
+        save_config(stage_shape_priors(config, model_dir), os.path.join(model_dir, CONFIG_FILE))  # + ShapeMask priors
     keras.utils.set_random_seed(train_cfg.seed)
     model, variables, optimizer, step = _build(config, strategy)
     checkpoint = make_checkpoint(model, optimizer=optimizer, step=step)
@@ -271,7 +277,7 @@ def train(
     schedule = WarmupStepDecay.from_config_section(train_cfg.learning_rate)
     train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
     writer = (
-        tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief else tf.summary.create_noop_writer()
+        tf.summary.create_file_writer(ModelDir(model_dir).train_summaries) if chief else tf.summary.create_noop_writer()
     )
     bar = tqdm(
         total=train_cfg.total_steps,

@@ -68,12 +68,29 @@ class MomentumSGD(tf.Module):
 
 
 # ------------------------------------------------------------------------- what it updates
-def trainable_variables(model: keras.Model, frozen_regex: str) -> list:
-    """The variables the optimizer updates: trainable ones not matching ``train.frozen_variables``."""
+# Variable paths of the backbone stages that model.backbone.freeze_at keeps fixed (index = freeze_at).
+FROZEN_STAGES = ("", r"backbone/stem_", r"backbone/(stem_|stage2_)")
+
+
+def resolve_freeze_at(config):
+    """``model.backbone.freeze_at = -1`` (auto) -> 2 (stem + res2, Detectron) with a pretrained start, else 0."""
+    from hierseg.config import merge
+
+    backbone = config.model.backbone
+    if backbone.freeze_at >= 0:
+        return config
+    stages = 2 if config.train.init.path else 0
+    return merge(config, {"model": {"backbone": {"freeze_at": stages}}})
+
+
+def trainable_variables(model: keras.Model, frozen_regex: str, freeze_at: int = 0) -> list:
+    """The variables the optimizer updates: trainable ones not matching ``train.frozen_variables`` nor in
+    the backbone stages ``freeze_at`` keeps fixed (``FROZEN_STAGES``)."""
     variables = list(model.trainable_variables)
-    if frozen_regex:
-        pattern = re.compile(frozen_regex)
-        variables = [v for v in variables if not pattern.search(v.path)]
+    for regex in (frozen_regex, FROZEN_STAGES[min(max(freeze_at, 0), 2)]):
+        if regex:
+            pattern = re.compile(regex)
+            variables = [v for v in variables if not pattern.search(v.path)]
     if not variables:
         raise ValueError(f"train.frozen_variables={frozen_regex!r} freezes every variable")
     return variables

@@ -47,6 +47,13 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
     return strategy
 
 
+def effective_precision(precision: str, on_tpu: bool) -> str:
+    """``train.precision`` on a strategy: "auto" is bfloat16 on TPU (as the seed) and float32 elsewhere."""
+    if precision != "auto":
+        return precision
+    return "bfloat16" if on_tpu else "float32"
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the one task that writes checkpoints, summaries and the config (worker 0 / chief)."""
     resolver = getattr(strategy, "cluster_resolver", None)

@@ -4,10 +4,10 @@ and TensorBoard summaries (MODEL_DIR/eval)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
-from hierseg_cli.experiment_args import add_experiment_arguments, load_experiment, setup_logging
+from hierseg.layout import ModelDir
+from hierseg_cli.experiment_args import add_experiment_arguments, check_model_dir, load_experiment, setup_logging
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,12 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output_json", help="metrics JSON (default: MODEL_DIR/eval/metrics-<step>.json)")
     p.add_argument("--predictions_jsonl", help="also write the detections as JSON lines (hierseg.detections)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--top", type=int, help="print only the N worst classes of the per-class table")
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging()
-    if not (args.model_dir or args.checkpoint):
-        raise SystemExit("give --model_dir or --checkpoint")
+    check_model_dir(args)
     config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
     from hierseg.evaluation.evaluator import evaluate
     from hierseg.training.checkpoints import checkpoint_path, checkpoint_step
@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     ckpt = checkpoint_path(args.checkpoint or args.model_dir)
     step = checkpoint_step(ckpt) or 0
     out_json = args.output_json
-    summary_dir = os.path.join(args.model_dir, "eval") if args.model_dir else None
+    summary_dir = ModelDir(args.model_dir).eval_dir if args.model_dir else None
     if out_json is None and args.model_dir:
-        out_json = os.path.join(args.model_dir, "eval", f"metrics-{step}.json")
+        out_json = ModelDir(args.model_dir).eval_metrics_json(step)
     metrics = evaluate(
         config,
         ckpt,
@@ -41,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
         predictions_jsonl=args.predictions_jsonl,
         show_progress=not args.no_progress,
     )
-    print(json.dumps({k: v for k, v in metrics.items() if k.startswith(("box/AP", "mask/AP"))}, indent=1))
+    from hierseg.evaluation.tables import coco_table, semantic_table
+    from hierseg.hierarchy import Hierarchy
+
+    table = semantic_table if "semantic/mIoU" in metrics else coco_table  # hierseg.evaluation.semantic_eval
+    print(table(metrics, Hierarchy.builtin(), top=args.top))
     if out_json:
         print(f"wrote {out_json}")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from hierseg_cli.experiment_args import add_experiment_arguments, load_experiment, setup_logging
+from hierseg_cli.experiment_args import add_experiment_arguments, check_model_dir, load_experiment, setup_logging
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,13 +18,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging()
-    if not (args.model_dir or args.checkpoint):
-        raise SystemExit("give --model_dir or --checkpoint")
+    check_model_dir(args)
     import os
 
     config = load_experiment(args, model_dir=args.model_dir or os.path.dirname(args.checkpoint))
+    from hierseg.atomic_write import remove_leftovers
     from hierseg.serving.export import export_saved_model
 
+    # EXPORT.tmp-PID/ folders of killed exports (a live export's own is left alone).
+    parent, name = os.path.split(os.path.normpath(args.export_dir))
+    remove_leftovers(parent or ".", prefix=name + ".tmp-")
     out = export_saved_model(config, args.checkpoint or args.model_dir, args.export_dir)
     print(f"exported {out}")
     return 0

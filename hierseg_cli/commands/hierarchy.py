@@ -11,10 +11,14 @@ from hierseg.hierarchy import Hierarchy
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hierarchy", help="hierarchy JSON (local or gs://); default: the shipped 300-class file")
-    p.add_argument("--classes", help="class-description CSV (MID,Name, no header); default: the shipped one "
-                   "when --hierarchy is not given, else MIDs are used as names")
-    p.add_argument("--depth_groups", default="0;1,2",
-                   help="depth grouping into layers: groups separated by ';', depths by ','")
+    p.add_argument(
+        "--classes",
+        help="class-description CSV (MID,Name, no header); default: the shipped one "
+        "when --hierarchy is not given, else MIDs are used as names",
+    )
+    p.add_argument(
+        "--depth_groups", default="0;1,2", help="depth grouping into layers: groups separated by ';', depths by ','"
+    )
     p.add_argument("--output_json", help="also write the full layer table as JSON to this file")
     p.add_argument("--list", action="store_true", help="list every class of every layer")
 

@@ -1,7 +1,8 @@
 """Build class-balanced Layer0/Layer1 training sets from Open Images challenge files: sharded TFRecords
 (OD API layout), label map, validation COCO JSON, manifest, balance report and prepare.json per layer
 under OUT/layer{i}/. Inputs and outputs may be gs:// paths. Re-running after a crash finishes the
-missing shards only; the result is byte-identical to an uninterrupted run."""
+missing shards only; the result is byte-identical to an uninterrupted run. A rerun into a folder written
+with other inputs or config stops with the keys that differ (--overwrite starts afresh)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="extra Beam pipeline option passed through, e.g. --beam_option=--project=my-proj; repeatable",
     )
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--overwrite", action="store_true", help="start afresh in layer folders written with other inputs or config"
+    )
     for f in dataclasses.fields(OidPaths):
         if f.name in ("root", "image_ext"):
             continue
-        p.add_argument(f"--{f.name}", default=None, help=f"override the path of {f.name} (default: from --oid_dir)")
+        what = "file name before -{shard}.zip of the mask zips" if f.name.endswith("_prefix") else "path"
+        p.add_argument(f"--{f.name}", default=None, help=f"override the {what} of {f.name}; default: from --oid_dir")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         runner=args.runner,
         beam_options=args.beam_option,
         show_progress=not args.no_progress,
+        overwrite=args.overwrite,
         **overrides,
     )
     print(format_summary(summary))

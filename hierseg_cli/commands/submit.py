@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from hierseg_cli.ensemble_args import add_hierarchy_arguments, add_image_set_arguments, load_hierarchy, load_image_set
+from hierseg_cli.ensemble_args import (
+    add_config_arguments,
+    add_hierarchy_arguments,
+    add_image_set_arguments,
+    load_hierarchy,
+    load_image_set,
+    load_predict_config,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,29 +40,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="keep at most this many (class, score, mask) triples per "
         "image, highest scores first, 0 = all (default: submission.max_per_image of the config, 0)",
     )
-    p.add_argument("--config_file", help="YAML file with a `submission:` section")
-    p.add_argument(
-        "--params_override",
-        action="append",
-        default=[],
-        help="overrides after --config_file, e.g. 'submission.score_threshold=0.1'; may be repeated",
-    )
+    add_config_arguments(p, "submission.score_threshold=0.1")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from ensembles.config import SubmissionConfig
     from ensembles.prediction_io import read_predictions
     from ensembles.submission import write_submission
-    from hierseg.config.params import load
 
-    config = load(SubmissionConfig, args.config_file, args.params_override, section="submission")
-    if args.score_threshold is not None:
-        config = dataclasses.replace(config, score_threshold=args.score_threshold)
-    if args.max_per_image is not None:
-        config = dataclasses.replace(config, max_per_image=args.max_per_image)
+    config = load_predict_config(args).submission
     hierarchy = load_hierarchy(args)
     stats = write_submission(
         read_predictions(args.predictions),

@@ -10,7 +10,9 @@ skips the stages already done, so an interrupted demo picks up where it stopped)
     export0/1  hierseg.serving.export.export_saved_model -> OUT/exports/layer{0,1}
     predict    predict_folder over the test images (with PNGs) and over the validation images
     oid_eval   the challenge metric on the validation images: the ensemble, and Layer0 alone
-    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png
+    *_tta      the validation images again with test-time augmentation (flip) and their challenge mAP
+    submit     OUT/submission.csv (test images), validated; OUT/predictions_grid.png (six validation images,
+               each beside its ground truth)
 
 The summary (each stage's time, each mAP, where the files are) is printed and written to
 ``OUT/summary.json``.
@@ -18,26 +20,28 @@ The summary (each stage's time, each mAP, where the files are) is printed and wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from hierseg import atomic_write
 from hierseg.config.params import load, merge
+from hierseg.layout import ModelDir, PreparedLayer
+from hierseg.oid.layout import OidPaths
 
 STAGES_DIR = "stages"
+DEMO_TTA = "flip"  # test-time augmentation the demo compares against plain prediction
 DEFAULT_CONFIG = "tiny_cpu.yaml"
 
 
 def find_config(name: str = DEFAULT_CONFIG) -> str:
-    """A shipped experiment config: ``hierseg_cli/configs/`` (installed) or the repository's ``configs/``."""
-    here = Path(__file__).resolve().parents[1]
-    for cand in (here / "configs" / name, here.parent / "configs" / name):
-        if cand.exists():
-            return str(cand)
-    raise FileNotFoundError(f"config {name} not found in {here / 'configs'} or {here.parent / 'configs'}")
+    """A shipped experiment config by name (:func:`hierseg.config.shipped.find_config`)."""
+    from hierseg.config.shipped import find_config as find_shipped
+
+    return find_shipped(name)
 
 
 class Stages:
@@ -61,10 +65,7 @@ class Stages:
             start = time.perf_counter()
             result = fn()
             rec = {"seconds": round(time.perf_counter() - start, 2), "result": result}
-            tmp = f"{path}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(rec, f, indent=1, default=str)
-            os.replace(tmp, path)
+            atomic_write.write_json(path, rec, indent=1, default=str)
             rec["skipped"] = False
             self.log(f"[demo] {name}: {rec['seconds']:.1f} s")
         self.results[name] = rec
@@ -74,6 +75,7 @@ class Stages:
 def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[str] | None):
     from hierseg.config.experiment import ExperimentConfig, resolve_num_classes
 
+    layer = PreparedLayer(layer_dir)
     cfg = load(ExperimentConfig, config_file, overrides)
     # The schedule of the file is for its own total_steps: stretch it to ``steps``.
     ratio = steps / max(1, cfg.train.total_steps)
@@ -93,10 +95,10 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
         cfg,
         {
             "data": {
-                "train_file_pattern": os.path.join(layer_dir, "train-*.tfrecord"),
-                "eval_file_pattern": os.path.join(layer_dir, "validation-*.tfrecord"),
-                "eval_json": os.path.join(layer_dir, "validation_coco.json"),
-                "label_map": os.path.join(layer_dir, "label_map.pbtxt"),
+                "train_file_pattern": layer.shard_pattern("train"),
+                "eval_file_pattern": layer.shard_pattern("validation"),
+                "eval_json": layer.validation_coco_json,
+                "label_map": layer.label_map,
             },
             "train": {"total_steps": steps},
         },
@@ -104,17 +106,18 @@ def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[st
     return resolve_num_classes(cfg)
 
 
-def _parents_only_submission(predict_dir: str, path: str, hierarchy, ensemble_config) -> None:
+def _parents_only_submission(predict_dir: str, path: str, hierarchy, config) -> None:
     """A submission from Layer0's predictions alone (Layer1 left out), ensembled the same way."""
     from ensembles.merge import ensemble_image
+    from ensembles.submission import write_submission
     from hierseg.detections import Detections, read_jsonl
-    from hierseg_cli.workflows.predict_folder import _write_submission
+    from hierseg_cli.workflows.predict_folder import FINAL_JSONL
 
     merged = (
-        ensemble_image(d, Detections(d.image_id, d.height, d.width), hierarchy, ensemble_config)
-        for d in read_jsonl(os.path.join(predict_dir, "layer0.jsonl"))
+        ensemble_image(d, Detections(d.image_id, d.height, d.width), hierarchy, config.ensemble)
+        for d in read_jsonl(os.path.join(predict_dir, FINAL_JSONL["layer0"]))
     )
-    _write_submission(path, merged, score_threshold=0.0, max_per_image=None, hierarchy=hierarchy)
+    write_submission(merged, path, hierarchy, config=config.submission)
 
 
 def _oid_eval(data_dir: str, submission: str, output: str, hierarchy) -> dict:
@@ -137,10 +140,6 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Runs every stage (see the module docstring) and returns the summary (also in OUT/summary.json)."""
-    import tensorflow as tf
-
-    from hierseg.hierarchy import Hierarchy
-
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     config_file = config_file or find_config()
@@ -166,13 +165,10 @@ def run_demo(
 
     stages.run("prepare", prepare)
 
-    hierarchy = Hierarchy.from_files(
-        os.path.join(data_dir, "challenge-2019-label300-segmentable-hierarchy.json"),
-        os.path.join(data_dir, "challenge-2019-classes-description-segmentable.csv"),
-    )
+    hierarchy = OidPaths.from_dir(data_dir).load_hierarchy()
     exports, coco = [], {}
     for layer in (0, 1):
-        layer_dir = os.path.join(prepared, f"layer{layer}")
+        layer_dir = PreparedLayer.of(prepared, layer).root
         model_dir = os.path.join(out_dir, "models", f"layer{layer}")
         export_dir = os.path.join(out_dir, "exports", f"layer{layer}")
         cfg = _experiment(config_file, layer_dir, steps, params_override)
@@ -195,7 +191,7 @@ def run_demo(
             from hierseg.evaluation.evaluator import evaluate as run_eval
 
             m = run_eval(
-                cfg, model_dir, output_json=os.path.join(model_dir, "eval_metrics.json"), show_progress=show_progress
+                cfg, model_dir, output_json=ModelDir(model_dir).eval_metrics_json(steps), show_progress=show_progress
             )
             return {
                 "mask/AP": m["mask/AP"],
@@ -215,10 +211,11 @@ def run_demo(
         stages.run(f"export{layer}", export)
         exports.append(export_dir)
 
-    from hierseg_cli.commands.predict import load_ensemble_config
+    from ensembles.config import PredictConfig
     from hierseg_cli.workflows.predict_folder import predict_folder
 
-    ens_cfg = load_ensemble_config(None, None)
+    # A challenge submission: masks on the stored pixels, as the ground truth (no EXIF rotation).
+    predict_cfg = PredictConfig(apply_exif=False)
     predictors = None
 
     def predictors_once():
@@ -229,19 +226,16 @@ def run_demo(
             predictors = (LayerPredictor(exports[0]), LayerPredictor(exports[1]))
         return predictors
 
-    def predict(split: str, visualize: bool) -> Callable[[], dict]:
+    def predict(split: str, visualize: bool, tta=None, name: str | None = None) -> Callable[[], dict]:
         def fn() -> dict:
             res = predict_folder(
                 *exports,
                 os.path.join(data_dir, split),
-                os.path.join(out_dir, f"predict_{split}"),
-                batch_size=4,
-                ensemble_config=ens_cfg,
+                os.path.join(out_dir, f"predict_{name or split}"),
+                dataclasses.replace(predict_cfg, visualize=visualize, tta=tta or predict_cfg.tta),
                 hierarchy=hierarchy,
-                visualize=visualize,
                 show_progress=show_progress,
                 predictors=predictors_once(),
-                apply_exif=False,  # a challenge submission: masks on the stored pixels, as the ground truth
             )
             return {
                 k: res[k]
@@ -264,7 +258,7 @@ def run_demo(
     def oid_eval() -> dict:
         val_dir = os.path.join(out_dir, "predict_validation")
         parents = os.path.join(val_dir, "submission_parents_only.csv")
-        _parents_only_submission(val_dir, parents, hierarchy, ens_cfg)
+        _parents_only_submission(val_dir, parents, hierarchy, predict_cfg)
         return {
             "ensemble": _oid_eval(
                 data_dir,
@@ -278,23 +272,45 @@ def run_demo(
         }
 
     oid = stages.run("oid_eval", oid_eval)
+    from hierseg.serving.tta import parse_tta
+
+    tta = parse_tta(DEMO_TTA)  # the same validation images with test-time augmentation, for comparison
+    stages.run("predict_tta", predict("validation", False, tta=tta, name="validation_tta"))
+    oid_tta = stages.run(
+        "oid_eval_tta",
+        lambda: _oid_eval(
+            data_dir,
+            os.path.join(out_dir, "predict_validation_tta", "submission.csv"),
+            os.path.join(out_dir, "oid_metrics_ensemble_tta.json"),
+            hierarchy,
+        ),
+    )
 
     def submit() -> dict:
         from ensembles.image_set import image_sizes_from_dir
         from ensembles.validate_submission import validate_submission
-        from hierseg.serving.visualize import make_grid
+        from hierseg.serving.render import tile
+        from hierseg_cli.ground_truth_view import draw_prediction_file
 
         submission = os.path.join(out_dir, "submission.csv")
-        shutil.copyfile(pred_test["files"]["submission.csv"], submission + ".tmp")
-        os.replace(submission + ".tmp", submission)
+        with atomic_write.atomic_path(submission) as tmp:
+            shutil.copyfile(pred_test["files"]["submission.csv"], tmp)
         problems = validate_submission(
             submission,
             expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
             valid_mids=hierarchy.classes,
         )
-        pngs = sorted(tf.io.gfile.glob(os.path.join(out_dir, "predict_test", "visualize", "*.png")))[:16]
+        val_dir = os.path.join(out_dir, "predict_validation")
+        pngs = draw_prediction_file(  # six validation images, their ground truth beside
+            os.path.join(val_dir, "predictions.jsonl"),
+            os.path.join(data_dir, "validation"),
+            os.path.join(val_dir, "visualize"),
+            hierarchy.name,
+            min_score=predict_cfg.visualize_min_score,
+            limit=6,
+        )
         grid = os.path.join(out_dir, "predictions_grid.png")
-        make_grid(pngs, grid)
+        tile(pngs, grid, columns=2)
         return {
             "submission": submission,
             "valid": not problems,
@@ -315,7 +331,11 @@ def run_demo(
         "total_seconds_this_run": round(time.perf_counter() - total_start, 1),
         "coco_mask_mAP": {k: v["mask/AP"] for k, v in coco.items()},
         "coco_box_mAP": {k: v["box/AP"] for k, v in coco.items()},
-        "challenge_mAP_validation": {"ensemble": oid["ensemble"]["mAP"], "layer0_only": oid["layer0_only"]["mAP"]},
+        "challenge_mAP_validation": {
+            "ensemble": oid["ensemble"]["mAP"],
+            "layer0_only": oid["layer0_only"]["mAP"],
+            "ensemble_tta": oid_tta["mAP"],
+        },
         "submission_valid": sub["valid"],
         "predict_images_per_second": pred_test["images_per_second"],
         "files": {
@@ -327,10 +347,7 @@ def run_demo(
             "summary": os.path.join(out_dir, "summary.json"),
         },
     }
-    tmp = os.path.join(out_dir, "summary.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, "summary.json"))
+    atomic_write.write_json(os.path.join(out_dir, "summary.json"), summary, indent=1)
     return summary
 
 
@@ -347,6 +364,11 @@ def format_summary(s: dict) -> str:
         f"challenge mAP (validation): ensemble {ch['ensemble']:.3f} vs Layer0 only (parents) "
         f"{ch['layer0_only']:.3f} ({ch['ensemble'] - ch['layer0_only']:+.3f})"
     )
+    if "ensemble_tta" in ch:
+        lines.append(
+            f"challenge mAP (validation) with test-time augmentation ({DEMO_TTA}): {ch['ensemble_tta']:.3f} "
+            f"({ch['ensemble_tta'] - ch['ensemble']:+.3f} over without)"
+        )
     lines.append(f"submission valid: {s['submission_valid']}; predict {s['predict_images_per_second']:.2f} images/s")
     for k, v in s["files"].items():
         lines.append(f"  {k:<17}{v}")

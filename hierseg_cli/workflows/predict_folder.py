@@ -28,6 +28,7 @@ the parts in path order; the final files therefore do not depend on how the work
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,12 +39,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from hierseg.detections import Detections, write_jsonl
+from ensembles.config import PredictConfig
+from ensembles.merge import ensemble_image
+from hierseg import atomic_write
+from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
 from hierseg.serving import image_io
 from hierseg.serving.predictor import LayerPredictor
+from hierseg_cli.workflows.predict_resume import PARTS_DIR, check_resume
 
-PARTS_DIR = "parts"
 VISUALIZE_DIR = "visualize"
 TIMING_KEYS = ("decode", "layer0", "layer1", "ensembling", "encoding", "visualize")
 
@@ -60,13 +64,6 @@ class Timer:
         return now
 
 
-def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------------------------- part files
 def _part_name(first_path: str) -> str:
     # Named after the first image it holds: that image was pending, so no existing part holds it,
@@ -74,23 +71,26 @@ def _part_name(first_path: str) -> str:
     return f"part-{hashlib.sha1(first_path.encode('utf-8')).hexdigest()[:16]}.jsonl"
 
 
-def _record_line(
-    path: str, image_id: str, error: str | None = None, layers: tuple[Detections, Detections, Detections] | None = None
-) -> str:
-    rec: dict = {"image_id": image_id, "path": path}
+LAYER_KEYS = ("layer0", "layer1", "merged")  # the three detections of a part record, in order
+FINAL_JSONL = {"merged": "predictions.jsonl", "layer0": "layer0.jsonl", "layer1": "layer1.jsonl"}
+
+
+def _record_line(path: str, image_id: str, error: str | None = None, layers: Sequence[Detections] = ()) -> str:
+    """One part record: a small JSON header ``{"image_id", "path"[, "error"]}``, then for a readable
+    image a tab and each of LAYER_KEYS' detections as its JSON line (prediction_file's encoding),
+    tab-separated. JSON text never holds a raw tab, so the fields split unambiguously; the header is
+    read without decoding any mask, and each detections line is copied to the final files as is."""
+    header: dict = {"image_id": image_id, "path": path}
     if error is not None:
-        rec["error"] = error
-    else:
-        for key, det in zip(("layer0", "layer1", "merged"), layers):
-            rec[key] = json.loads(det.to_json())
-    return json.dumps(rec)
+        header["error"] = error
+    return "\t".join([json.dumps(header), *(det.to_json() for det in layers)])
 
 
 class PartIndex:
     """Where each finished image's record lies: ``image_id -> (part file, byte offset)``.
 
     Records are read back one at a time by seeking, so assembling the final files of a 100k-image
-    run never holds more than one image's masks.
+    run never holds more than one image's masks. Building the index parses only the record headers.
     """
 
     def __init__(self, parts_dir: str) -> None:
@@ -109,21 +109,22 @@ class PartIndex:
                 for lineno, line in enumerate(f, start=1):
                     if line.strip():
                         try:
-                            rec = json.loads(line)
-                            image_id = rec["image_id"]
-                        except (ValueError, KeyError) as e:
+                            header = json.loads(line.split(b"\t", 1)[0])
+                            image_id = header["image_id"]
+                        except (ValueError, KeyError, TypeError) as e:
                             raise ValueError(
                                 f"{path}:{lineno}: bad part record ({e}); delete the file to redo its images"
                             ) from None
                         self.where[image_id] = (path, offset)
-                        if "error" in rec:
-                            self.errors[image_id] = rec["error"]
+                        if "error" in header:
+                            self.errors[image_id] = header["error"]
                     offset += len(line)
 
     def __contains__(self, image_id: str) -> bool:
         return image_id in self.where
 
-    def record(self, image_id: str) -> dict:
+    def json_lines(self, image_id: str) -> dict[str, str]:
+        """A readable image's detections as JSON lines (no newline), keyed by LAYER_KEYS."""
         path, offset = self.where[image_id]
         f = self._handles.get(path)
         if f is None:
@@ -131,11 +132,13 @@ class PartIndex:
                 self.close()
             f = self._handles[path] = open(path, "rb")  # noqa: SIM115 - cached, closed in close()
         f.seek(offset)
-        return json.loads(f.readline())
+        fields = f.readline().decode("utf-8").rstrip("\n").split("\t")
+        if len(fields) != 1 + len(LAYER_KEYS):
+            raise ValueError(f"{path}: the record of {image_id} has {len(fields) - 1} detections fields")
+        return dict(zip(LAYER_KEYS, fields[1:]))
 
-    def detections(self, image_id: str, key: str) -> Detections | None:
-        rec = self.record(image_id)
-        return None if "error" in rec else Detections.from_json(json.dumps(rec[key]))
+    def detections(self, image_id: str, key: str) -> Detections:
+        return Detections.from_json(self.json_lines(image_id)[key])
 
     def close(self) -> None:
         for f in self._handles.values():
@@ -152,25 +155,62 @@ def _names(hierarchy: Hierarchy, predictors: Sequence[LayerPredictor]) -> dict[s
     return names
 
 
-def _ensemble(layer0: Detections, layer1: Detections, hierarchy: Hierarchy, config) -> Detections:
-    from ensembles.merge import ensemble_image
+class _Run:
+    """One run's per-batch work: both layers, the merge, the part records, the pictures."""
 
-    return ensemble_image(layer0, layer1, hierarchy, config)
+    def __init__(self, out_dir: str, config: PredictConfig, hierarchy: Hierarchy, predictors, names, timer: Timer):
+        self.out_dir, self.config, self.hierarchy = out_dir, config, hierarchy
+        self.predictors, self.names, self.timer = predictors, names, timer
+        self.buffer: list[str] = []  # part records not yet written
 
+    def flush(self) -> None:
+        """Writes the buffered records as one part file (atomically), named after its first image."""
+        if self.buffer:
+            t = time.perf_counter()
+            first = json.loads(self.buffer[0].split("\t", 1)[0])["path"]
+            atomic_write.write_text(
+                os.path.join(self.out_dir, PARTS_DIR, _part_name(first)), "\n".join(self.buffer) + "\n"
+            )
+            self.buffer.clear()
+            self.timer.add("encoding", t)
 
-def _write_submission(
-    path: str,
-    detections: Iterator[Detections],
-    *,
-    score_threshold: float,
-    max_per_image: int | None,
-    hierarchy: Hierarchy,
-) -> None:
-    from ensembles.config import SubmissionConfig
-    from ensembles.submission import write_submission
+    def add_unreadable(self, path: str, error: str) -> None:
+        self.buffer.append(_record_line(path, image_io.image_id_of(path), error=error))
 
-    config = SubmissionConfig(score_threshold=float(score_threshold), max_per_image=int(max_per_image or 0))
-    write_submission(detections, path, hierarchy, config=config)
+    def process(self, batch: list[dict]) -> None:
+        """Predicts a batch of decoded images with both layers, merges and buffers each image's record."""
+        bids = [image_io.image_id_of(e["path"]) for e in batch]
+        outs = []
+        for key, pred in zip(("layer0", "layer1"), self.predictors):
+            t = time.perf_counter()
+            s = pred.output_size
+            images = np.stack([e[f"image_{s}"] for e in batch])
+            outs.append(pred.predict(images, np.stack([e[f"image_info_{s}"] for e in batch]), bids))
+            self.timer.add(key, t)
+        for e, image_id, d0, d1 in zip(batch, bids, *outs):
+            t = time.perf_counter()
+            merged = ensemble_image(d0, d1, self.hierarchy, self.config.ensemble)
+            t = self.timer.add("ensembling", t)
+            self.buffer.append(_record_line(e["path"], image_id, layers=(d0, d1, merged)))  # LAYER_KEYS order
+            t = self.timer.add("encoding", t)
+            if self.config.visualize:
+                png = os.path.join(self.out_dir, VISUALIZE_DIR, f"{image_id}.png")
+                self._draw(e[image_io.ORIGINAL], merged, png, e["path"])
+                self.timer.add("visualize", t)
+
+    def _draw(self, image: np.ndarray, merged: Detections, png: str, image_path: str) -> None:
+        """The merged detections drawn on the image, beside its ground truth when the folder has it."""
+        from hierseg_cli.ground_truth_view import write_prediction_png
+
+        names = self.names
+        write_prediction_png(
+            image,
+            merged,
+            lambda m: names.get(m, m),
+            png,
+            image_path=image_path,
+            min_score=self.config.visualize_min_score,
+        )
 
 
 def predict_folder(
@@ -178,46 +218,36 @@ def predict_folder(
     layer1_export: str,
     images: str | Sequence[str],
     out_dir: str,
+    config: PredictConfig | None = None,
     *,
-    batch_size: int = 4,
-    ensemble_config=None,
     hierarchy: Hierarchy | None = None,
-    visualize: bool = False,
     show_progress: bool = True,
-    score_threshold: float = 0.0,
-    max_per_image: int | None = None,
-    layer_min_score: float = 0.05,
-    chunk_size: int | None = None,
-    apply_exif: bool = True,
     predictors: tuple[LayerPredictor, LayerPredictor] | None = None,
-    visualize_min_score: float = 0.3,
+    overwrite: bool = False,
 ) -> dict:
     """Predicts, ensembles and writes every image of ``images`` (see the module docstring).
 
     Args:
-      layer0_export, layer1_export: export directories of the two layers.
+      layer0_export, layer1_export: export directories of the two layers; each one's mask threshold
+        and detection score floor are its own (``export_config.yaml``).
       images: a directory, a glob or a file (local or gs://), or a list of image paths.
       out_dir: output directory (local); re-running with the same one resumes.
-      batch_size: images per ``serve_images`` call.
-      ensemble_config: an ``ensembles.config.EnsembleConfig``; its defaults when None.
+      config: the ensembling, submission and run options (:class:`ensembles.config.PredictConfig`);
+        its defaults when None.
       hierarchy: the class hierarchy; the shipped 300-class one when None.
-      visualize: also write ``visualize/<ImageID>.png``.
-      score_threshold, max_per_image: applied to the submission only.
-      layer_min_score: each layer's detections below this are dropped before mask pasting.
-      chunk_size: images per part file (default ``max(batch_size, 32)``).
-      apply_exif: rotate images by their EXIF orientation (see :mod:`hierseg.serving.image_io`).
-      predictors: already loaded predictors (bench and demo reuse them); else loaded from the exports.
-      visualize_min_score: instances scoring below this are not drawn (they are still in the outputs).
+      show_progress: a progress bar.
+      predictors: already loaded predictors (bench and demo reuse them); else loaded from the exports,
+        with ``config.ensemble.min_layer{0,1}_score`` as their score floors.
+      overwrite: start afresh when ``out_dir`` was written from other exports, images or config (else
+        such a rerun is an error; see :mod:`hierseg_cli.workflows.predict_resume`).
 
     Returns:
       A dict: ``num_images``, ``num_resumed`` (done by an earlier run), ``num_predicted``,
       ``num_unreadable``, ``unreadable`` (list of {path, error}), ``files`` (name -> path),
       ``timing`` (stage -> seconds, this run), ``images_per_second`` (this run, predicted images).
     """
-    from ensembles.config import EnsembleConfig
-
+    config = config or PredictConfig()
     hierarchy = hierarchy or Hierarchy.builtin()
-    ensemble_config = ensemble_config or EnsembleConfig()
     paths = sorted(images) if not isinstance(images, str) else image_io.list_images(images)
     ids = [image_io.image_id_of(p) for p in paths]
     seen: dict[str, str] = {}
@@ -225,61 +255,35 @@ def predict_folder(
         if i in seen:
             raise ValueError(f"two images have the ImageID {i}: {seen[i]} and {p}")
         seen[i] = p
-    chunk_size = chunk_size or max(batch_size, 32)
+    check_resume(out_dir, (layer0_export, layer1_export), images, config, hierarchy, overwrite=overwrite)
+    batch_size, visualize = config.batch_size, config.visualize
+    chunk_size = config.chunk_size or max(batch_size, 32)
     os.makedirs(os.path.join(out_dir, PARTS_DIR), exist_ok=True)
-    vis_dir = os.path.join(out_dir, VISUALIZE_DIR)
     if visualize:
-        os.makedirs(vis_dir, exist_ok=True)
+        os.makedirs(os.path.join(out_dir, VISUALIZE_DIR), exist_ok=True)
 
     index = PartIndex(os.path.join(out_dir, PARTS_DIR))
     pending = [p for p, i in zip(paths, ids) if i not in index]
     timer = Timer()
     l0, l1 = predictors or (
-        LayerPredictor(layer0_export, min_score=layer_min_score),
-        LayerPredictor(layer1_export, min_score=layer_min_score),
+        LayerPredictor(layer0_export, min_score=config.ensemble.min_layer0_score),
+        LayerPredictor(layer1_export, min_score=config.ensemble.min_layer1_score),
     )
+    for layer, predictor in (("layer0", l0), ("layer1", l1)):
+        if not getattr(predictor, "has_masks", True):
+            raise ValueError(
+                f"--{layer} {predictor.export_dir}: a box-only model (no detection_masks, e.g. model.type "
+                "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
+            )
+    hierarchy.check_layer_order([l0.mids, l1.mids], [f"--layer0 {l0.export_dir}", f"--layer1 {l1.export_dir}"])
+    if config.tta.enabled:  # each layer runs its test-time views, merged (hierseg.serving.tta)
+        from hierseg.serving.tta import TTAPredictor
+
+        l0, l1 = TTAPredictor(l0, config.tta), TTAPredictor(l1, config.tta)
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 
-    buffer: list[str] = []
-
-    def flush() -> None:
-        if buffer:
-            t = time.perf_counter()
-            first = json.loads(buffer[0])["path"]
-            _atomic_write_text(os.path.join(out_dir, PARTS_DIR, _part_name(first)), "\n".join(buffer) + "\n")
-            buffer.clear()
-            timer.add("encoding", t)
-
-    def process(batch: list[dict]) -> None:
-        bids = [image_io.image_id_of(e["path"]) for e in batch]
-        outs = []
-        for key, pred in (("layer0", l0), ("layer1", l1)):
-            t = time.perf_counter()
-            s = pred.output_size
-            outs.append(
-                pred.predict(
-                    np.stack([e[f"image_{s}"] for e in batch]), np.stack([e[f"image_info_{s}"] for e in batch]), bids
-                )
-            )
-            timer.add(key, t)
-        for e, image_id, d0, d1 in zip(batch, bids, *outs):
-            t = time.perf_counter()
-            merged = _ensemble(d0, d1, hierarchy, ensemble_config)
-            t = timer.add("ensembling", t)
-            buffer.append(_record_line(e["path"], image_id, layers=(d0, d1, merged)))
-            t = timer.add("encoding", t)
-            if visualize:
-                from hierseg.serving.visualize import draw_detections, save_png
-
-                save_png(
-                    draw_detections(
-                        e[image_io.ORIGINAL], merged, lambda m: names.get(m, m), min_score=visualize_min_score
-                    ),
-                    os.path.join(vis_dir, f"{image_id}.png"),
-                )
-                timer.add("visualize", t)
-
+    run = _Run(out_dir, config, hierarchy, (l0, l1), names, timer)
     num_unreadable_now = 0
     bar = tqdm(
         total=len(paths),
@@ -291,7 +295,7 @@ def predict_folder(
     )
     if pending:
         ds = image_io.image_dataset(
-            pending, {l0.output_size, l1.output_size}, apply_exif=apply_exif, keep_original=visualize
+            pending, {l0.output_size, l1.output_size}, apply_exif=config.apply_exif, keep_original=visualize
         ).prefetch(2 * batch_size)
         it = iter(ds.as_numpy_iterator())
         batch: list[dict] = []
@@ -301,42 +305,25 @@ def predict_folder(
             element["path"] = element[image_io.PATH].decode("utf-8")
             if not element[image_io.OK]:
                 num_unreadable_now += 1
-                buffer.append(
-                    _record_line(
-                        element["path"],
-                        image_io.image_id_of(element["path"]),
-                        error=element[image_io.ERROR].decode("utf-8", "replace"),
-                    )
-                )
+                run.add_unreadable(element["path"], element[image_io.ERROR].decode("utf-8", "replace"))
                 bar.update(1)
             else:
                 batch.append(element)
             if len(batch) == batch_size:
-                process(batch)
+                run.process(batch)
                 bar.update(len(batch))
                 batch = []
-            if len(buffer) >= chunk_size:
-                flush()
+            if len(run.buffer) >= chunk_size:
+                run.flush()
             t = time.perf_counter()
         if batch:
-            process(batch)
+            run.process(batch)
             bar.update(len(batch))
-        flush()
+        run.flush()
     bar.close()
     elapsed = time.perf_counter() - start
 
-    result = finalize(
-        out_dir,
-        paths,
-        hierarchy=hierarchy,
-        score_threshold=score_threshold,
-        max_per_image=max_per_image,
-        visualize=visualize,
-        visualize_min_score=visualize_min_score,
-        names=names,
-        apply_exif=apply_exif,
-        timer=timer,
-    )
+    result = finalize(out_dir, paths, config, hierarchy=hierarchy, names=names, timer=timer)
     result.update(
         {
             "num_resumed": len(paths) - len(pending),
@@ -346,7 +333,7 @@ def predict_folder(
             "elapsed_seconds": round(elapsed, 3),
         }
     )
-    _atomic_write_text(
+    atomic_write.write_text(
         os.path.join(out_dir, "timing.json"),
         json.dumps(
             {k: result[k] for k in ("timing", "elapsed_seconds", "images_per_second", "num_resumed", "num_predicted")},
@@ -360,17 +347,19 @@ def predict_folder(
 def finalize(
     out_dir: str,
     paths: Sequence[str],
+    config: PredictConfig,
     *,
     hierarchy: Hierarchy,
-    score_threshold: float = 0.0,
-    max_per_image: int | None = None,
-    visualize: bool = False,
-    visualize_min_score: float = 0.3,
     names: dict | None = None,
-    apply_exif: bool = True,
     timer: Timer | None = None,
 ) -> dict:
-    """Writes the final files of ``out_dir`` from its part files, in the order of ``paths``."""
+    """Writes the final files of ``out_dir`` from its part files, in the order of ``paths``.
+
+    The JSON lines files are copied from the part records as they are; each merged record is decoded
+    once, for the submission (and again only to draw a picture an earlier run did not draw).
+    """
+    from ensembles.submission import write_submission
+
     timer = timer or Timer()
     t = time.perf_counter()
     index = PartIndex(os.path.join(out_dir, PARTS_DIR))
@@ -380,47 +369,48 @@ def finalize(
     ids = [image_io.image_id_of(p) for p in paths]
     ok_ids = [i for i in ids if i not in index.errors]
     files = {}
-    for key, name in (("merged", "predictions.jsonl"), ("layer0", "layer0.jsonl"), ("layer1", "layer1.jsonl")):
-        files[name] = os.path.join(out_dir, name)
-        write_jsonl(files[name], (index.detections(i, key) for i in ok_ids))
-    files["submission.csv"] = os.path.join(out_dir, "submission.csv")
-    _write_submission(
-        files["submission.csv"],
-        (index.detections(i, "merged") for i in ok_ids),
-        score_threshold=score_threshold,
-        max_per_image=max_per_image,
-        hierarchy=hierarchy,
-    )
+    with contextlib.ExitStack() as stack:
+        jsonl, num_instances = {}, [0]
+        for key, name in FINAL_JSONL.items():
+            files[name] = os.path.join(out_dir, name)
+            jsonl[key] = stack.enter_context(atomic_write.atomic_open(files[name]))
+
+        def merged_detections() -> Iterator[Detections]:
+            for i in ok_ids:
+                lines = index.json_lines(i)
+                for key, f in jsonl.items():
+                    f.write(lines[key] + "\n")
+                merged = Detections.from_json(lines["merged"])
+                num_instances[0] += len(merged)
+                yield merged
+
+        files["submission.csv"] = os.path.join(out_dir, "submission.csv")
+        write_submission(merged_detections(), files["submission.csv"], hierarchy, config=config.submission)
     unreadable = [{"path": p, "image_id": i, "error": index.errors[i]} for p, i in zip(paths, ids) if i in index.errors]
     report = {
         "num_images": len(paths),
         "num_ok": len(ok_ids),
         "num_unreadable": len(unreadable),
-        "num_instances": 0,
+        "num_instances": num_instances[0],
         "unreadable": unreadable,
     }
-    report["num_instances"] = sum(len(index.detections(i, "merged")) for i in ok_ids)
     files["report.json"] = os.path.join(out_dir, "report.json")
-    _atomic_write_text(files["report.json"], json.dumps(report, indent=1) + "\n")
+    atomic_write.write_json(files["report.json"], report, indent=1)
     timer.add("encoding", t)
-    if visualize:
-        from hierseg.serving.visualize import draw_detections, save_png
+    if config.visualize:
+        from hierseg_cli.ground_truth_view import write_prediction_png
 
         t = time.perf_counter()
         path_of = dict(zip(ids, paths))
         for i in ok_ids:
             png = os.path.join(out_dir, VISUALIZE_DIR, f"{i}.png")
             if not os.path.exists(png):  # done by an earlier run without --visualize
-                image, err = image_io.read_image(path_of[i], apply_exif)
+                image, err = image_io.read_image(path_of[i], config.apply_exif)
                 if not err:
-                    save_png(
-                        draw_detections(
-                            image,
-                            index.detections(i, "merged"),
-                            lambda m: (names or {}).get(m, m),
-                            min_score=visualize_min_score,
-                        ),
-                        png,
+                    name = lambda m: (names or {}).get(m, m)  # noqa: E731
+                    det = index.detections(i, "merged")
+                    write_prediction_png(
+                        image, det, name, png, image_path=path_of[i], min_score=config.visualize_min_score
                     )
         files["visualize"] = os.path.join(out_dir, VISUALIZE_DIR)
         timer.add("visualize", t)
