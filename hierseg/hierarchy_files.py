@@ -16,11 +16,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from hierseg.errors import UsageError
+
 ROOT_MID = "/m/0bl9f"
 
 
-class HierarchyError(ValueError):
-    """A hierarchy or class-description file that cannot be used, with the file and key named."""
+class HierarchyError(UsageError):
+    """A hierarchy or class-description file that cannot be used, with the file and key named (exit 2)."""
 
 
 def _read_text(path: str) -> str:
