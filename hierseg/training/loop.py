@@ -145,6 +145,9 @@ def make_train_loop(
 # ------------------------------------------------------------------------------------ the loop
 def _build(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> tuple:
     """Under ``strategy.scope()``: the factory's model, the variables it trains, the optimizer, the step."""
+    # auto freeze_at resolved here, not in the saved config: a resumed run resolves it the same way.
+    config = resolve_freeze_at(config)
+    log.info("backbone stages frozen: %d (model.backbone.freeze_at)", config.model.backbone.freeze_at)
     train_cfg = config.train
     previous_policy = keras.mixed_precision.global_policy()
     precision = effective_precision(train_cfg.precision, isinstance(strategy, tf.distribute.TPUStrategy))
@@ -241,8 +244,6 @@ def train(
       ``{"start_step", "step", "checkpoint", "metrics" (last loop's), "images_per_second",
       "variables_fingerprint"}``.
     """
-    config = resolve_freeze_at(config)
-    log.info("backbone stages frozen: %d (model.backbone.freeze_at)", config.model.backbone.freeze_at)
     config = with_source_architecture(config)
     train_cfg = config.train
     if not config.data.train_file_pattern:
