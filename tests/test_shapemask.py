@@ -245,3 +245,15 @@ def test_layer_configs_take_the_seed_tpu_schedules(layer, tpu):
     assert (shapemask.model.retinanet.focal_alpha, shapemask.model.retinanet.huber_delta) == (0.4, 0.15)
     if tpu == "v3-8":  # the files themselves hold the v3-8 schedule
         assert shapemask == load(ExperimentConfig, str(configs / f"layer{layer}_shapemask_r101_fpn.yaml"))
+
+
+def test_demo_model_flag_names_shipped_configs_of_that_type():
+    from hierseg.config import load
+    from hierseg.config.experiment import ExperimentConfig
+    from hierseg_cli.commands.demo import DEMO_CONFIGS
+    from hierseg_cli.main import build_parser
+    from hierseg_cli.workflows.demo import find_config
+
+    assert build_parser("demo").parse_args(["--model", "shapemask"]).model == "shapemask"
+    for model, name in DEMO_CONFIGS.items():
+        assert load(ExperimentConfig, find_config(name)).model.type == model

@@ -9,13 +9,21 @@ from __future__ import annotations
 import argparse
 import os
 
+DEMO_CONFIGS = {"mask_rcnn": "tiny_cpu.yaml", "shapemask": "tiny_cpu_shapemask.yaml"}  # --model -> shipped config
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=".demo", help="output folder (data, models, exports, predictions, summary)")
     p.add_argument("--images", type=int, default=160, help="synthetic images over train/validation/test")
     p.add_argument("--steps", type=int, default=1000, help="training steps of each layer's model")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
-    p.add_argument("--config_file", help="experiment config of both layers; default: the shipped tiny_cpu.yaml")
+    p.add_argument("--config_file", help="experiment config of both layers; default: the --model's tiny CPU config")
+    p.add_argument(
+        "--model",
+        choices=sorted(DEMO_CONFIGS),
+        default="mask_rcnn",
+        help="model of both layers when no --config_file is given (shipped tiny_cpu.yaml / tiny_cpu_shapemask.yaml)",
+    )
     p.add_argument(
         "--params_override",
         action="append",
@@ -27,14 +35,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (also by workers)
-    from hierseg_cli.workflows.demo import format_summary, run_demo
+    from hierseg_cli.workflows.demo import find_config, format_summary, run_demo
 
     summary = run_demo(
         args.out,
         num_images=args.images,
         steps=args.steps,
         seed=args.seed,
-        config_file=args.config_file,
+        config_file=args.config_file or find_config(DEMO_CONFIGS[args.model]),
         params_override=args.params_override,
         show_progress=not args.no_progress,
     )
