@@ -225,7 +225,7 @@ def main() -> None:
                     args.r50_images,
                     args.batch_size,
                     work,
-                    ["train.checkpoint.path=,train.precision=float32"],
+                    ["train.init.path=,train.precision=float32"],
                 )
             )
     print_table(rows)

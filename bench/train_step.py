@@ -33,7 +33,7 @@ CASES = {
         {
             "data": {"output_size": 512},
             "model": {"num_classes": 213},
-            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+            "train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}},
         },
         "ResNet-50-FPN, 512x512, batch 2",
     ),
@@ -48,7 +48,7 @@ CASES = {
                 "box_head": {"sampling_ratio": 1},
                 "mask_head": {"sampling_ratio": 1, "max_rois": 32},
             },
-            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+            "train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}},
         },
         "ResNet-50-FPN, 1 sample/bin, <=32 mask ROIs, 512x512",
     ),
@@ -60,7 +60,7 @@ CASES = {
         {
             "data": {"output_size": 512},
             "model": {"num_classes": 213},
-            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+            "train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}},
         },
         "RetinaNet ResNet-50-FPN, 512x512, batch 2",
     ),
@@ -69,7 +69,7 @@ CASES = {
         {
             "data": {"output_size": 512},
             "model": {"num_classes": 213, "backbone": {"depth": 50}, "shapemask": {"shape_prior_path": ""}},
-            "train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}},
+            "train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}},
         },
         "ShapeMask ResNet-50-FPN, 512x512, batch 2",
     ),
@@ -80,7 +80,7 @@ CASES = {
     ),
     "deeplab_r101_513": (
         "configs/voc_deeplab_v3plus_r101.yaml",
-        {"train": {"global_batch_size": 2, "precision": "float32", "checkpoint": {"path": ""}}},
+        {"train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}}},
         "DeepLab v3+ R101 (VOC, OS 16), 513x513, batch 2",
     ),
 }

@@ -12,6 +12,12 @@ then applied with ``map``):
   Carnivore in Layer1): the instance is dropped and its box painted gray, since the object may be an
   unlabeled Man or Van and must not teach "background";
 * ``drop``: neither (depth-0 leaves in Layer1).
+
+Box-only instances (``assign_layer(..., with_box_only=True)``): a bbox-CSV box of a target class that
+has no mask row (same image, class and box at 1e-5) is kept as an instance with ``has_mask = False``
+and an empty ``mask_path``, so the detector learns it as an object (box losses) instead of as
+background; it is written with ``image/object/mask_valid = 0`` and an empty mask and never enters the
+mask loss. Only images that already hold a target mask get them (images are chosen by their masks).
 """
 
 from __future__ import annotations
@@ -128,7 +134,8 @@ class LayerSplit:
     Attributes:
       instances: kept target instances, one row each, sorted by image then CSV order: img (code into
         the tables' image_ids), image_id, mask_path, source_mid (annotated MID), mid (layer class MID), class_id (1..K), xmin, xmax, ymin,
-        ymax (normalized), is_crowd (bool).
+        ymax (normalized), is_crowd (bool), has_mask (bool; False for a box-only instance, whose
+        mask_path is ""; within an image the masked instances come first).
       gray_boxes: boxes to paint gray, only for images of ``instances``: img, image_id, xmin, xmax, ymin,
         ymax, sorted by img.
       images: the sorted unique ImageIDs of ``instances`` (images with no target are left out).
@@ -144,10 +151,77 @@ class LayerSplit:
     dropped: dict[str, int]
 
 
+def _quantized_box_keys(df: pd.DataFrame, image_codes: np.ndarray, cols: Sequence[str]) -> pd.DataFrame:
+    """(img, LabelName, q0..q3) keys of box rows, coordinates quantized to 1e-5 (see attach_group_of)."""
+    out = pd.DataFrame({"img": image_codes, "LabelName": df["LabelName"].to_numpy()})
+    for i, c in enumerate(cols):
+        out[f"q{i}"] = np.rint(df[c].to_numpy(np.float64) * _BOX_QUANT).astype(np.int32)
+    return out
+
+
+def box_only_instances(
+    tables: SplitTables,
+    roles: Mapping[str, tuple[str | None, str]],
+    class_ids: Mapping[str, int],
+    has_target: np.ndarray,
+) -> pd.DataFrame:
+    """Target-class bbox-CSV boxes without a mask row, on images with a target mask (vectorized).
+
+    Args:
+      has_target: bool ``[len(tables.image_ids)]``: the image holds a target mask instance.
+
+    Returns:
+      the instance columns of :class:`LayerSplit` with ``mask_path = ""`` and ``has_mask = False``
+      (is_crowd from the box's IsGroupOf), in bbox-CSV order.
+    """
+    b = tables.boxes
+    cols = ["img", "image_id", "mask_path", "source_mid", "mid", "class_id"]
+    cols += ["xmin", "xmax", "ymin", "ymax", "is_crowd", "has_mask"]
+    if not len(b):
+        return pd.DataFrame({c: [] for c in cols})
+    target_of = {k: v[0] for k, v in roles.items() if v[1] == ROLE_TARGET}
+    labels = b["LabelName"].to_numpy()
+    is_target = pd.Series(labels).isin(list(target_of)).to_numpy()
+    img = pd.Index(tables.image_ids).get_indexer(b["ImageID"].to_numpy()).astype(np.int32)
+    sel = is_target & (img >= 0)
+    sel[sel] = has_target[img[sel]]
+    bsel = b[sel]
+    keys = _quantized_box_keys(bsel, img[sel], ("XMin", "XMax", "YMin", "YMax"))
+    m = tables.masks
+    mask_keys = _quantized_box_keys(m, m["img"].to_numpy(np.int32), ("BoxXMin", "BoxXMax", "BoxYMin", "BoxYMax"))
+    merged = keys.merge(mask_keys.drop_duplicates(), how="left", on=list(keys.columns), indicator=True, sort=False)
+    no_mask = (merged["_merge"] == "left_only").to_numpy()
+    rows = bsel[no_mask]
+    mids = pd.Series(rows["LabelName"].to_numpy()).map(target_of)
+    return pd.DataFrame(
+        {
+            "img": img[sel][no_mask],
+            "image_id": rows["ImageID"].to_numpy(dtype=object),
+            "mask_path": np.full(len(rows), "", dtype=object),
+            "source_mid": rows["LabelName"].to_numpy(dtype=object),
+            "mid": mids.to_numpy(dtype=object),
+            "class_id": mids.map(class_ids).to_numpy(np.int32),
+            "xmin": rows["XMin"].to_numpy(np.float32),
+            "xmax": rows["XMax"].to_numpy(np.float32),
+            "ymin": rows["YMin"].to_numpy(np.float32),
+            "ymax": rows["YMax"].to_numpy(np.float32),
+            "is_crowd": rows["IsGroupOf"].to_numpy(bool),
+            "has_mask": np.zeros(len(rows), bool),
+        }
+    )
+
+
 def assign_layer(
-    tables: SplitTables, roles: Mapping[str, tuple[str | None, str]], class_ids: Mapping[str, int]
+    tables: SplitTables,
+    roles: Mapping[str, tuple[str | None, str]],
+    class_ids: Mapping[str, int],
+    with_box_only: bool = False,
 ) -> LayerSplit:
-    """Applies one layer's roles to one split's tables (vectorized)."""
+    """Applies one layer's roles to one split's tables (vectorized).
+
+    ``with_box_only`` adds the box-only instances (:func:`box_only_instances`) after each image's
+    masked instances.
+    """
     m = tables.masks
     codes, cats = tables.label_codes()
     # Per category: target MID and role; unknown MIDs (readers in skip mode already dropped them) -> drop.
@@ -177,11 +251,17 @@ def assign_layer(
             "ymin": m["BoxYMin"].to_numpy(np.float32)[sel],
             "ymax": m["BoxYMax"].to_numpy(np.float32)[sel],
             "is_crowd": m["IsGroupOf"].to_numpy(bool)[sel],
+            "has_mask": np.ones(len(sel), bool),
         }
     )
     image_codes = np.unique(img)
     has_target = np.zeros(len(tables.image_ids), bool)
     has_target[image_codes] = True
+    if with_box_only:
+        extra = box_only_instances(tables, roles, class_ids, has_target)
+        if len(extra):
+            inst = pd.concat([inst, extra], ignore_index=True)
+            inst = inst.iloc[np.argsort(inst["img"].to_numpy(), kind="stable")].reset_index(drop=True)
 
     # Gray boxes: non-target parents' masks' boxes, plus bbox-CSV boxes of such classes (boxes that
     # have no mask still mark an object that may be an unlabeled target).

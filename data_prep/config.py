@@ -51,6 +51,9 @@ class PrepareConfig:
     # Fraction of train images held out as validation when the dataset has no validation files.
     validation_fraction: float = 0.05
     jpeg_quality: int = 95  # JPEG quality when an image must be re-encoded (only after a gray fill)
+    # Target-class boxes without a mask (train split) become instances with image/object/mask_valid = 0
+    # (box losses only); False = today's behaviour before issue 12: they are not written (taught as background).
+    box_only_instances: bool = True
     drop_empty_masks: bool = True  # instances whose mask has no pixel at image size are dropped (counted)
     verify_images: bool = True  # fully decode every JPEG so corrupt/truncated files are skipped, not written
     layers: list[int] | None = None  # which layers to write (indices into depth_groups); None = all

@@ -12,7 +12,11 @@ Skip reasons (counted, the run goes on):
   image level: ``missing_image`` (no JPEG for an annotated image), ``corrupt_image`` (undecodable or
   truncated), ``no_instance_left`` (every instance of the image was skipped);
   instance level: ``missing_mask``, ``corrupt_mask`` (PNG absent from its zip / undecodable),
-  ``empty_mask`` (no foreground pixel at image size).
+  ``empty_mask`` (no foreground pixel at image size). An image whose masked instances were all
+  skipped is skipped even if it has box-only instances (images are chosen for their masks).
+
+Box-only instances (``ImageTask.has_mask`` False) get an all-zero mask PNG and ``mask_valid = 0``;
+the gray fill never paints over their boxes (the object is a target, not an unlabeled thing).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class ImageTask:
       image_id: the Open Images ImageID; source_split: folder of its JPEG and mask zips.
       mask_paths: [N] MaskPath of each target instance; mids: [N] layer class MIDs;
       class_ids: int32 [N] 1..K; boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax);
-      is_crowd: bool [N]; gray_boxes: float32 [G, 4] normalized (ymin, xmin, ymax, xmax);
+      is_crowd: bool [N]; has_mask: bool [N] (False: a box-only instance, mask_path "", written with an
+      empty mask and image/object/mask_valid 0; None = all True); gray_boxes: float32 [G, 4] normalized (ymin, xmin, ymax, xmax);
       weight: image/weight.
       coco_image_id: the image's id in the split's COCO JSON (1.. in ImageID order), written as
         image/source_id.
@@ -56,6 +61,7 @@ class ImageTask:
     gray_boxes: np.ndarray
     weight: float = 1.0
     coco_image_id: int = 0
+    has_mask: np.ndarray | None = None
 
 
 @dataclass
@@ -169,14 +175,24 @@ def _box_pixels(box: np.ndarray, height: int, width: int) -> tuple[int, int, int
     return y0, x0, y1, x1
 
 
-def gray_fill_region(gray_boxes: np.ndarray, target_masks: list[np.ndarray], height: int, width: int) -> np.ndarray:
-    """Pixels to paint: union of the gray boxes minus the union of target masks, bool [height, width]."""
+def gray_fill_region(
+    gray_boxes: np.ndarray,
+    target_masks: list[np.ndarray],
+    height: int,
+    width: int,
+    target_boxes: np.ndarray | None = None,
+) -> np.ndarray:
+    """Pixels to paint: union of the gray boxes minus the target masks and the boxes of box-only
+    targets (``target_boxes`` [T, 4] normalized), bool [height, width]."""
     region = np.zeros((height, width), bool)
     for box in np.asarray(gray_boxes, np.float32).reshape(-1, 4):
         y0, x0, y1, x1 = _box_pixels(box, height, width)
         region[y0:y1, x0:x1] = True
     for m in target_masks:
         region &= ~m
+    for box in np.zeros((0, 4)) if target_boxes is None else np.asarray(target_boxes, np.float32).reshape(-1, 4):
+        y0, x0, y1, x1 = _box_pixels(box, height, width)
+        region[y0:y1, x0:x1] = False
     return region
 
 
@@ -186,6 +202,11 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(mask.astype(np.uint8), mode="L").save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _mask_paths(task: ImageTask) -> tuple[str, ...]:
+    """The task's MaskPaths without the "" of box-only instances (dropped_masks must not name "")."""
+    return tuple(p for p in task.mask_paths if p)
 
 
 def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
@@ -198,19 +219,24 @@ def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
         data = storage.read_bytes(path)
     except FileNotFoundError:
         skips["missing_image"] += 1
-        return ImageResult(task.image_id, None, skips, task.mask_paths)
+        return ImageResult(task.image_id, None, skips, _mask_paths(task))
     try:
         im, fmt = _decode_image(data, proc.verify_images)
         width, height = im.size
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         skips["corrupt_image"] += 1
-        return ImageResult(task.image_id, None, skips, task.mask_paths)
+        return ImageResult(task.image_id, None, skips, _mask_paths(task))
 
     reader = proc._reader(task.source_split)
+    has_mask = np.ones(len(task.mask_paths), bool) if task.has_mask is None else np.asarray(task.has_mask, bool)
     keep: list[int] = []
     masks: list[np.ndarray] = []
     dropped: list[str] = []
     for i, mask_path in enumerate(task.mask_paths):
+        if not has_mask[i]:  # box-only: an empty mask, never read
+            keep.append(i)
+            masks.append(np.zeros((height, width), bool))
+            continue
         try:
             m = reader.read_resized(mask_path, height, width)
         except OidFormatError as e:
@@ -223,13 +249,15 @@ def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
             continue
         keep.append(i)
         masks.append(m)
-    if not keep:
+    if not keep or not has_mask[keep].any():
         skips["no_instance_left"] += 1
-        return ImageResult(task.image_id, None, skips, task.mask_paths)
+        return ImageResult(task.image_id, None, skips, _mask_paths(task))
 
     image_bytes = data
+    idx = np.asarray(keep)
     if len(task.gray_boxes):
-        region = gray_fill_region(task.gray_boxes, masks, height, width)
+        box_only = np.asarray(task.boxes).reshape(-1, 4)[idx][~has_mask[idx]]
+        region = gray_fill_region(task.gray_boxes, masks, height, width, box_only)
         if region.any():
             rgb = np.array(im.convert("RGB"))
             rgb[region] = proc.gray_value
@@ -241,7 +269,6 @@ def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
         im.convert("RGB").save(buf, format="JPEG", quality=proc.jpeg_quality)
         image_bytes, fmt = buf.getvalue(), "jpeg"
 
-    idx = np.asarray(keep)
     example = build_example(
         image=image_bytes,
         image_format=fmt,
@@ -255,6 +282,7 @@ def process_image(task: ImageTask, proc: PixelProcessor) -> ImageResult:
         is_crowd=np.asarray(task.is_crowd)[idx],
         mask_pngs=[encode_mask_png(m) for m in masks],
         weight=task.weight,
+        mask_valid=has_mask[idx],
     )
     # deterministic=True sorts the feature map: otherwise its order follows the per-process string hash
     # seed and two runs (or two workers) would write different bytes for the same example.

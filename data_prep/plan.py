@@ -113,6 +113,7 @@ class SplitPlan:
                 "class_id": i["class_id"].to_numpy(np.int32),
                 "boxes": i[["ymin", "xmin", "ymax", "xmax"]].to_numpy(np.float32).reshape(-1, 4),
                 "is_crowd": i["is_crowd"].to_numpy(bool),
+                "has_mask": i["has_mask"].to_numpy(bool),
                 "gray": g[["ymin", "xmin", "ymax", "xmax"]].to_numpy(np.float32).reshape(-1, 4),
             }
         return self._arrays
@@ -130,6 +131,7 @@ class SplitPlan:
             class_ids=c["class_id"][lo:hi].copy(),
             boxes=c["boxes"][lo:hi].copy(),
             is_crowd=c["is_crowd"][lo:hi].copy(),
+            has_mask=c["has_mask"][lo:hi].copy(),
             gray_boxes=c["gray"][glo:ghi].copy(),
             weight=float(weight),
             coco_image_id=int(image_index) + 1,  # images are sorted by ImageID: the COCO JSON's id
@@ -163,7 +165,8 @@ def plan_layers(tables: dict[str, A.SplitTables], hierarchy: Hierarchy, config: 
         roles = A.layer_roles(hierarchy, mids, config.hierarchy.ancestor_overrides)
         splits = {}
         for split, t in tables.items():
-            ls = A.assign_layer(t, roles, class_ids)
+            # Box-only instances train the box losses; only in train (the mask metric needs masks).
+            ls = A.assign_layer(t, roles, class_ids, with_box_only=config.box_only_instances and split == "train")
             pair_img, pair_cls = A.class_image_pairs(ls.instances, ls.image_codes)
             if split == "train":
                 bal = balance(pair_img, pair_cls, len(ls.images), len(mids), config.balance, config.seed)
@@ -199,8 +202,8 @@ def plan_layers(tables: dict[str, A.SplitTables], hierarchy: Hierarchy, config: 
 
 
 def manifest(plans: Sequence[LayerPlan], dropped_masks: dict[int, set[str]] | None = None) -> pd.DataFrame:
-    """One row per kept instance per written copy: image_id, mask_path, mid, source_mid, class_id, layer,
-    split, shard (index), copy. ``dropped_masks`` (layer -> MaskPaths dropped in the pixel stage) are removed."""
+    """One row per kept instance per written copy: image_id, mask_path ("" for a box-only instance), mid,
+    source_mid, class_id, has_mask, layer, split, shard (index), copy. ``dropped_masks`` (layer -> MaskPaths dropped in the pixel stage) are removed."""
     frames = []
     for lp in plans:
         for split, sp in lp.splits.items():
@@ -226,6 +229,7 @@ def manifest(plans: Sequence[LayerPlan], dropped_masks: dict[int, set[str]] | No
                     "mid": col("mid", object),
                     "source_mid": col("source_mid", object),
                     "class_id": col("class_id", np.int32),
+                    "has_mask": col("has_mask", bool),
                     "layer": np.int32(lp.layer),
                     "split": split,
                     "shard": sp.examples["shard"].to_numpy(np.int32)[ex],
@@ -234,9 +238,13 @@ def manifest(plans: Sequence[LayerPlan], dropped_masks: dict[int, set[str]] | No
             )
             if dropped_masks and dropped_masks.get(lp.layer):
                 df = df[~df["mask_path"].isin(dropped_masks[lp.layer])]
+                # An image left without masked instances was not written: its box-only rows go too.
+                masked = df["has_mask"].to_numpy()
+                df = df[masked | df["image_id"].isin(df["image_id"][masked]).to_numpy()]
             frames.append(df)
     if not frames:
         return pd.DataFrame(
-            columns=["image_id", "mask_path", "mid", "source_mid", "class_id", "layer", "split", "shard", "copy"]
+            columns=["image_id", "mask_path", "mid", "source_mid", "class_id", "has_mask"]
+            + ["layer", "split", "shard", "copy"]
         )
     return pd.concat(frames, ignore_index=True)

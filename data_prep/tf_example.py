@@ -102,6 +102,7 @@ def build_example(
     mask_pngs: Sequence[bytes],
     weight: float = 1.0,
     filename: str | None = None,
+    mask_valid: Sequence[bool] | None = None,
 ):
     """Builds the Example.
 
@@ -115,6 +116,8 @@ def build_example(
       class_ids: [N] ids 1..K; mids: [N] class MIDs; is_crowd: [N] IsGroupOf.
       mask_pngs: [N] PNG bytes, each [height, width] with values 0/1.
       weight: image/weight (repeat factor when balancing by weights, else 1.0).
+      mask_valid: [N] image/object/mask_valid (False: a box-only instance, its PNG all zero); None =
+        the key is not written (readers then take every mask as valid).
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     n = len(boxes)
@@ -139,6 +142,10 @@ def build_example(
     }
     if filename is not None:
         feature[F.IMAGE_FILENAME] = _bytes([filename.encode()])
+    if mask_valid is not None:
+        if len(mask_valid) != n:
+            raise ValueError("build_example: mask_valid and boxes differ in length")
+        feature[F.OBJECT_MASK_VALID] = _ints([bool(v) for v in mask_valid])
     c = _classes()
     return c["Example"](features=c["Features"](feature=feature))
 
@@ -163,5 +170,6 @@ def parsing_spec() -> dict:
         F.OBJECT_CLASS_TEXT: tf.io.VarLenFeature(tf.string),
         F.OBJECT_IS_CROWD: tf.io.VarLenFeature(tf.int64),
         F.OBJECT_MASK: tf.io.VarLenFeature(tf.string),
+        F.OBJECT_MASK_VALID: tf.io.VarLenFeature(tf.int64),
         F.EXAMPLE_WEIGHT: tf.io.FixedLenFeature([], tf.float32, default_value=1.0),
     }

@@ -56,7 +56,7 @@ def summary_text(result: dict) -> str:
 
 def write_class_csv(result: dict, hierarchy: Hierarchy, path: str) -> None:
     """The per-class table as CSV (class, label path, GT count, AP50, every kind's count), atomically."""
-    with atomic_write.atomic_open(path, newline="") as f:
+    with atomic_write.atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["mid", "name", "label_path", "num_gt", *TABLE_COLUMNS])
         for r in class_rows(result, hierarchy):
@@ -106,6 +106,7 @@ def plot_summary(result: dict, path: str) -> None:
     for i, (k, gv) in enumerate(zip(kinds, gains)):
         ax1.text(gv, i, f" {gv:+.2f}" if k in fixable else " –", va="center", fontsize=8)
     fig.tight_layout()
-    with atomic_write.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    try:
+        atomic_write.write_figure(path, fig, dpi=100)
+    finally:
+        plt.close(fig)

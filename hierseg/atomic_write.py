@@ -18,6 +18,7 @@ A killed process (SIGKILL, power loss) can still leave a temporary file behind; 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import threading
@@ -165,3 +166,12 @@ def remove_leftovers(folder: str, *, prefix: str = "", temp_dirs: bool = False) 
                 _remove_quietly(path)
             removed.append(path)
     return removed
+
+
+def write_figure(path: str, figure: Any, **savefig_kwargs: Any) -> None:
+    """Saves a matplotlib ``figure`` to ``path`` atomically (``figure.savefig`` into memory, then
+    :func:`write_bytes`); the format is the path's extension unless ``format`` is given."""
+    savefig_kwargs.setdefault("format", os.path.splitext(str(path))[1].lstrip(".").lower() or "png")
+    data = io.BytesIO()
+    figure.savefig(data, **savefig_kwargs)
+    write_bytes(path, data.getvalue())

@@ -58,6 +58,9 @@ OBJECT_CLASS_LABEL = "image/object/class/label"  # int64 list, 1..K
 OBJECT_CLASS_TEXT = "image/object/class/text"  # bytes list: the MIDs
 OBJECT_IS_CROWD = "image/object/is_crowd"  # int64 list: IsGroupOf
 OBJECT_MASK = "image/object/mask"  # bytes list: one PNG per instance at image resolution
+# int64 list: 1 = the instance's mask is real, 0 = a box-only instance (its PNG is all zero; it trains the
+# box losses, never the mask loss). Absent = every mask is real (records written before issue 12).
+OBJECT_MASK_VALID = "image/object/mask_valid"
 EXAMPLE_WEIGHT = "image/weight"  # float: repeat-factor weight (1.0 when balancing is in the shards)
 SEMANTIC_ENCODED = "image/segmentation/class/encoded"  # bytes: PNG of class ids 0..K, 255 ignore (DeepLab key)
 SEMANTIC_FORMAT = "image/segmentation/class/format"  # bytes: b"png"
@@ -72,6 +75,7 @@ GT_CLASSES = "gt_classes"  # int32 [N], 1..K, 0 = padding
 GT_VALID = "gt_valid"  # bool [N]
 GT_IS_CROWD = "gt_is_crowd"  # bool [N]
 GT_MASKS = "gt_masks"  # float32 [N, S, S] in [0, 1], cropped to the box
+GT_MASK_VALID = "gt_mask_valid"  # bool [N]: GT_MASKS row is a real mask (False: box-only, no mask loss)
 RPN_SCORE_TARGETS = "rpn_score_targets"  # int32 [A]: 1 pos, 0 neg, -1 ignore
 RPN_BOX_TARGETS = "rpn_box_targets"  # float32 [A, 4]
 WEIGHT = "example_weight"  # float32 []: per-example loss weight (repeat factor), 1.0 by default

@@ -1,7 +1,7 @@
 """The Open Images class hierarchy: one type shared by data_prep, the engine, ensembles and the metric.
 
-The hierarchy JSON is a nested tree of ``{"LabelName": MID, "Subcategory": [...], "Part": [...]}``
-whose root (``/m/0bl9f``, "Entity") is virtual: it is not a class. A class may appear under several
+Built from the hierarchy JSON (format and readers in :mod:`hierseg.hierarchy_files`), whose root
+(``/m/0bl9f``, "Entity") is virtual: it is not a class. A class may appear under several
 parents (Teddy bear is under Toy and under Bear), so the structure is a DAG. Only ``Subcategory``
 edges define the hierarchy (the official evaluator expands labels along them alone); ``Part`` edges
 (human body parts in the 600-class file) are read and kept apart in :attr:`Hierarchy.part_edges`.
@@ -16,52 +16,22 @@ which is deterministic for a given file.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-ROOT_MID = "/m/0bl9f"
+from hierseg.hierarchy_files import (
+    ROOT_MID,
+    HierarchyError,
+    parse_tree,
+    read_class_descriptions,
+    read_hierarchy_json,
+)
+
 DEFAULT_DEPTH_GROUPS: tuple[tuple[int, ...], ...] = ((0,), (1, 2))
 
-
-class HierarchyError(ValueError):
-    """A hierarchy or class-description file that cannot be used, with the file and key named."""
-
-
-def _read_text(path: str) -> str:
-    # The one text reader (local or gs://, a byte-order mark dropped), as for the annotation CSVs.
-    from hierseg.oid.layout import read_text
-
-    try:
-        return read_text(path)
-    except FileNotFoundError:
-        raise HierarchyError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise HierarchyError(f"{path}: not UTF-8 text (byte {e.start})") from None
-
-
-def read_class_descriptions(path: str) -> dict[str, str]:
-    """Reads a class-description CSV (no header, ``MID,Name``) into an ordered {MID: name} dict.
-
-    Raises:
-      HierarchyError: naming the file and line of a malformed row or a duplicate MID.
-    """
-    names: dict[str, str] = {}
-    for lineno, row in enumerate(csv.reader(io.StringIO(_read_text(path))), start=1):
-        if not row:
-            continue
-        if len(row) != 2 or not row[0].startswith("/m/") and not row[0].startswith("/g/"):
-            raise HierarchyError(f"{path}:{lineno}: expected 'MID,Name', got {row!r}")
-        mid, name = row[0].strip(), row[1].strip()
-        if mid in names:
-            raise HierarchyError(f"{path}:{lineno}: duplicate MID {mid}")
-        names[mid] = name
-    if not names:
-        raise HierarchyError(f"{path}: no classes")
-    return names
+# Re-exported: callers import the error, the root MID and the class-CSV reader from here.
+__all__ = ["DEFAULT_DEPTH_GROUPS", "ROOT_MID", "Hierarchy", "HierarchyError", "read_class_descriptions"]
 
 
 @dataclass(frozen=True)
@@ -107,61 +77,18 @@ class Hierarchy:
         cls, tree: Mapping, names: Mapping[str, str] | None = None, *, source: str = "<hierarchy>"
     ) -> Hierarchy:
         """Builds the hierarchy from the parsed JSON tree (root dict with ``LabelName``)."""
-        order: list[str] = []
-        seen: set[str] = set()
-        parents: dict[str, list[str]] = {}
-        parts: list[tuple[str, str]] = []
-
-        def visit(node: Mapping, parent: str | None, keypath: str) -> None:
-            if not isinstance(node, Mapping) or "LabelName" not in node:
-                raise HierarchyError(f"{source}: node at {keypath} has no 'LabelName'")
-            mid = node["LabelName"]
-            unknown = set(node) - {"LabelName", "Subcategory", "Part"}
-            if unknown:
-                raise HierarchyError(f"{source}: node {mid} at {keypath} has unknown keys {sorted(unknown)}")
-            if parent is not None:
-                if mid not in seen:
-                    seen.add(mid)
-                    order.append(mid)
-                plist = parents.setdefault(mid, [])
-                if parent != ROOT_MID and parent not in plist:
-                    plist.append(parent)
-            for i, sub in enumerate(node.get("Subcategory", [])):
-                visit(sub, mid, f"{keypath}.Subcategory[{i}]")
-            for part in node.get("Part", []):
-                if not isinstance(part, Mapping) or "LabelName" not in part:
-                    raise HierarchyError(f"{source}: a Part of {mid} has no 'LabelName'")
-                parts.append((mid, part["LabelName"]))
-
-        if tree.get("LabelName") != ROOT_MID:
-            raise HierarchyError(f"{source}: root LabelName must be {ROOT_MID}, got {tree.get('LabelName')!r}")
-        visit(tree, None, "root")
-        # Parts that never appear as a Subcategory are still classes (the 600-class file's body parts
-        # are all Subcategories elsewhere too, but be safe).
-        for _, part in parts:
-            if part not in seen:
-                seen.add(part)
-                order.append(part)
-                parents.setdefault(part, [])
-        names = dict(names or {})
-        if names:
-            missing = [m for m in order if m not in names]
-            if missing:
-                raise HierarchyError(f"{source}: {len(missing)} MIDs have no class description, e.g. {missing[:3]}")
+        parsed = parse_tree(tree, names, source=source)
         return cls(
-            classes=tuple(order),
-            names={m: names.get(m, m) for m in order},
-            parent_edges={m: tuple(p) for m, p in parents.items()},
-            part_edges=tuple(parts),
+            classes=parsed.classes,
+            names=parsed.names,
+            parent_edges=parsed.parent_edges,
+            part_edges=parsed.part_edges,
         )
 
     @classmethod
     def from_files(cls, hierarchy_json: str, classes_csv: str | None = None) -> Hierarchy:
         """Reads the hierarchy JSON and (optionally) the class-description CSV; local or gs:// paths."""
-        try:
-            tree = json.loads(_read_text(hierarchy_json))
-        except json.JSONDecodeError as e:
-            raise HierarchyError(f"{hierarchy_json}: not valid JSON: {e}") from e
+        tree = read_hierarchy_json(hierarchy_json)
         names = read_class_descriptions(classes_csv) if classes_csv else None
         return cls.from_tree(tree, names, source=hierarchy_json)
 

@@ -13,6 +13,7 @@ URLs; they are joined with ``/`` so both work.
   balance_{split}.csv, balance_{split}.png     per-class counts before/after balancing
   prepare.json                                 config, input files, counts, skips per reason
   .prepare_state/<shard>.json                  per-shard stats (a shard is complete once it exists)
+  .prepare_state/fingerprint.json              inputs and config of the run that wrote it (checked on rerun)
 
 ``hierseg train --model_dir D`` writes a :class:`ModelDir`; ``hierseg export`` an :class:`ExportDir`.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hierseg.fingerprint import FINGERPRINT_FILE
 from hierseg.oid.layout import join
 
 SPLITS: tuple[str, ...] = ("train", "validation")  # the prepared splits
@@ -102,6 +104,11 @@ class PreparedLayer:
     @property
     def state_dir(self) -> str:
         return join(self.root, STATE_DIR_NAME)
+
+    @property
+    def fingerprint_json(self) -> str:
+        """The inputs and config of the run that wrote this layer (hierseg.fingerprint), checked on rerun."""
+        return join(self.state_dir, FINGERPRINT_FILE)
 
     def shard_stats_json(self, shard: str) -> str:
         """Stats of shard file name ``shard``; written last, so its presence marks the shard complete."""

@@ -75,9 +75,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
 # (module, class name) they are defined under, with the exit status; checked along the MRO, so
 # subclasses count. Named rather than imported so that `hierseg --help` stays free of heavy imports.
 USER_ERRORS: dict[tuple[str, str], int] = {
-    ("hierseg.errors", "UsageError"): 2,  # also ConfigError, and PredictionFileError (a bad --predictions/--submission)
+    ("hierseg.errors", "UsageError"): 2,  # also ConfigError, HierarchyError, PredictionFileError (bad --predictions)
     ("hierseg.errors", "WorkError"): 1,
-    ("hierseg.hierarchy", "HierarchyError"): 2,
     ("hierseg.oid.errors", "OidFormatError"): 1,  # a dataset file (MaskCodecError is a UsageError)
     ("builtins", "FileNotFoundError"): 2,
     ("builtins", "NotADirectoryError"): 2,

@@ -85,3 +85,29 @@ def test_bad_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         with atomic_write.atomic_open(str(tmp_path / "x"), "a"):
             pass
+
+
+def test_write_figure_saves_in_the_paths_format_and_leaves_nothing_on_failure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [1, 0])
+    try:
+        atomic_write.write_figure(str(tmp_path / "sub" / "a.png"), fig, dpi=20)
+        atomic_write.write_figure(str(tmp_path / "sub" / "a.svg"), fig)
+    finally:
+        plt.close(fig)
+    assert (tmp_path / "sub" / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (tmp_path / "sub" / "a.svg").read_bytes()
+
+    class Broken:
+        def savefig(self, f, **kwargs):
+            f.write(b"half")
+            raise RuntimeError("renderer failed")
+
+    with pytest.raises(RuntimeError, match="renderer failed"):
+        atomic_write.write_figure(str(tmp_path / "b.png"), Broken())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]

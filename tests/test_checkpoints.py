@@ -35,7 +35,7 @@ def test_whole_model_start_from_a_detector_of_another_class_count(tmp_path):
 
     other = build_model(ModelConfig.tiny(5), 128)
     before = {k: v.numpy().copy() for k, v in checkpoints.variables_by_path(other).items()}
-    n = checkpoints.init_from_pretrained(other, CheckpointInitConfig(path=str(tmp_path), scope="model"))
+    n = checkpoints.init_from_pretrained(other, CheckpointInitConfig(path=str(tmp_path), modules="all"))
     mine, theirs = checkpoints.variables_by_path(other), checkpoints.variables_by_path(source)
     differ = [k for k in mine if mine[k].shape != theirs[k].shape]
     assert differ and all(("class_logits" in k or "box_deltas" in k or "mask_logits" in k) for k in differ)

@@ -263,3 +263,29 @@ def test_ctrl_c_to_the_process_group_stops_prepare_and_resumes(prepared_dir, syn
     prepare(str(synth_dir), str(out), PrepareConfig(), num_workers=2, show_progress=False)
     assert _outputs(out) == _outputs(prepared_dir)
     assert not list(out.glob("layer*/*.tmp-*"))
+
+
+def test_gcs_download_cache_is_keyed_by_object_version(tmp_path, monkeypatch):
+    """A cached download is never reused for an object rewritten under the same name (issue 11, part 4)."""
+    from gcp_storage_emulator.server import create_server
+
+    from data_prep import storage
+
+    port = _free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        bucket = storage.gcs_client().create_bucket("hierseg-cache")
+        bucket.blob("oid/a.csv").upload_from_string(b"first version")
+        cache = str(tmp_path / "cache")
+        first = storage.localize("gs://hierseg-cache/oid/a.csv", cache)
+        assert open(first, "rb").read() == b"first version"
+        assert storage.localize("gs://hierseg-cache/oid/a.csv", cache) == first  # same version: reused
+        bucket.blob("oid/a.csv").upload_from_string(b"second, longer version")
+        second = storage.localize("gs://hierseg-cache/oid/a.csv", cache)
+        assert second != first and open(second, "rb").read() == b"second, longer version"
+        with pytest.raises(FileNotFoundError, match="gs://hierseg-cache/oid/nope.csv: not found"):
+            storage.object_version("gs://hierseg-cache/oid/nope.csv")
+    finally:
+        server.stop()

@@ -109,6 +109,7 @@ def test_semantic_loss_matches_numpy_with_ignore_and_class_weights():
     assert got == pytest.approx(float(np.sum(np.array(per_image) * ew) / 3), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_train_step_compiles_with_xla_and_matches_eager():
     model = tiny(64, dropout=0.0)
     feats = batch(64)
@@ -236,3 +237,34 @@ def test_deeplab_configs_load_strictly_and_are_consistent(name):
     lr = cfg.train.learning_rate
     assert lr.policy == "poly" and lr.poly_steps == cfg.train.total_steps
     assert (REPO / "configs" / name).read_text().startswith(f"# hierseg train --config_file configs/{name}")
+
+
+def test_deeplab_config_values_are_range_checked_naming_the_key():
+    from hierseg.config import load
+    from hierseg.config.experiment import ExperimentConfig
+    from hierseg.config.params import ConfigError
+
+    tiny_cfg = str(REPO / "configs" / "tiny_cpu_deeplab.yaml")
+    with pytest.raises(ConfigError, match=r"model.deeplab.aspp.dropout: 1.5 is out of range"):
+        load(ExperimentConfig, tiny_cfg, "model.deeplab.aspp.dropout=1.5")
+    with pytest.raises(ConfigError, match=r"data.semantic.gray_value: 300 is out of range"):
+        load(ExperimentConfig, tiny_cfg, "data.semantic.gray_value=300")
+    with pytest.raises(ConfigError, match=r"model.deeplab.aspp.atrous_rates"):
+        load(ExperimentConfig, tiny_cfg, "model.deeplab.aspp.atrous_rates=[1]")
+
+
+def test_loss_on_stride_4_logits_when_upsample_logits_is_off():
+    from hierseg.models.deeplab import downsample_labels
+
+    labels = np.random.default_rng(0).integers(0, 4, (2, 65, 65)).astype(np.int32)
+    np.testing.assert_array_equal(downsample_labels(tf.constant(labels), (17, 17), True), labels[:, ::4, ::4])
+    assert downsample_labels(tf.constant(labels[:, :64, :64]), (16, 16), False).shape == (2, 16, 16)
+    model = tiny(65, dropout=0.0)
+    model.config.upsample_logits = False
+    feats = batch(65)
+    losses = model(feats, training=True)
+    logits = model.logits(feats[F.IMAGE], training=True, upsample=False)  # BN in training mode: same batch stats
+    expected = semantic_loss(logits, feats[F.GT_SEMANTIC].numpy()[:, ::4, ::4], 255, None, feats[F.WEIGHT])
+    assert logits.shape == (2, 17, 17, K + 1)
+    assert float(losses["semantic_loss"]) == pytest.approx(float(expected), rel=1e-5)
+    assert model({F.IMAGE: feats[F.IMAGE]}, training=False)[F.SEMANTIC_LABELS].shape == (2, 65, 65)

@@ -134,3 +134,41 @@ def test_pipeline_gt_semantic_follows_the_flipped_image(tmp_path):
             assert (labels[b, :sh, :sw][colored] == c).mean() > 0.97
             assert (colored[labels[b, :sh, :sw] == c]).mean() > 0.9
     assert checked >= 2
+
+
+def test_pipeline_box_only_instance_is_ignored_inside_its_box(tmp_path):
+    """A record as prepare writes it with a box-only instance (mask_valid 0, empty mask PNG)."""
+    from data_prep.pixels import encode_mask_png
+    from data_prep.tf_example import build_example
+    from hierseg.config.data import DataConfig
+    from hierseg.config.deeplab import SemanticTargetConfig
+    from hierseg.input.pipeline import build_dataset
+
+    h, w = 32, 64
+    real = np.zeros((h, w), bool)
+    real[4:12, 4:20] = True
+    image = tf.io.encode_png(np.full((h, w, 3), 30, np.uint8)).numpy()
+    example = build_example(
+        image=image,
+        image_format="png",
+        height=h,
+        width=w,
+        source_id="1",
+        filename="a.jpg",
+        boxes=np.array([[4 / h, 4 / w, 12 / h, 20 / w], [16 / h, 32 / w, 28 / h, 60 / w]], np.float32),
+        class_ids=[1, 2],
+        mids=["/m/a", "/m/b"],
+        is_crowd=[False, False],
+        mask_pngs=[encode_mask_png(real), encode_mask_png(np.zeros((h, w), bool))],
+        mask_valid=[True, False],
+    )
+    path = tmp_path / "validation-00000-of-00001.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(example.SerializeToString(deterministic=True))
+    data = DataConfig(output_size=64, max_instances=4, semantic=SemanticTargetConfig(enabled=True))
+    labels = next(iter(build_dataset(str(path), data, is_training=False, batch_size=1)))[F.GT_SEMANTIC].numpy()[0]
+    expected = np.zeros((h, w), np.int32)
+    expected[real] = 1
+    expected[16:28, 32:60] = IGNORE  # the box-only instance: unknown inside its box, never background
+    np.testing.assert_array_equal(labels[:h], expected)
+    assert (labels[h:] == IGNORE).all()  # padding below the 32-row content

@@ -185,6 +185,7 @@ def test_element_spec_is_static(records):
         F.GT_VALID: [2, 5],
         F.GT_IS_CROWD: [2, 5],
         F.GT_MASKS: [2, 5, 28, 28],
+        F.GT_MASK_VALID: [2, 5],  # issue 12: False for box-only instances
         F.RPN_SCORE_TARGETS: [2, a],
         F.RPN_BOX_TARGETS: [2, a, 4],
         F.WEIGHT: [2],

@@ -12,6 +12,7 @@ def test_prepared_layer_names_every_file_prepare_writes(prepared_dir):
         layer = PreparedLayer.of(prepared_dir, index)
         assert layer.root == f"{prepared_dir}/layer{index}"
         named = [layer.label_map, layer.validation_coco_json, layer.manifest_parquet, layer.prepare_json]
+        named.append(layer.fingerprint_json)
         named += [f(s) for s in ("train", "validation") for f in (layer.balance_csv, layer.balance_png)]
         shards = {s: sorted(glob.glob(layer.shard_pattern(s))) for s in ("train", "validation")}
         assert shards["train"] and shards["validation"]

@@ -408,7 +408,7 @@ def test_freeze_at_2_fixes_the_stem_and_res2_and_is_auto_with_a_pretrained_start
     assert {v.path for v in trainable_variables(net, "", freeze_at=0)} == set(grads)
     auto = ExperimentConfig()
     assert resolve_freeze_at(auto).model.backbone.freeze_at == 0  # random init: everything trains
-    pretrained = merge(auto, {"train": {"checkpoint": {"path": "/ckpt/resnet50"}}})
+    pretrained = merge(auto, {"train": {"init": {"path": "/ckpt/resnet50"}}})
     assert resolve_freeze_at(pretrained).model.backbone.freeze_at == 2  # Detectron's default from ImageNet
     explicit = merge(pretrained, {"model": {"backbone": {"freeze_at": 0}}})
     assert resolve_freeze_at(explicit).model.backbone.freeze_at == 0

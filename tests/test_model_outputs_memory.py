@@ -66,3 +66,22 @@ def test_memory_is_per_box_not_per_image():
     tracemalloc.stop()
     assert len(dets) == num and all(r["size"] == [height, width] for r in dets.rles)
     assert peak < 0.25 * height * width, f"peak {peak / 1e6:.1f} MB: a full-size mask was allocated"
+
+
+def test_decode_in_strips_gives_the_whole_image():
+    """decode_bytes copies PIL's pixels out in strips of rows (bounded memory): the same array as a whole copy."""
+    import io
+
+    from PIL import Image
+
+    from hierseg.serving import image_io
+
+    rng = np.random.default_rng(0)
+    for h, w in [(1, 1), (image_io.STRIP_ROWS + 1, 7), (2 * image_io.STRIP_ROWS, 33), (300, 513)]:
+        rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="PNG")
+        assert np.array_equal(image_io.decode_bytes(buf.getvalue()), rgb)
+        gray = io.BytesIO()
+        Image.fromarray(rgb[..., 0]).save(gray, format="PNG")
+        assert np.array_equal(image_io.decode_bytes(gray.getvalue()), np.repeat(rgb[..., :1], 3, axis=2))

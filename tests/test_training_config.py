@@ -107,8 +107,8 @@ def test_unknown_key_or_wrong_type_in_override_names_the_key(override, key):
 
 def test_unknown_key_in_yaml_file_names_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("train:\n  checkpoint:\n    pathh: x\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.checkpoint\.pathh"):
+    bad.write_text("train:\n  init:\n    pathh: x\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.init\.pathh"):
         load(ExperimentConfig, str(bad))
 
 

@@ -22,6 +22,7 @@ dilation (atrous convolution), so the same weights run at either stride.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 VALID_OUTPUT_STRIDES = (8, 16, 32)
 
@@ -30,6 +31,11 @@ VALID_OUTPUT_STRIDES = (8, 16, 32)
 class SemanticTargetConfig:
     """``data.semantic``: whether and how the input pipeline emits GT_SEMANTIC (DeepLab)."""
 
+    RANGES: ClassVar[dict[str, str]] = {  # checked at load (hierseg.config.params.check)
+        "gray_value": "-1..255",
+        "gray_tolerance": "0..255",
+        "gray_min_side": ">= 1",
+    }
     enabled: bool = False  # emit GT_SEMANTIC [S, S] int32 (needed by model.type deeplab_v3plus)
     gray_value: int = 128  # gray level data_prep paints (prepare config gray_value); -1 = no gray rule
     gray_tolerance: int = 10  # max |channel - gray_value| of a gray-filled pixel after JPEG coding
@@ -39,6 +45,7 @@ class SemanticTargetConfig:
 
 @dataclass
 class ASPPConfig:
+    RANGES: ClassVar[dict[str, str]] = {"rates": ">= 1", "num_filters": ">= 1", "dropout": "0..0.99"}
     rates: list[int] = field(default_factory=lambda: [6, 12, 18])  # atrous rates at output stride 16
     num_filters: int = 256  # filters of every ASPP branch and of the 1x1 projection after the concat
     image_pooling: bool = True  # add the image-level branch (global mean, 1x1 conv, broadcast back)
@@ -47,6 +54,12 @@ class ASPPConfig:
 
 @dataclass
 class DecoderConfig:
+    RANGES: ClassVar[dict[str, str]] = {
+        "low_level_level": "2..3",
+        "low_level_filters": ">= 1",
+        "num_convs": ">= 0",
+        "num_filters": ">= 1",
+    }
     enabled: bool = True  # False = DeepLab v3 (logits straight from ASPP at the output stride)
     low_level_level: int = 2  # backbone level fused by the decoder (2 = C2, stride 4)
     low_level_filters: int = 48  # 1x1 projection of the low-level features (DeepLab v3+: 48)
@@ -56,12 +69,22 @@ class DecoderConfig:
 
 @dataclass
 class DeepLabConfig:
+    RANGES: ClassVar[dict[str, str]] = {
+        "train_output_stride": "8..32",  # and one of 8, 16, 32 (validate)
+        "eval_output_stride": "8..32",
+        "multi_grid": ">= 1",
+        "class_weights": ">= 0",
+        "loss_weight": ">= 0",
+        "head_norm_momentum": "0..1",
+        "head_norm_epsilon": "> 0",
+    }
     train_output_stride: int = 16  # input / feature resolution while training (8, 16 or 32)
     eval_output_stride: int = 8  # ... at evaluation, export and prediction (ASPP rates scale with it)
     multi_grid: list[int] = field(default_factory=lambda: [1, 2, 4])  # C5 unit rate multipliers (resnet_beta)
     aspp: ASPPConfig = field(default_factory=ASPPConfig)  # atrous spatial pyramid pooling
     decoder: DecoderConfig = field(default_factory=DecoderConfig)  # stride-4 refinement (the "+" of v3+)
-    ignore_label: int = 255  # target value excluded from loss and metric (VOC boundaries, gray, padding)
+    upsample_logits: bool = True  # loss on logits upsampled to the input (DeepLab); False: on the stride-4
+    # logits against nearest-downsampled labels (16x less logit memory, for layers with many classes)
     class_weights: list[float] = field(default_factory=list)  # per-class loss weights [K + 1], bg first; [] = 1
     loss_weight: float = 1.0  # multiplier of semantic_loss in total_loss
     head_norm_momentum: float = 0.9997  # batch-norm momentum of ASPP/decoder (DeepLab batch_norm_decay)
@@ -84,10 +107,8 @@ class DeepLabConfig:
             raise ValueError(
                 f"model.deeplab.decoder.low_level_level must be 2 or 3, got {self.decoder.low_level_level}"
             )
-        if not max(0, num_classes) < self.ignore_label <= 255:
-            raise ValueError(
-                f"model.deeplab.ignore_label={self.ignore_label} must be in 0..255 and not a class id 1..{num_classes}"
-            )
+        if num_classes >= 255:
+            raise ValueError(f"num_classes={num_classes}: semantic class ids must stay below the ignore label 255")
         if self.class_weights and len(self.class_weights) != num_classes + 1:
             raise ValueError(
                 f"model.deeplab.class_weights has {len(self.class_weights)} entries, needs num_classes + 1 = "

@@ -39,19 +39,23 @@ class BackboneConfig:
     norm_momentum: float = 0.997  # batch-norm moving-average momentum ("sync" / "batch")
     norm_epsilon: float = 1e-4  # batch-norm epsilon (TPU ResNet checkpoints use 1e-4)
     freeze_stem: bool = False  # stop gradients below conv2 (stem), as when fine-tuning from ImageNet
+    conv_padding: Literal["same", "fixed"] = "same"  # strided convs: TF2/Model Garden "same" | TF1 TPU "fixed"
     # Stages kept fixed (no gradient, no update, no weight decay): 0 none, 1 the stem, 2 the stem and res2
-    # (Detectron's FREEZE_AT); -1 = auto: 2 when training starts from a pretrained train.checkpoint, else 0.
+    # (Detectron's FREEZE_AT); -1 = auto: 2 when training starts from a pretrained train.init, else 0.
     freeze_at: int = -1
 
 
 @dataclass
 class FPNConfig:
     num_filters: int = 256  # channels of every pyramid level P2..P6 (levels come from `anchor`)
+    use_norm: bool = False  # batch norm (backbone.norm settings) on every output level; on in Model Garden
+    extra_levels: Literal["max_pool", "conv"] = "max_pool"  # P6+: stride-2 max pool (paper) | 3x3 s2 conv (MG)
 
 
 @dataclass
 class RPNConfig:
     num_convs: int = 1  # shared 3x3 convs of the RPN head before the objectness/box 1x1 convs
+    use_norm: bool = False  # a batch norm per level after each of those convs (Model Garden); off in the paper
     pre_nms_topk_train: int = 2000  # proposals kept per FPN level before NMS, training
     pre_nms_topk_test: int = 1000  # ... at inference
     post_nms_topk_train: int = 1000  # proposals per image after NMS (fixed count, padded), training
@@ -86,6 +90,7 @@ class BoxHeadConfig:
     conv_dims: int = 256  # filters of those convs
     num_fcs: int = 2  # fully connected layers
     fc_dims: int = 1024  # units per fc
+    use_norm: bool = False  # batch norm after every conv and fc, before the ReLU (Model Garden)
     smooth_l1_beta: float = 1.0  # smooth-L1 transition point of the Fast R-CNN box loss
     class_loss_weight: float = 1.0  # multiplier of frcnn_class_loss in total_loss
     box_loss_weight: float = 1.0  # multiplier of frcnn_box_loss in total_loss
@@ -98,6 +103,7 @@ class MaskHeadConfig:
     num_convs: int = 4  # 3x3 convs of the mask FCN
     num_filters: int = 256  # filters of those convs and of the deconv
     mask_size: int = 28  # side of the predicted mask (= 2 * roi_size)
+    use_norm: bool = False  # batch norm after every conv and the deconv, before the ReLU (Model Garden)
     # Foreground ROIs per image the mask head trains on: a static cap, padded (TPU/XLA shapes stay fixed);
     # with more foreground a random subset; the loss is the mean over the real ones. 0 = every foreground
     # slot of the sampler (roi_sampling.num_samples * fg_fraction, 128 by default), as before.
@@ -132,6 +138,7 @@ class ModelConfig:
     focal_alpha: float = 0.25  # focal-loss alpha (sigmoid_loss = "focal")
     focal_gamma: float = 2.0  # focal-loss gamma (sigmoid_loss = "focal")
     box_coding_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])  # Fast R-CNN deltas
+    roi_align_aligned: bool = True  # ROIAlign half-pixel shift (detectron2); False = Model Garden / TPU sampling
     retinanet: RetinaNetConfig = field(default_factory=RetinaNetConfig)  # type retinanet/shapemask: dense detector
     shapemask: ShapeMaskConfig = field(default_factory=ShapeMaskConfig)  # type shapemask: prior/coarse/fine heads
     deeplab: DeepLabConfig = field(default_factory=DeepLabConfig)  # DeepLab v3+ head (type deeplab_v3plus)

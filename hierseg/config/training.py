@@ -40,22 +40,29 @@ class LearningRateConfig:
 
 @dataclass
 class CheckpointInitConfig:
-    """A pretrained start when model_dir holds no checkpoint (seed: ``checkpoint: {path, prefix}``).
+    """Pretrained weights to start from when model_dir holds no checkpoint (``train.init``; README "Start from
+    pretrained weights"). Readers: :mod:`hierseg.training.checkpoint_readers`.
 
-    ``scope: backbone`` (default) initialises ``model.backbone`` only, as below; ``scope: model`` every
-    variable of a hierseg checkpoint whose path and shape match (another hierseg detector; heads of a
-    different class count keep their init). Both in :mod:`hierseg.training.checkpoints`.
+    Sources (``source: auto`` tells them apart by variable names): a checkpoint written by hierseg (whole
+    detector or some modules; class-specific layers of another class count are skipped and listed), a
+    TF Model Garden TF2 Mask R-CNN (``official/vision`` ``maskrcnn_resnetfpn_coco``; the 91-class layers
+    are skipped), or a TF1 Cloud TPU ResNet (backbone only, variables under ``prefix``, mapped by TF1
+    creation order). After loading a table is logged: per module the variables loaded, skipped (with
+    the reason) and left random. A shape or count mismatch in a module asked for is an error naming the
+    variable.
 
-    With ``prefix`` set the checkpoint is read by variable NAME (TF1 / name-based checkpoints such as the
-    TPU ResNet ones): backbone variable ``<backbone path>/a/b`` is looked up as ``<prefix>a/b``; when no
-    name matches and the checkpoint holds TF1 ``conv2d_k``/``batch_normalization_k`` layers under the
-    prefix, they are mapped by TF1 creation order (``hierseg.training.checkpoints``). With an
-    empty prefix it is read as a TF2 object-based checkpoint written by hierseg (``model.backbone``).
+    With ``architecture: source`` the model config takes the source's architecture choices before the
+    model is built (``checkpoint_readers.init.source_architecture``: Model Garden = batch norm in FPN, RPN
+    and heads, conv P6, 4conv1fc box head, ROIAlign without half-pixel shift; TF1 ResNet = fixed padding,
+    BN epsilon 1e-5), and ``params.yaml`` records the result. The differences that remain are listed
+    in README.md, "Start from pretrained weights".
     """
 
-    path: str = ""  # checkpoint prefix or directory, local or gs:// ("" = random init)
-    prefix: str = ""  # variable-name prefix inside the checkpoint, e.g. "resnet50/" (scope backbone only)
-    scope: Literal["backbone", "model"] = "backbone"  # what path initialises: the backbone, or the whole model
+    path: str = ""  # checkpoint prefix or directory (latest checkpoint), local or gs:// ("" = random init)
+    modules: str = "all"  # "all" or a comma list of backbone,fpn,rpn,box_head,mask_head
+    prefix: str = ""  # variable-name prefix of a TF1 name-based checkpoint, e.g. "resnet50/"
+    source: Literal["auto", "hierseg", "model_garden", "tf1_resnet"] = "auto"  # auto = from the variable names
+    architecture: Literal["source", "config"] = "source"  # source: adopt the source's choices; config: as written
 
 
 @dataclass
@@ -75,7 +82,7 @@ class TrainConfig:
     # XLA-compile the forward/backward pass. Off by default: on CPU XLA measured 1.34x slower per step and
     # 5.5 GiB instead of 4.1 (R50-FPN, 512 px, batch 2); TPUs always compile, whatever this says.
     jit_compile: bool = False
-    checkpoint: CheckpointInitConfig = field(default_factory=CheckpointInitConfig)  # pretrained backbone init
+    init: CheckpointInitConfig = field(default_factory=CheckpointInitConfig)  # pretrained start (whole or modules)
     frozen_variables: str = ""  # regex on variable paths excluded from training ("" = train everything)
     seed: int = 42  # seed of the input shuffling/augmentation and of the model's random sampling
     summary_every: int = 100  # steps between TensorBoard scalar summaries (rounded to loop ends)

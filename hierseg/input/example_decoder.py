@@ -20,6 +20,7 @@ BOXES = "boxes"  # float32 [n, 4] normalized ymin, xmin, ymax, xmax
 CLASSES = "classes"  # int32 [n], 1..K
 IS_CROWD = "is_crowd"  # bool [n]
 MASKS = "masks"  # uint8 [n, H, W], 0/1
+MASK_VALID = "mask_valid"  # bool [n]: the mask is real (False: box-only instance, empty mask)
 WEIGHT = "weight"  # float32 []
 SEMANTIC_PNG = "semantic_png"  # string []: label-map PNG (VOC records), "" when absent
 
@@ -40,6 +41,7 @@ def _feature_spec() -> dict:
         features.OBJECT_CLASS_LABEL: tf.io.VarLenFeature(tf.int64),
         features.OBJECT_IS_CROWD: tf.io.VarLenFeature(tf.int64),
         features.OBJECT_MASK: tf.io.VarLenFeature(tf.string),
+        features.OBJECT_MASK_VALID: tf.io.VarLenFeature(tf.int64),
         features.EXAMPLE_WEIGHT: tf.io.FixedLenFeature([], tf.float32, default_value=1.0),
         features.SEMANTIC_ENCODED: tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
@@ -74,7 +76,8 @@ def _decode_masks(pngs: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Te
 def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[str, tf.Tensor]:
     """One serialized tf.Example -> dict of tensors (keys of this module).
 
-    Missing ``image/weight`` reads as 1.0, missing ``is_crowd`` as False. The number of boxes,
+    Missing ``image/weight`` reads as 1.0, missing ``is_crowd`` as False, missing ``mask_valid`` as
+    True (every mask real). The number of boxes,
     labels and masks must agree; a mismatch fails with an error naming the source_id.
     """
     parsed = tf.io.parse_single_example(serialized, _feature_spec())
@@ -105,6 +108,8 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
     crowd = dense[features.OBJECT_IS_CROWD]
     # OD API writers may omit is_crowd entirely: then nothing is a crowd.
     crowd = tf.cond(tf.equal(tf.size(crowd), 0), lambda: tf.zeros([n], tf.int64), lambda: crowd)
+    mask_valid = dense[features.OBJECT_MASK_VALID]  # box-only instances: 0 (issue 12); absent: all real
+    mask_valid = tf.cond(tf.equal(tf.size(mask_valid), 0), lambda: tf.ones([n], tf.int64), lambda: mask_valid)
     checks = [
         tf.debugging.assert_equal(
             tf.shape(classes)[0],
@@ -120,6 +125,13 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
                 ["tf.Example ", source_id, ": number of is_crowd values differs from number of boxes"]
             ),
         ),
+        tf.debugging.assert_equal(
+            tf.shape(mask_valid)[0],
+            n,
+            message=tf.strings.join(
+                ["tf.Example ", source_id, ": number of mask_valid values differs from number of boxes"]
+            ),
+        ),
     ]
     out = {
         IMAGE: image,
@@ -128,6 +140,7 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
         WIDTH: width,
         CLASSES: classes,
         IS_CROWD: crowd > 0,
+        MASK_VALID: mask_valid > 0,
         WEIGHT: dense[features.EXAMPLE_WEIGHT],
         SEMANTIC_PNG: dense[features.SEMANTIC_ENCODED],
     }

@@ -5,7 +5,8 @@ M = gt_mask_size)::
 
     IMAGE float32 [S, S, 3]      IMAGE_INFO float32 [4, 2]     GT_BOXES float32 [N, 4]
     GT_CLASSES int32 [N]         GT_VALID bool [N]             GT_IS_CROWD bool [N]
-    GT_MASKS float32 [N, M, M]   WEIGHT float32 []             NUM_DROPPED int32 []
+    GT_MASKS float32 [N, M, M]   GT_MASK_VALID bool [N]        WEIGHT float32 []
+    NUM_DROPPED int32 []
 
 plus the model's own training targets, added per example by ``train_targets``
 (:func:`hierseg.models.factory.build_train_targets`; RPN_SCORE_TARGETS int32 [A] and RPN_BOX_TARGETS
@@ -15,7 +16,8 @@ GT_* keys, WEIGHT and NUM_DROPPED, no targets, and the last batch may be short (
 ``GT_BOXES`` are clipped to the part of the image visible in the input and input-normalized (the
 frame in :mod:`hierseg.features`; :func:`hierseg.features.boxes_to_input_pixels` gives input pixels).
 Without a crop (eval, or a jitter scale <= 1) that is the same as normalized to the (flipped) original image. ``GT_MASKS`` are the masks
-inside those boxes. Instances beyond ``max_instances`` (a random subset at training time) are dropped, counted in
+inside those boxes; ``GT_MASK_VALID`` is False for box-only instances (an all-zero mask that the mask
+loss skips; they are still boxes for the RPN and Fast R-CNN). Instances beyond ``max_instances`` (a random subset at training time) are dropped, counted in
 ``NUM_DROPPED`` and logged with the image's source_id.
 """
 
@@ -79,6 +81,7 @@ class _ExampleParser:
         )
         d = ex.decode_example(serialized)
         image, boxes, classes, crowd, masks = d[ex.IMAGE], d[ex.BOXES], d[ex.CLASSES], d[ex.IS_CROWD], d[ex.MASKS]
+        mask_valid = d[ex.MASK_VALID]
 
         def keep(mask, *tensors):
             return [tf.boolean_mask(t, mask) for t in tensors]
@@ -87,7 +90,7 @@ class _ExampleParser:
         if data.semantic.enabled:
             labels = source_class_map(image, masks, classes, boxes, d[ex.SEMANTIC_PNG], data.semantic)
         if self.is_training and data.skip_crowd_during_training:
-            boxes, classes, crowd, masks = keep(~crowd, boxes, classes, crowd, masks)
+            boxes, classes, crowd, masks, mask_valid = keep(~crowd, boxes, classes, crowd, masks, mask_valid)
         if self.is_training:
             if labels is not None:  # same seed: flipped exactly when the image is
                 labels = random_flip(image, boxes, labels[None], data.aug.flip_prob, seeds[0])[2][0]
@@ -96,7 +99,7 @@ class _ExampleParser:
         else:
             image, info = resize_and_pad(image, size)
         boxes, visible = clip_boxes_to_window(boxes, info, size, data.min_box_size)
-        boxes, classes, crowd, masks = keep(visible, boxes, classes, crowd, masks)
+        boxes, classes, crowd, masks, mask_valid = keep(visible, boxes, classes, crowd, masks, mask_valid)
 
         num = tf.shape(boxes)[0]
         num_dropped = tf.maximum(num - cap, 0)
@@ -105,7 +108,9 @@ class _ExampleParser:
             chosen = tf.sort(chosen)  # keep the record's order among the survivors
         else:
             chosen = tf.range(tf.minimum(num, cap))
-        boxes, classes, crowd, masks = (tf.gather(t, chosen) for t in (boxes, classes, crowd, masks))
+        boxes, classes, crowd, masks, mask_valid = (
+            tf.gather(t, chosen) for t in (boxes, classes, crowd, masks, mask_valid)
+        )
         tf.cond(
             num_dropped > 0,
             lambda: tf.print(
@@ -134,6 +139,7 @@ class _ExampleParser:
             features.GT_VALID: tf.range(cap) < kept,
             features.GT_IS_CROWD: _pad(tf.cast(crowd, tf.int32), cap) > 0,
             features.GT_MASKS: _pad(crops, cap),
+            features.GT_MASK_VALID: _pad(tf.cast(mask_valid, tf.int32), cap) > 0,
             features.WEIGHT: tf.reshape(tf.cast(weight, tf.float32), []),
             features.NUM_DROPPED: tf.cast(num_dropped, tf.int32),
         }

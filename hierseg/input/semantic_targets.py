@@ -4,7 +4,8 @@ Open Images layers keep their instance records: :func:`class_map_from_instances`
 with its class id, later instances on top, over background 0. Pixels whose class is unknown get
 ``features.SEMANTIC_IGNORE`` so that unlabelled objects never teach background:
 
-* inside the box of an instance that carries no mask (an all-zero mask, or a foreign record), and
+* inside the box of an instance that carries no mask (an all-zero mask: the box-only instances of
+  ``image/object/mask_valid`` 0 decode to empty masks), and
 * on gray-filled regions: data_prep paints the boxes of non-target parent classes (Person in a Layer1
   that has Man, Woman, ...) with one gray level and never over target masks
   (:func:`data_prep.pixels.gray_fill_region`). The records keep only the painted pixels, so

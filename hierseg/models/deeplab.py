@@ -4,7 +4,7 @@ Call contract (feature keys from :mod:`hierseg.features`, batched; S = input siz
 with 0 = background):
 
 ``model(features, training=True)`` needs IMAGE ``[B, S, S, 3]``, GT_SEMANTIC int32 ``[B, S, S]``
-(class ids, ``ignore_label`` where unknown) and optionally WEIGHT ``[B]``; it returns float32 scalars
+(class ids, ``features.SEMANTIC_IGNORE`` where unknown) and optionally WEIGHT ``[B]``; it returns float32 scalars
 ``total_loss`` and ``semantic_loss`` (per-replica mean of per-image losses weighted by WEIGHT; no
 weight decay). The backbone runs at ``train_output_stride``.
 
@@ -53,6 +53,19 @@ def resize_bilinear(x: tf.Tensor, size: tuple[int, int], align_corners: bool) ->
     else:
         out = tf.image.resize(x, size, method="bilinear")
     return tf.cast(out, dtype)
+
+
+def downsample_labels(labels: tf.Tensor, size: tuple[int, int], align_corners: bool) -> tf.Tensor:
+    """Nearest-neighbour ``[B, S, S]`` int labels -> ``[B, h, w]`` on the logits' grid (``upsample_logits`` off).
+
+    With aligned corners (odd S) logit pixel ``i`` sits on label pixel ``i * (S - 1) / (h - 1)``, exactly.
+    """
+    x = tf.cast(labels, tf.int32)[..., None]
+    if align_corners:
+        out = tf.compat.v1.image.resize_nearest_neighbor(x, size, align_corners=True)
+    else:
+        out = tf.image.resize(x, size, method="nearest")
+    return out[..., 0]
 
 
 class ConvBNReLU(keras.layers.Layer):
@@ -171,25 +184,30 @@ class DeepLabV3Plus(keras.Model):
         self.aspp = ASPP(config, norm, name="aspp")
         self.decoder = Decoder(config, num_classes, norm, align, name="decoder")
 
-    def logits(self, images: tf.Tensor, training: bool) -> tf.Tensor:
-        """float32 ``[B, S, S, C]`` logits at input resolution (stride-4 logits upsampled bilinearly)."""
+    def logits(self, images: tf.Tensor, training: bool, upsample: bool = True) -> tf.Tensor:
+        """float32 ``[B, S, S, C]`` logits at input resolution (stride-4 logits upsampled bilinearly), or
+        the stride-4 logits ``[B, S', S', C]`` themselves with ``upsample=False``."""
         cfg = self.config
         stride = cfg.train_output_stride if training else cfg.eval_output_stride
         feats = self.backbone(images, training=training, output_stride=stride, multi_grid=tuple(cfg.multi_grid))
         x = self.aspp(feats[5], training=training, output_stride=stride)
-        x = self.decoder(x, feats[cfg.decoder.low_level_level], training=training)
-        size = (images.shape[1], images.shape[2])
-        return resize_bilinear(tf.cast(x, tf.float32), size, self.align_corners)
+        x = tf.cast(self.decoder(x, feats[cfg.decoder.low_level_level], training=training), tf.float32)
+        if not upsample:
+            return x
+        return resize_bilinear(x, (images.shape[1], images.shape[2]), self.align_corners)
 
     def call(self, features, training=False):
         images = features[F.IMAGE]
-        logits = self.logits(images, bool(training))
+        cfg = self.config
+        logits = self.logits(images, bool(training), upsample=cfg.upsample_logits or not training)
         if training:
-            cfg = self.config
             batch = tf.shape(images)[0]
             weights = features.get(F.WEIGHT)
             weights = tf.ones([batch], tf.float32) if weights is None else tf.cast(weights, tf.float32)
-            loss = semantic_loss(logits, features[F.GT_SEMANTIC], cfg.ignore_label, cfg.class_weights or None, weights)
+            labels = features[F.GT_SEMANTIC]
+            if not cfg.upsample_logits:
+                labels = downsample_labels(labels, tuple(logits.shape[1:3]), self.align_corners)
+            loss = semantic_loss(logits, labels, F.SEMANTIC_IGNORE, cfg.class_weights or None, weights)
             return {"total_loss": cfg.loss_weight * loss, "semantic_loss": loss}
         probs = tf.nn.softmax(logits, axis=-1)
         return {

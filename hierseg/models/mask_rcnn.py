@@ -4,7 +4,8 @@ Call contract (feature keys from :mod:`hierseg.features`, batched; S = input siz
 
 ``model(features, training=True)`` needs IMAGE ``[B, S, S, 3]``, IMAGE_INFO ``[B, 4, 2]``, GT_BOXES
 (input-normalized, see :mod:`hierseg.features`), GT_CLASSES, GT_VALID, GT_IS_CROWD, GT_MASKS ``[B, N, Sm, Sm]``
-(cropped to the box), RPN_SCORE_TARGETS ``[B, A]``, RPN_BOX_TARGETS ``[B, A, 4]`` (encoded with
+(cropped to the box), optionally GT_MASK_VALID ``[B, N]`` (False = box-only instance: a positive for
+the RPN and Fast R-CNN losses, left out of the mask loss; absent = all True), RPN_SCORE_TARGETS ``[B, A]``, RPN_BOX_TARGETS ``[B, A, 4]`` (encoded with
 ``config.rpn.box_coding_weights``) and optionally WEIGHT ``[B]``; it returns a dict of float32 scalars
 ``total_loss, rpn_score_loss, rpn_box_loss, frcnn_class_loss, frcnn_box_loss, mask_loss`` (per-replica
 means, each image weighted by WEIGHT; no weight decay). Static shapes throughout: it compiles with
@@ -62,15 +63,18 @@ class MaskRCNN(keras.Model):
         sigmoid = config.classification == "sigmoid"
 
         self.backbone = ResNet(config.backbone, name="backbone")
-        self.fpn = FPN(config.fpn, anchor, name="fpn")
-        self.rpn_head = RPNHead(k, config.fpn.num_filters, config.rpn.num_convs, name="rpn_head")
-        self.box_head = BoxHead(config.box_head, num_classes, sigmoid=sigmoid, name="box_head")
-        self.mask_head = MaskHead(config.mask_head, num_classes, name="mask_head")
+        norm = config.backbone  # batch-norm settings of the optional FPN / head norms (Model Garden layout)
+        self.fpn = FPN(config.fpn, anchor, norm=norm, name="fpn")
+        rpn_norm = norm if config.rpn.use_norm else None
+        num_levels = anchor.max_level - anchor.min_level + 1
+        self.rpn_head = RPNHead(k, config.fpn.num_filters, config.rpn.num_convs, rpn_norm, num_levels, name="rpn_head")
+        self.box_head = BoxHead(config.box_head, num_classes, sigmoid=sigmoid, norm=norm, name="box_head")
+        self.mask_head = MaskHead(config.mask_head, num_classes, norm=norm, name="mask_head")
 
     # -- shared trunk ---------------------------------------------------------------------------
     def _pyramid_and_proposals(self, images, image_hw, training: bool):
-        pyramid = self.fpn(self.backbone(images, training=training))
-        scores, deltas = self.rpn_head(pyramid)
+        pyramid = self.fpn(self.backbone(images, training=training), training=training)
+        scores, deltas = self.rpn_head(pyramid, training=training)
         rpn = self.config.rpn
         proposals, _, valid = generate_proposals(
             scores,
@@ -88,7 +92,9 @@ class MaskRCNN(keras.Model):
         return roi_features, scores, deltas, proposals, valid
 
     def _roi_align(self, features, rois, head_config):
-        return multilevel_roi_align(features, rois, head_config.roi_size, head_config.sampling_ratio)
+        return multilevel_roi_align(
+            features, rois, head_config.roi_size, head_config.sampling_ratio, aligned=self.config.roi_align_aligned
+        )
 
     def call(self, features, training=False):
         images = features[F.IMAGE]
@@ -124,7 +130,9 @@ class MaskRCNN(keras.Model):
 
         # Fast R-CNN: sample ROIs among the proposals (+ gt boxes), classify and refine them.
         sampled = sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_crowd, cfg.roi_sampling)
-        class_logits, class_deltas = self.box_head(self._roi_align(roi_features, sampled["rois"], cfg.box_head))
+        class_logits, class_deltas = self.box_head(
+            self._roi_align(roi_features, sampled["rois"], cfg.box_head), training=True
+        )
         targets = box_targets(sampled["matched_boxes"], sampled["rois"], sampled["is_fg"], cfg.box_coding_weights)
         out["frcnn_class_loss"] = losses.fast_rcnn_class_loss(
             class_logits,
@@ -157,7 +165,10 @@ class MaskRCNN(keras.Model):
         else:
             picked = {k: sampled[k][:, :cap] for k in ("rois", "classes", "is_fg", "matched_index")}
         mask_rois, mask_classes, mask_fg = picked["rois"], picked["classes"], picked["is_fg"]
-        mask_logits = self.mask_head(self._roi_align(roi_features, mask_rois, cfg.mask_head))
+        if F.GT_MASK_VALID in features:  # box-only instances teach boxes, never masks
+            gt_mask_valid = tf.cast(features[F.GT_MASK_VALID], tf.bool)
+            mask_fg &= tf.gather(gt_mask_valid, picked["matched_index"], batch_dims=1)
+        mask_logits = self.mask_head(self._roi_align(roi_features, mask_rois, cfg.mask_head), training=True)
         mask_targets = crop_mask_targets(
             features[F.GT_MASKS], gt_boxes, picked["matched_index"], mask_rois, cfg.mask_head.mask_size
         )

@@ -7,6 +7,10 @@ Bottlenecks stride in the 3x3 conv ("ResNet v1.5", as torchvision and the TPU mo
 * ``"sync"``: batch norm with statistics all-reduced over replicas (``synchronized=True``);
 * ``"batch"``: per-replica batch norm.
 
+Strided convs pad ``"same"`` (TF2 / Model Garden: for an even input, one row more at the bottom than at
+the top) or ``"fixed"`` (TF1 TPU ``resnet_model.py``: ``(k - 1) // 2`` before, the rest after, whatever
+the input size): ``config.conv_padding``. The variables are the same either way.
+
 The output is ``{level: feature}`` for levels 2..5 (strides 4..32). With ``output_stride`` 16 or 8
 (DeepLab) the last stage(s) keep their resolution and dilate their 3x3 convs instead (atrous
 convolution, same weights): level 5 (and 4) then have stride ``output_stride``.
@@ -33,6 +37,11 @@ def track_for_checkpoint(owner: keras.layers.Layer, prefix: str, layers: list) -
         setattr(owner, f"{prefix}_{i}", layer)
 
 
+def norm_layer(config: BackboneConfig, name: str) -> keras.layers.Layer:
+    """A batch norm with the backbone's settings (mode, momentum, epsilon), for FPN and heads with ``use_norm``."""
+    return _norm(config, name)
+
+
 def _norm(config: BackboneConfig, name: str, zero_gamma: bool = False) -> keras.layers.Layer:
     # A block's last gamma starts at 0 (Goyal et al. 2017) so each residual block starts as identity;
     # not with frozen norm, whose gamma would then stay 0 forever.
@@ -49,12 +58,23 @@ def _norm(config: BackboneConfig, name: str, zero_gamma: bool = False) -> keras.
     return layer
 
 
-def _conv(filters: int, kernel: int, stride: int, name: str) -> keras.layers.Layer:
-    return keras.layers.Conv2D(
+class FixedPaddingConv2D(keras.layers.Conv2D):
+    """A strided conv with TF1's input-size-independent padding: ``(k - 1) // 2`` top/left, the rest
+    bottom/right, then ``"valid"`` (tensorflow/tpu ``conv2d_fixed_padding``)."""
+
+    def call(self, inputs):
+        total = self.kernel_size[0] - 1
+        pad = [[0, 0], [total // 2, total - total // 2], [total // 2, total - total // 2], [0, 0]]
+        return super().call(keras.ops.pad(inputs, pad))
+
+
+def _conv(filters: int, kernel: int, stride: int, name: str, padding: str = "same") -> keras.layers.Layer:
+    fixed = padding == "fixed" and stride > 1
+    return (FixedPaddingConv2D if fixed else keras.layers.Conv2D)(
         filters,
         kernel,
         strides=stride,
-        padding="same",
+        padding="valid" if fixed else "same",
         use_bias=False,
         kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_out", "truncated_normal"),
         name=name,
@@ -82,14 +102,14 @@ class ResidualBlock(keras.layers.Layer):
         out = filters * 4 if bottleneck else filters
         self.project = project
         if project:
-            self.shortcut_conv = _conv(out, 1, stride, "shortcut")
+            self.shortcut_conv = _conv(out, 1, stride, "shortcut", config.conv_padding)
             self.shortcut_bn = _norm(config, "shortcut_bn")
         if bottleneck:
             specs = [(filters, 1, 1), (filters, 3, stride), (out, 1, 1)]
         else:
             specs = [(filters, 3, stride), (out, 3, 1)]
         # Flat lists of layers (Keras tracks lists of layers, not tuples).
-        self.convs = [_conv(f, k, st, f"conv{i + 1}") for i, (f, k, st) in enumerate(specs)]
+        self.convs = [_conv(f, k, st, f"conv{i + 1}", config.conv_padding) for i, (f, k, st) in enumerate(specs)]
         self.norms = [_norm(config, f"bn{i + 1}", zero_gamma=i == len(specs) - 1) for i in range(len(specs))]
         track_for_checkpoint(self, "conv", self.convs)
         track_for_checkpoint(self, "bn", self.norms)
@@ -118,7 +138,7 @@ class ResNet(keras.Model):
         self.config = config
         bottleneck = config.depth >= 50
         width = config.width_multiplier
-        self.stem_conv = _conv(max(8, int(64 * width)), 7, 2, "stem_conv")
+        self.stem_conv = _conv(max(8, int(64 * width)), 7, 2, "stem_conv", config.conv_padding)
         self.stem_bn = _norm(config, "stem_bn")
         self.stem_pool = keras.layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")
         self.blocks = []  # flat list of all residual blocks; self.block_levels[i] = output level of block i

@@ -14,15 +14,22 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from hierseg.models.resnet import track_for_checkpoint
+from hierseg.config.model import BackboneConfig
+from hierseg.models.resnet import norm_layer, track_for_checkpoint
 from hierseg.ops.box_coding import clip_boxes, decode_boxes
 from hierseg.ops.nms import batched_nms, offset_boxes_by_class
 
 
 class RPNHead(keras.layers.Layer):
-    """``RPNHead(num_anchors, filters, num_convs)({level: P}) -> (scores [B, A], deltas [B, A, 4])`` float32."""
+    """``RPNHead(num_anchors, filters, num_convs)({level: P}) -> (scores [B, A], deltas [B, A, 4])`` float32.
 
-    def __init__(self, num_anchors: int, filters: int, num_convs: int = 1, **kw):
+    With ``norm`` (Model Garden's head) each shared conv is followed, per level, by its own batch norm
+    then the ReLU; ``num_levels`` is then the number of pyramid levels.
+    """
+
+    def __init__(
+        self, num_anchors: int, filters: int, num_convs: int = 1, norm: BackboneConfig | None = None, num_levels=0, **kw
+    ):
         super().__init__(**kw)
         self.num_anchors = num_anchors
 
@@ -31,20 +38,30 @@ class RPNHead(keras.layers.Layer):
 
         self.convs = [
             keras.layers.Conv2D(
-                filters, 3, padding="same", activation="relu", kernel_initializer=small(), name=f"conv{i}"
+                filters,
+                3,
+                padding="same",
+                activation=None if norm else "relu",
+                kernel_initializer=small(),
+                name=f"conv{i}",
             )
             for i in range(num_convs)
         ]
         track_for_checkpoint(self, "conv", self.convs)
+        # Flat, level-major: level_norms[level_index * num_convs + conv_index].
+        self.level_norms = [norm_layer(norm, f"norm_{i}") for i in range(num_levels * num_convs)] if norm else []
+        track_for_checkpoint(self, "level_norm", self.level_norms)
         self.objectness = keras.layers.Conv2D(num_anchors, 1, kernel_initializer=small(), name="objectness")
         self.deltas = keras.layers.Conv2D(num_anchors * 4, 1, kernel_initializer=small(), name="deltas")
 
-    def call(self, features: dict[int, tf.Tensor]):
+    def call(self, features: dict[int, tf.Tensor], training=None):
         scores, deltas = [], []
-        for level in sorted(features):
+        for li, level in enumerate(sorted(features)):
             x = features[level]
-            for conv in self.convs:
+            for ci, conv in enumerate(self.convs):
                 x = conv(x)
+                if self.level_norms:
+                    x = keras.ops.relu(self.level_norms[li * len(self.convs) + ci](x, training=training))
             batch = tf.shape(x)[0]
             scores.append(tf.reshape(tf.cast(self.objectness(x), tf.float32), [batch, -1]))
             deltas.append(tf.reshape(tf.cast(self.deltas(x), tf.float32), [batch, -1, 4]))

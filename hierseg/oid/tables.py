@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -41,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from hierseg.oid.bad_rows import MAX_EXAMPLES, SKIP_REASONS, SkipCounts, locate_row, locate_rows, row_text
 from hierseg.oid.errors import OidFormatError
 from hierseg.oid.layout import open_binary
 
@@ -59,20 +59,6 @@ SEGMENTATION_COLUMNS = (
 BBOX_COLUMNS = ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", "IsGroupOf")
 IMAGE_LABELS_COLUMNS = ("ImageID", "LabelName", "Confidence")
 
-# Reasons a row is skipped, in the order they are checked.
-SKIP_REASONS = (
-    "field_count",
-    "empty_field",
-    "non_numeric",
-    "box_out_of_range",
-    "box_min_gt_max",
-    "bad_is_group_of",
-    "bad_confidence",
-    "unknown_mid",
-    "duplicate_row",
-)
-MAX_EXAMPLES = 3
-
 __all__ = [
     "BBOX_COLUMNS",
     "IMAGE_LABELS_COLUMNS",
@@ -84,46 +70,6 @@ __all__ = [
     "read_image_labels_csv",
     "read_segmentation_csv",
 ]
-
-
-@dataclass
-class SkipCounts:
-    """Rows dropped by a reader in skip mode: a count and a few example rows per reason."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def add(self, reason: str, n: int = 1, examples: Iterable[str] = ()) -> None:
-        if n <= 0:
-            return
-        self.counts[reason] = self.counts.get(reason, 0) + int(n)
-        kept = self.examples.setdefault(reason, [])
-        for ex in examples:
-            if len(kept) >= MAX_EXAMPLES:
-                break
-            kept.append(ex)
-
-    def merge(self, other: SkipCounts) -> SkipCounts:
-        """Adds ``other``'s counts into this one (e.g. over several files); returns self."""
-        for reason, n in other.counts.items():
-            self.add(reason, n, other.examples.get(reason, ()))
-        return self
-
-    def as_dict(self) -> dict:
-        return {
-            "total": self.total,
-            "counts": dict(self.counts),
-            "examples": {k: list(v) for k, v in self.examples.items()},
-        }
-
-    def __str__(self) -> str:
-        if not self.total:
-            return "no rows skipped"
-        return f"{self.total} rows skipped (" + ", ".join(f"{k}: {v}" for k, v in self.counts.items()) + ")"
 
 
 @dataclass(frozen=True)
@@ -157,6 +103,8 @@ _LABELS = _Schema("image-labels CSV", IMAGE_LABELS_COLUMNS, floats=("Confidence"
 
 
 def _read_header(path: str, schema: _Schema) -> list[str]:
+    """The file's column names (stripped, BOM dropped); raises OidFormatError ``path:1`` when the file
+    is unreadable, empty, lacks a required column or repeats one."""
     try:
         with open_binary(path) as f:
             first = f.readline()
@@ -179,55 +127,6 @@ def _read_header(path: str, schema: _Schema) -> list[str]:
     return header
 
 
-def _numbered_rows(path: str, ncols: int) -> Iterator[tuple[int | None, int, int]]:
-    """Sequential scan of the rows after the header (blank lines skipped, as pyarrow does): per row,
-    (its 0-based index among the well-formed data rows, None for a wrong field count; its file line;
-    its field count)."""
-    index = -1
-    with open_binary(path) as f:
-        reader = csv.reader(io.TextIOWrapper(f, encoding="utf-8-sig", newline=""))
-        next(reader, None)  # header
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != ncols:
-                yield None, reader.line_num, len(row)
-                continue
-            index += 1
-            yield index, reader.line_num, ncols
-
-
-def _scan_lines(path: str, ncols: int, data_index: int | None) -> tuple[tuple[int, int] | None, int | None]:
-    """The (line, field count) of the first row with a wrong field count, and the line of the
-    ``data_index``-th well-formed data row (0-based)."""
-    first_bad: tuple[int, int] | None = None
-    for index, line, nfields in _numbered_rows(path, ncols):
-        if index is None:
-            if first_bad is None:
-                first_bad = (line, nfields)
-        elif index == data_index:
-            return first_bad, line
-        elif data_index is None and first_bad is not None:
-            break
-    return first_bad, None
-
-
-def _lines_of(path: str, ncols: int, data_indices: Iterable[int]) -> tuple[dict[int, int], list[int]]:
-    """The file line of each of ``data_indices`` (0-based well-formed data rows) and the lines of the
-    first MAX_EXAMPLES rows with a wrong field count, in one scan. Only run when something was
-    skipped, to name examples by ``file:line``."""
-    wanted, found, bad = set(data_indices), {}, []
-    for index, line, _ in _numbered_rows(path, ncols):
-        if index is None:
-            if len(bad) < MAX_EXAMPLES:
-                bad.append(line)
-        elif index in wanted:
-            found[index] = line
-            if len(found) == len(wanted) and len(bad) >= MAX_EXAMPLES:
-                break
-    return found, bad
-
-
 # --------------------------------------------------------------------------------------- the reader
 def _to_float(col: pa.ChunkedArray, optional: bool) -> tuple[np.ndarray, np.ndarray]:
     """A string column -> (float64 values, bool ``bad`` = not a number). Empty -> NaN if optional."""
@@ -245,11 +144,9 @@ def _to_float(col: pa.ChunkedArray, optional: bool) -> tuple[np.ndarray, np.ndar
         return values, bad
 
 
-def _read(path: str, schema: _Schema, valid_mids, on_error: str) -> tuple[pd.DataFrame, SkipCounts]:
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    path = str(path)
-    header = _read_header(path, schema)
+def _parse(path: str, header: list[str], schema: _Schema) -> tuple[pa.Table, list[str]]:
+    """Parses the rows after the header, every schema column as a string. Returns the table and the
+    text of the rows dropped for a wrong field count (pyarrow reports them without a line)."""
     bad_field_count: list[str] = []
 
     def on_invalid_row(row) -> str:
@@ -275,9 +172,13 @@ def _read(path: str, schema: _Schema, valid_mids, on_error: str) -> tuple[pd.Dat
                 raise OidFormatError(f"{path}: cannot parse {schema.name}: {e}") from None
             # A header without a newline and no rows.
             table = pa.table({c: pa.array([], pa.string()) for c in schema.columns})
-    n = table.num_rows
+    return table, bad_field_count
 
-    # Per-row reason code (index into SKIP_REASONS, -1 = ok); the first failing check wins.
+
+def _check_rows(table: pa.Table, schema: _Schema, valid_mids) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Checks every row: returns the int16 ``[N]`` reason code per row (index into SKIP_REASONS, -1 =
+    ok; the first failing check wins) and the schema's numeric columns as float64 ``[N]``."""
+    n = table.num_rows
     reason = np.full(n, -1, np.int16)
 
     def mark(bad: np.ndarray, name: str) -> None:
@@ -303,24 +204,29 @@ def _read(path: str, schema: _Schema, valid_mids, on_error: str) -> tuple[pd.Dat
     if valid_mids is not None:
         known = pc.is_in(table["LabelName"], value_set=pa.array(sorted(set(valid_mids)), pa.string()))
         mark(~known.to_numpy(zero_copy_only=False), "unknown_mid")
+    _mark_duplicates(table, schema, reason)
+    return reason, numbers
 
-    # Exact repeats of an earlier valid row (the first one is kept).
+
+def _mark_duplicates(table: pa.Table, schema: _Schema, reason: np.ndarray) -> None:
+    """Sets ``reason`` to duplicate_row on exact repeats of an earlier valid row (the first is kept)."""
     valid = np.flatnonzero(reason < 0)
-    if len(valid):
-        # Native group-by (no Python strings): the first row of each distinct content is kept.
-        rows = table.select(list(schema.columns)).take(pa.array(valid)).append_column("_row", pa.array(valid))
-        first = rows.group_by(list(schema.columns), use_threads=False).aggregate([("_row", "min")])["_row_min"]
-        repeat = np.ones(n, bool)
-        repeat[first.to_numpy()] = False
-        reason[valid[repeat[valid]]] = SKIP_REASONS.index("duplicate_row")
-    duplicates = reason == SKIP_REASONS.index("duplicate_row")
-    bad_rows = np.flatnonzero((reason >= 0) & ~duplicates)
+    if not len(valid):
+        return
+    # Native group-by (no Python strings): the first row of each distinct content is kept.
+    rows = table.select(list(schema.columns)).take(pa.array(valid)).append_column("_row", pa.array(valid))
+    first = rows.group_by(list(schema.columns), use_threads=False).aggregate([("_row", "min")])["_row_min"]
+    repeat = np.ones(table.num_rows, bool)
+    repeat[first.to_numpy()] = False
+    reason[valid[repeat[valid]]] = SKIP_REASONS.index("duplicate_row")
+
+
+def _count_skips(path: str, table: pa.Table, ncols: int, reason: np.ndarray, bad_field_count: list[str]) -> SkipCounts:
+    """The skip report: rows per reason, in SKIP_REASONS order, with examples named ``file:line``."""
     skips = SkipCounts()
-    if on_error == "raise" and (len(bad_rows) or bad_field_count):
-        _raise_first(path, schema, table, header, reason, bad_rows, numbers)
     examples = {code: np.flatnonzero(reason == code)[:MAX_EXAMPLES] for code in np.unique(reason[reason >= 0])}
     if examples or bad_field_count:  # name the examples by file:line (one scan, only when rows were skipped)
-        lines, bad_lines = _lines_of(path, len(header), (int(i) for rows in examples.values() for i in rows))
+        lines, bad_lines = locate_rows(path, ncols, (int(i) for rows in examples.values() for i in rows))
         bad_field_count = [f"{path}:{ln}: {t}" for ln, t in zip(bad_lines, bad_field_count)] + bad_field_count[
             len(bad_lines) :
         ]
@@ -328,11 +234,14 @@ def _read(path: str, schema: _Schema, valid_mids, on_error: str) -> tuple[pd.Dat
         skips.add("field_count", len(bad_field_count), bad_field_count)
     for code, rows in examples.items():
         total = int(np.count_nonzero(reason == code))
-        skips.add(SKIP_REASONS[code], total, (f"{path}:{lines[int(i)]}: {_row_text(table, i)}" for i in rows))
+        skips.add(SKIP_REASONS[code], total, (f"{path}:{lines[int(i)]}: {row_text(table, i)}" for i in rows))
     # Keep the published order of reasons in the report.
     skips.counts = {r: skips.counts[r] for r in SKIP_REASONS if r in skips.counts}
+    return skips
 
-    keep = reason < 0
+
+def _to_dataframe(table: pa.Table, schema: _Schema, numbers: dict[str, np.ndarray], keep: np.ndarray) -> pd.DataFrame:
+    """The kept rows (bool ``keep [N]``) with the published dtypes (module docstring)."""
     columns: dict[str, object] = {}
     for c in schema.columns:
         if c in numbers:
@@ -345,11 +254,23 @@ def _read(path: str, schema: _Schema, valid_mids, on_error: str) -> tuple[pd.Dat
         df["IsGroupOf"] = df["IsGroupOf"] == 1.0
     if "Confidence" in df:
         df["Confidence"] = df["Confidence"].astype(np.int8)
-    return df.reset_index(drop=True), skips
+    return df.reset_index(drop=True)
 
 
-def _row_text(table: pa.Table, i: int) -> str:
-    return ",".join(str(table[c][int(i)].as_py()) for c in table.column_names)
+def _read(path: str, schema: _Schema, valid_mids, on_error: str) -> tuple[pd.DataFrame, SkipCounts]:
+    """The shared reader behind the three public ones (arguments and result as theirs)."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    path = str(path)
+    header = _read_header(path, schema)
+    table, bad_field_count = _parse(path, header, schema)
+    reason, numbers = _check_rows(table, schema, valid_mids)
+    duplicates = reason == SKIP_REASONS.index("duplicate_row")
+    bad_rows = np.flatnonzero((reason >= 0) & ~duplicates)
+    if on_error == "raise" and (len(bad_rows) or bad_field_count):
+        _raise_first(path, schema, table, header, reason, bad_rows, numbers)
+    skips = _count_skips(path, table, len(header), reason, bad_field_count)
+    return _to_dataframe(table, schema, numbers, reason < 0), skips
 
 
 def _raise_first(
@@ -361,8 +282,10 @@ def _raise_first(
     bad_rows: np.ndarray,
     numbers: dict[str, np.ndarray],
 ) -> None:
+    """Raises OidFormatError ``path:line: what`` for the first bad row in file order: the earlier of
+    the first wrong-field-count row and the first row that failed a check (``bad_rows[0]``)."""
     first = int(bad_rows[0]) if len(bad_rows) else None
-    field_bad, line = _scan_lines(path, len(header), first)
+    field_bad, line = locate_row(path, len(header), first)
     if field_bad is not None and (line is None or field_bad[0] < line):
         raise OidFormatError(
             f"{path}:{field_bad[0]}: malformed row: expected {len(header)} fields "

@@ -95,6 +95,7 @@ def multilevel_roi_align(
     sampling_ratio: int = 2,
     canonical_size: float = 224.0,
     canonical_level: int = 4,
+    aligned: bool = True,
 ) -> tf.Tensor:
     """ROIAlign over an FPN pyramid.
 
@@ -102,6 +103,8 @@ def multilevel_roi_align(
       features: ``{level: [B, H_l, W_l, C]}`` with ``H_l = image_size / 2**level``; levels contiguous.
       boxes: float ``[B, R, 4]`` ROIs in input-image pixels (ymin, xmin, ymax, xmax).
       output_size: bins per side; sampling_ratio: samples per bin side.
+      aligned: detectron2's half-pixel shift (``y / s - 0.5``); False samples at ``y / s`` as Model
+        Garden / the TPU models do (with ``sampling_ratio = 1``, their one sample per bin centre).
     Returns:
       ``[B, R, output_size, output_size, C]`` in the features' dtype.
     """
@@ -122,8 +125,9 @@ def multilevel_roi_align(
     scale = 1.0 / tf.gather(tf.constant([2.0**lv for lv in levels], tf.float32), level_index)
 
     n = output_size * sampling_ratio
-    ys = sample_coordinates(boxes[..., 0] * scale - 0.5, (boxes[..., 2] - boxes[..., 0]) * scale, n)
-    xs = sample_coordinates(boxes[..., 1] * scale - 0.5, (boxes[..., 3] - boxes[..., 1]) * scale, n)
+    shift = 0.5 if aligned else 0.0
+    ys = sample_coordinates(boxes[..., 0] * scale - shift, (boxes[..., 2] - boxes[..., 0]) * scale, n)
+    xs = sample_coordinates(boxes[..., 1] * scale - shift, (boxes[..., 3] - boxes[..., 1]) * scale, n)
     samples = bilinear_sample(flat, offsets, heights, widths, ys, xs)  # [B, R, n, n, C]
     num_rois = boxes.shape[1] if boxes.shape[1] is not None else tf.shape(boxes)[1]
     samples = tf.reshape(samples, [batch, num_rois, output_size, sampling_ratio, output_size, sampling_ratio, channels])

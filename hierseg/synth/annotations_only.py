@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from tqdm import tqdm
 
-from hierseg import atomic_write
 from hierseg.hierarchy import Hierarchy
 from hierseg.oid import layout
 from hierseg.synth import formats
 from hierseg.synth.classes import read_real_counts
-from hierseg.synth.writer import BBOX_CSV_HEADER, LABELS_CSV_HEADER, MASKS_CSV_HEADER, write_metadata
+from hierseg.synth.writer import BBOX_CSV_HEADER, LABELS_CSV_HEADER, MASKS_CSV_HEADER, ChunkedCsv, write_metadata
 
 CHUNK_ROWS = 1 << 18
 MAX_CLICKS = 12
@@ -55,26 +54,6 @@ def apportion(total: int, weights: np.ndarray) -> np.ndarray:
             parts[np.argmax(parts)] -= 1
             parts[i] = 1
     return parts
-
-
-class _ChunkedCsv:
-    """A CSV written chunk by chunk, atomically: ``with _ChunkedCsv(path, header) as out: out.write(...)``."""
-
-    def __init__(self, path: str, header: tuple[str, ...]):
-        self.path, self.header = path, header
-        self.options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-
-    def __enter__(self) -> _ChunkedCsv:
-        self._open = atomic_write.atomic_open(self.path, "wb")
-        self.file = self._open.__enter__()
-        self.file.write((",".join(self.header) + "\n").encode("ascii"))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._open.__exit__(*exc)  # renames into place, or removes the temporary file on an error
-
-    def write(self, columns: dict[str, pa.Array]) -> None:
-        pacsv.write_csv(pa.table(columns), self.file, self.options)
 
 
 def _coord_strings(q: np.ndarray) -> pa.Array:
@@ -101,6 +80,240 @@ def _unique_box_ids(rng: np.random.Generator, image_index: np.ndarray) -> np.nda
         if not dup.any():
             return box
         box[dup] = rng.integers(0, 2**32, size=int(dup.sum()), dtype=np.uint64)
+
+
+@dataclass(frozen=True)
+class _MaskRows:
+    """The masks CSV as arrays, one entry per row, rows grouped by image (hence sorted by ImageID)."""
+
+    image: np.ndarray  # int64 [M] index into the sorted ImageIDs
+    cls: np.ndarray  # int64 [M] index into the hierarchy's classes
+    boxes: np.ndarray  # int64 [M, 4] 6-decimal quantized xmin, xmax, ymin, ymax
+    box_ids: np.ndarray  # uint64 [M] 32-bit BoxIDs, distinct within an image
+    iou_q: np.ndarray  # int64 [M] PredictedIoU quantized to 5 decimals
+
+
+@dataclass(frozen=True)
+class _ExtraBoxes:
+    """bbox CSV rows without a mask: ``n_box_only`` box-only rows, then ``n_group`` group-of rows."""
+
+    image: np.ndarray  # int64 [n_box_only + n_group] image index (unsorted)
+    cls: np.ndarray  # int64 [n_box_only + n_group] class index
+    boxes: np.ndarray  # int64 [n_box_only + n_group, 4] as in _MaskRows.boxes
+    n_box_only: int
+    n_group: int
+
+
+@dataclass(frozen=True)
+class _Labels:
+    """The labels CSV rows; a key is ``image * num_classes + class``."""
+
+    keys: np.ndarray  # int64 [L] positives (sorted) then negatives (sorted)
+    confidence: np.ndarray  # int64 [L] 1 for positives, 0 for verified negatives
+    order: np.ndarray  # int64 [L] row order: by image, positives first
+    num_positive: int
+    num_negative: int
+
+
+@dataclass(frozen=True)
+class _TextColumns:
+    """Text looked up by index when a chunk is formatted."""
+
+    image_ids: pa.Array  # [num_images] sorted 16-hex ImageIDs
+    mids: pa.Array  # [K] class MIDs
+    mask_tokens: pa.Array  # [K] MIDs without '/', as they appear in MaskPath
+
+
+def _draw_mask_rows(rng: np.random.Generator, num_masks: int, num_images: int, per_class: np.ndarray) -> _MaskRows:
+    """Every image gets one mask, the rest go to images drawn with long-tailed weights; classes are the
+    exact ``per_class`` counts in random order."""
+    image_weight = rng.lognormal(0.0, 1.0, size=num_images)
+    image = np.concatenate(
+        [
+            np.arange(num_images),
+            rng.choice(num_images, size=num_masks - num_images, p=image_weight / image_weight.sum()),
+        ]
+    )
+    image.sort()  # rows grouped by image; ImageIDs are sorted, so rows sort by ImageID
+    cls = rng.permutation(np.repeat(np.arange(per_class.size), per_class))
+    boxes = _random_boxes(rng, num_masks)
+    box_ids = _unique_box_ids(rng, image)
+    iou_q = formats.quantize(rng.uniform(0.3, 0.99, size=num_masks), 5)
+    return _MaskRows(image=image, cls=cls, boxes=boxes, box_ids=box_ids, iou_q=iou_q)
+
+
+def _text_columns(rng: np.random.Generator, num_images: int, mids: list[str]) -> _TextColumns:
+    """Draws ``num_images`` distinct random 16-hex ImageIDs (kept in ascending order, so rows grouped
+    by image index come out sorted by ImageID) and spells the classes."""
+    id_chars = formats.random_image_ids(rng, num_images)
+    id_chars = id_chars[np.argsort(id_chars.view("S16").reshape(-1), kind="stable")]
+    return _TextColumns(
+        image_ids=formats.chars_to_strings(id_chars, np.full(num_images, 16)),
+        mids=pa.array(mids),
+        mask_tokens=pa.array([m.replace("/", "") for m in mids]),
+    )
+
+
+def _train_csv_paths(out_dir: str) -> dict[str, str]:
+    """``{"masks", "bbox", "labels"}`` -> the train split's CSV path in ``out_dir``."""
+    return {
+        kind: os.path.join(out_dir, name.format(split="train"))
+        for kind, name in (
+            ("masks", layout.MASKS_CSV_NAME),
+            ("bbox", layout.BBOX_CSV_NAME),
+            ("labels", layout.LABELS_CSV_NAME),
+        )
+    }
+
+
+def _draw_extra_boxes(
+    rng: np.random.Generator, n_box_only: int, n_group: int, num_images: int, probs: np.ndarray
+) -> _ExtraBoxes:
+    """Box-only and group-of rows on uniform images, classes drawn with the real frequencies."""
+    n = n_box_only + n_group
+    image = rng.integers(0, num_images, size=n)
+    cls = rng.choice(probs.size, size=n, p=probs)
+    boxes = _random_boxes(rng, n)
+    return _ExtraBoxes(image=image, cls=cls, boxes=boxes, n_box_only=n_box_only, n_group=n_group)
+
+
+def _related_pairs(hierarchy: Hierarchy, mids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """CSR form of the "related" relation (ancestor, descendant or same class) over class indices:
+    ``(rel_start [K + 1], rel_to [R])``, the classes related to ``i`` being
+    ``rel_to[rel_start[i]:rel_start[i + 1]]``."""
+    k = len(mids)
+    related = np.zeros((k, k), dtype=bool)
+    index = {m: i for i, m in enumerate(mids)}
+    for i, m in enumerate(mids):
+        for r in hierarchy.ancestors(m) | hierarchy.descendants(m) | {m}:
+            related[i, index[r]] = True
+    rel_from, rel_to = np.nonzero(related)
+    return np.searchsorted(rel_from, np.arange(k + 1)), rel_to
+
+
+def _draw_labels(
+    rng: np.random.Generator,
+    hierarchy: Hierarchy,
+    mids: list[str],
+    masks: _MaskRows,
+    extra: _ExtraBoxes,
+    num_images: int,
+    negative_fraction: float,
+) -> _Labels:
+    """Positives for every (image, class) with a box; one random negative on a ``negative_fraction``
+    share of images, dropped when it is related to a class present in that image (a verified negative
+    must not contradict a positive through the hierarchy)."""
+    k = len(mids)
+    present = np.unique(np.concatenate([masks.image * k + masks.cls, extra.image * k + extra.cls]))
+    rel_start, rel_to = _related_pairs(hierarchy, mids)
+    p_img, p_cls = present // k, present % k
+    n_rel = rel_start[p_cls + 1] - rel_start[p_cls]
+    # For every present (image, class): all (image, related class) keys a negative must avoid.
+    pos = np.repeat(rel_start[p_cls] - np.cumsum(n_rel) + n_rel, n_rel) + np.arange(int(n_rel.sum()))
+    forbidden = np.repeat(p_img, n_rel) * k + rel_to[pos]
+    neg_img = np.flatnonzero(rng.random(num_images) < negative_fraction)
+    negatives = np.unique(neg_img * k + rng.integers(0, k, size=neg_img.size))
+    negatives = negatives[~np.isin(negatives, forbidden)]
+    keys = np.concatenate([present, negatives])
+    confidence = np.concatenate([np.ones(present.size, np.int64), np.zeros(negatives.size, np.int64)])
+    order = np.lexsort((-confidence, keys // k))  # by image, positives first
+    return _Labels(
+        keys=keys, confidence=confidence, order=order, num_positive=int(present.size), num_negative=int(negatives.size)
+    )
+
+
+def _random_clicks(rng: np.random.Generator, boxes: np.ndarray) -> pa.Array:
+    """Clicks text for ``boxes`` (int64 ``[n, 4]`` as in _MaskRows.boxes): 4-12 points inside the box,
+    labeled 1 (on the object) about 60% of the time."""
+    n = boxes.shape[0]
+    u = rng.random((n, MAX_CLICKS, 2))
+    cx = formats.quantize((boxes[:, None, 0] + u[..., 0] * (boxes[:, None, 1] - boxes[:, None, 0])) / 1e6, 5)
+    cy = formats.quantize((boxes[:, None, 2] + u[..., 1] * (boxes[:, None, 3] - boxes[:, None, 2])) / 1e6, 5)
+    labels = (rng.random((n, MAX_CLICKS)) < 0.6).astype(np.int64)
+    return formats.clicks_strings(cx, cy, labels, rng.integers(4, MAX_CLICKS + 1, size=n))
+
+
+def _write_masks_csv(path: str, rng: np.random.Generator, masks: _MaskRows, text: _TextColumns, bar: tqdm) -> None:
+    """Writes the masks CSV chunk by chunk; Clicks are drawn from ``rng`` per chunk, in row order."""
+    num_masks = masks.image.size
+    with ChunkedCsv(path, MASKS_CSV_HEADER) as out:
+        for s in range(0, num_masks, CHUNK_ROWS):
+            sl = slice(s, min(s + CHUNK_ROWS, num_masks))
+            ids = text.image_ids.take(pa.array(masks.image[sl]))
+            cls = pa.array(masks.cls[sl])
+            box_hex = formats.hex_strings(masks.box_ids[sl], 8)
+            mask_path = pc.binary_join_element_wise(
+                pc.binary_join_element_wise(ids, text.mask_tokens.take(cls), box_hex, "_"), ".png", ""
+            )
+            b = masks.boxes[sl]
+            out.write(
+                {
+                    "MaskPath": mask_path,
+                    "ImageID": ids,
+                    "LabelName": text.mids.take(cls),
+                    "BoxID": box_hex,
+                    "BoxXMin": _coord_strings(b[:, 0]),
+                    "BoxXMax": _coord_strings(b[:, 1]),
+                    "BoxYMin": _coord_strings(b[:, 2]),
+                    "BoxYMax": _coord_strings(b[:, 3]),
+                    "PredictedIoU": formats.decimal_strings(masks.iou_q[sl], 5),
+                    "Clicks": _random_clicks(rng, b),
+                }
+            )
+            bar.update(1)
+
+
+def _write_bbox_csv(path: str, masks: _MaskRows, extra: _ExtraBoxes, text: _TextColumns, bar: tqdm) -> None:
+    """Writes the bbox CSV by image: masked boxes first within an image, then box-only, then group-of."""
+    num_masked = masks.image.size
+    is_group = np.concatenate([np.zeros(num_masked + extra.n_box_only, np.int64), np.ones(extra.n_group, np.int64)])
+    image = np.concatenate([masks.image, extra.image])
+    order = np.argsort(image, kind="stable")  # masked rows first within an image
+    boxes = np.concatenate([masks.boxes, extra.boxes])
+    cls = np.concatenate([masks.cls, extra.cls])
+    with ChunkedCsv(path, BBOX_CSV_HEADER) as out:
+        for s in range(0, order.size, CHUNK_ROWS):
+            rows = order[s : s + CHUNK_ROWS]
+            b = boxes[rows]
+            out.write(
+                {
+                    "ImageID": text.image_ids.take(pa.array(image[rows])),
+                    "LabelName": text.mids.take(pa.array(cls[rows])),
+                    "XMin": _coord_strings(b[:, 0]),
+                    "XMax": _coord_strings(b[:, 1]),
+                    "YMin": _coord_strings(b[:, 2]),
+                    "YMax": _coord_strings(b[:, 3]),
+                    "IsGroupOf": pa.array(is_group[rows]),
+                }
+            )
+            bar.update(1)
+
+
+def _write_labels_csv(path: str, labels: _Labels, text: _TextColumns, bar: tqdm) -> None:
+    """Writes the labels CSV in ``labels.order``."""
+    k = len(text.mids)
+    with ChunkedCsv(path, LABELS_CSV_HEADER) as out:
+        for s in range(0, labels.order.size, CHUNK_ROWS):
+            rows = labels.order[s : s + CHUNK_ROWS]
+            out.write(
+                {
+                    "ImageID": text.image_ids.take(pa.array(labels.keys[rows] // k)),
+                    "LabelName": text.mids.take(pa.array(labels.keys[rows] % k)),
+                    "Confidence": pa.array(labels.confidence[rows]),
+                }
+            )
+            bar.update(1)
+
+
+def _real_class_probabilities(hierarchy: Hierarchy) -> tuple[list[str], np.ndarray]:
+    """The hierarchy's MIDs and their float64 share of the real 2019 training masks (sums to 1)."""
+    real = read_real_counts()
+    mids = list(hierarchy.classes)
+    missing = [m for m in mids if m not in real]
+    if missing:
+        raise KeyError(f"no real mask count for {missing[:5]}")
+    probs = np.array([real[m] for m in mids], dtype=np.float64)
+    return mids, probs / probs.sum()
 
 
 def generate_annotations_only(
@@ -135,156 +348,38 @@ def generate_annotations_only(
         raise ValueError(f"need 1 <= num_images <= num_masks, got num_images={num_images}, num_masks={num_masks}")
     start = time.perf_counter()
     hierarchy = Hierarchy.builtin()
-    real = read_real_counts()
-    mids = list(hierarchy.classes)
-    missing = [m for m in mids if m not in real]
-    if missing:
-        raise KeyError(f"no real mask count for {missing[:5]}")
-    k = len(mids)
-    probs = np.array([real[m] for m in mids], dtype=np.float64)
-    probs /= probs.sum()
+    mids, probs = _real_class_probabilities(hierarchy)
     rng = np.random.default_rng(seed)
-
-    # ---------------------------------------------------------------------- masks: class and image
+    # One generator drawn in a fixed order (masks, ImageIDs, extra boxes, labels, then Clicks per chunk)
+    # keeps the files byte-identical for a seed; reordering these calls changes every file.
     per_class = apportion(num_masks, probs)
-    image_weight = rng.lognormal(0.0, 1.0, size=num_images)
-    image_of_mask = np.concatenate(
-        [
-            np.arange(num_images),
-            rng.choice(num_images, size=num_masks - num_images, p=image_weight / image_weight.sum()),
-        ]
-    )
-    image_of_mask.sort()  # rows grouped by image; ImageIDs are sorted below, so rows sort by ImageID
-    class_of_mask = rng.permutation(np.repeat(np.arange(k), per_class))
-    mask_boxes = _random_boxes(rng, num_masks)
-    box_ids = _unique_box_ids(rng, image_of_mask)
-    iou_q = formats.quantize(rng.uniform(0.3, 0.99, size=num_masks), 5)
-    id_chars = formats.random_image_ids(rng, num_images)
-    id_chars = id_chars[np.argsort(id_chars.view("S16").reshape(-1), kind="stable")]
-    image_ids = formats.chars_to_strings(id_chars, np.full(num_images, 16))
-    mid_arr = pa.array(mids)
-    token_arr = pa.array([m.replace("/", "") for m in mids])
-
-    # -------------------------------------------------------------------- extra boxes and labels
+    masks = _draw_mask_rows(rng, num_masks, num_images, per_class)
+    text = _text_columns(rng, num_images, mids)
     n_box_only = int(round(box_only_fraction * num_masks))
     n_group = int(round(group_of_fraction * num_images))
-    extra_image = rng.integers(0, num_images, size=n_box_only + n_group)
-    extra_class = rng.choice(k, size=n_box_only + n_group, p=probs)
-    extra_boxes = _random_boxes(rng, n_box_only + n_group)
-    is_group = np.concatenate([np.zeros(num_masks + n_box_only, np.int64), np.ones(n_group, np.int64)])
-    bbox_image = np.concatenate([image_of_mask, extra_image])
-    bbox_order = np.argsort(bbox_image, kind="stable")  # masked rows first within an image
+    extra = _draw_extra_boxes(rng, n_box_only, n_group, num_images, probs)
+    labels = _draw_labels(rng, hierarchy, mids, masks, extra, num_images, negative_fraction)
 
-    present = np.unique(np.concatenate([image_of_mask * k + class_of_mask, extra_image * k + extra_class]))
-    related = np.zeros((k, k), dtype=bool)
-    index = {m: i for i, m in enumerate(mids)}
-    for i, m in enumerate(mids):
-        for r in hierarchy.ancestors(m) | hierarchy.descendants(m) | {m}:
-            related[i, index[r]] = True
-    rel_from, rel_to = np.nonzero(related)
-    rel_start = np.searchsorted(rel_from, np.arange(k + 1))
-    p_img, p_cls = present // k, present % k
-    n_rel = rel_start[p_cls + 1] - rel_start[p_cls]
-    # For every present (image, class): all (image, related class) keys a negative must avoid.
-    pos = np.repeat(rel_start[p_cls] - np.cumsum(n_rel) + n_rel, n_rel) + np.arange(int(n_rel.sum()))
-    forbidden = np.repeat(p_img, n_rel) * k + rel_to[pos]
-    neg_img = np.flatnonzero(rng.random(num_images) < negative_fraction)
-    negatives = np.unique(neg_img * k + rng.integers(0, k, size=neg_img.size))
-    negatives = negatives[~np.isin(negatives, forbidden)]
-    label_keys = np.concatenate([present, negatives])
-    label_conf = np.concatenate([np.ones(present.size, np.int64), np.zeros(negatives.size, np.int64)])
-    label_order = np.lexsort((-label_conf, label_keys // k))  # by image, positives first
-
-    # ---------------------------------------------------------------------------------- writing
     os.makedirs(out_dir, exist_ok=True)
     write_metadata(out_dir, hierarchy)
-    paths = {
-        kind: os.path.join(out_dir, name.format(split="train"))
-        for kind, name in (
-            ("masks", layout.MASKS_CSV_NAME),
-            ("bbox", layout.BBOX_CSV_NAME),
-            ("labels", layout.LABELS_CSV_NAME),
-        )
-    }
-    total_chunks = sum(-(-n // CHUNK_ROWS) for n in (num_masks, bbox_order.size, label_order.size))
-    bar = tqdm(total=total_chunks, desc="annotations", unit="chunk", disable=not show_progress)
-
-    with _ChunkedCsv(paths["masks"], MASKS_CSV_HEADER) as out:
-        for s in range(0, num_masks, CHUNK_ROWS):
-            sl = slice(s, min(s + CHUNK_ROWS, num_masks))
-            n = sl.stop - sl.start
-            ids = image_ids.take(pa.array(image_of_mask[sl]))
-            labels = mid_arr.take(pa.array(class_of_mask[sl]))
-            box_hex = formats.hex_strings(box_ids[sl], 8)
-            mask_path = pc.binary_join_element_wise(
-                pc.binary_join_element_wise(ids, token_arr.take(pa.array(class_of_mask[sl])), box_hex, "_"), ".png", ""
-            )
-            b = mask_boxes[sl]
-            # Clicks: 4-12 points inside the box, labeled 1 (on the object) about 60% of the time.
-            u = rng.random((n, MAX_CLICKS, 2))
-            cx = formats.quantize((b[:, None, 0] + u[..., 0] * (b[:, None, 1] - b[:, None, 0])) / 1e6, 5)
-            cy = formats.quantize((b[:, None, 2] + u[..., 1] * (b[:, None, 3] - b[:, None, 2])) / 1e6, 5)
-            clicks = formats.clicks_strings(
-                cx, cy, (rng.random((n, MAX_CLICKS)) < 0.6).astype(np.int64), rng.integers(4, MAX_CLICKS + 1, size=n)
-            )
-            out.write(
-                {
-                    "MaskPath": mask_path,
-                    "ImageID": ids,
-                    "LabelName": labels,
-                    "BoxID": box_hex,
-                    "BoxXMin": _coord_strings(b[:, 0]),
-                    "BoxXMax": _coord_strings(b[:, 1]),
-                    "BoxYMin": _coord_strings(b[:, 2]),
-                    "BoxYMax": _coord_strings(b[:, 3]),
-                    "PredictedIoU": formats.decimal_strings(iou_q[sl], 5),
-                    "Clicks": clicks,
-                }
-            )
-            bar.update(1)
-
-    all_boxes = np.concatenate([mask_boxes, extra_boxes])
-    all_class = np.concatenate([class_of_mask, extra_class])
-    with _ChunkedCsv(paths["bbox"], BBOX_CSV_HEADER) as out:
-        for s in range(0, bbox_order.size, CHUNK_ROWS):
-            rows = bbox_order[s : s + CHUNK_ROWS]
-            b = all_boxes[rows]
-            out.write(
-                {
-                    "ImageID": image_ids.take(pa.array(bbox_image[rows])),
-                    "LabelName": mid_arr.take(pa.array(all_class[rows])),
-                    "XMin": _coord_strings(b[:, 0]),
-                    "XMax": _coord_strings(b[:, 1]),
-                    "YMin": _coord_strings(b[:, 2]),
-                    "YMax": _coord_strings(b[:, 3]),
-                    "IsGroupOf": pa.array(is_group[rows]),
-                }
-            )
-            bar.update(1)
-
-    with _ChunkedCsv(paths["labels"], LABELS_CSV_HEADER) as out:
-        for s in range(0, label_order.size, CHUNK_ROWS):
-            rows = label_order[s : s + CHUNK_ROWS]
-            out.write(
-                {
-                    "ImageID": image_ids.take(pa.array(label_keys[rows] // k)),
-                    "LabelName": mid_arr.take(pa.array(label_keys[rows] % k)),
-                    "Confidence": pa.array(label_conf[rows]),
-                }
-            )
-            bar.update(1)
-    bar.close()
+    paths = _train_csv_paths(out_dir)
+    num_bbox_rows = num_masks + n_box_only + n_group
+    total_chunks = sum(-(-n // CHUNK_ROWS) for n in (num_masks, num_bbox_rows, labels.order.size))
+    with tqdm(total=total_chunks, desc="annotations", unit="chunk", disable=not show_progress) as bar:
+        _write_masks_csv(paths["masks"], rng, masks, text, bar)
+        _write_bbox_csv(paths["bbox"], masks, extra, text, bar)
+        _write_labels_csv(paths["labels"], labels, text, bar)
 
     return {
         "out_dir": str(out_dir),
         "seed": seed,
         "images": num_images,
         "masks": num_masks,
-        "bbox_rows": int(bbox_order.size),
+        "bbox_rows": num_bbox_rows,
         "box_only_boxes": n_box_only,
         "group_of_boxes": n_group,
-        "positive_labels": int(present.size),
-        "negative_labels": int(negatives.size),
+        "positive_labels": labels.num_positive,
+        "negative_labels": labels.num_negative,
         "masks_per_class": {m: int(c) for m, c in zip(mids, per_class)},
         "classes": {m: hierarchy.name(m) for m in mids},
         "seconds": round(time.perf_counter() - start, 3),

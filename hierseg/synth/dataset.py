@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
@@ -61,6 +62,85 @@ def split_sizes(num_images: int, fractions: tuple[float, float, float]) -> dict[
     return {"train": num_images - val - test, "validation": val, "test": test}
 
 
+# The per-split counters of the summary, in the order they appear there.
+_COUNT_KEYS = (
+    "mask_boxes",
+    "box_only_boxes",
+    "group_of_boxes",
+    "positive_labels",
+    "negative_labels",
+    "hidden_objects",
+)
+
+
+@dataclass
+class _SplitAnnotations:
+    """One split's annotation rows and mask PNGs, accumulated image by image in ImageID order."""
+
+    masks: list[list[str]] = field(default_factory=list)  # masks CSV rows (MASKS_CSV_HEADER order)
+    bbox: list[list[str]] = field(default_factory=list)  # bbox CSV rows (BBOX_CSV_HEADER order)
+    labels: list[list[str]] = field(default_factory=list)  # labels CSV rows (LABELS_CSV_HEADER order)
+    pngs: dict[str, bytes] = field(default_factory=dict)  # MaskPath -> PNG bytes
+    masks_per_class: dict[str, int] = field(default_factory=dict)  # MID -> masks (every class present)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNT_KEYS, 0))
+
+    def summary(self, num_images: int) -> dict:
+        """The split's entry in :func:`generate_dataset`'s summary."""
+        return {
+            "images": num_images,
+            "masks": len(self.masks),
+            **self.counts,
+            "masks_per_class": self.masks_per_class,
+        }
+
+
+def _annotate_object(
+    rng: np.random.Generator,
+    image_id: str,
+    obj: SceneObject,
+    height: int,
+    width: int,
+    box_ids: set[int],
+    out: _SplitAnnotations,
+) -> bool:
+    """Appends one object's bbox row (and mask row and PNG when it is a MASK object) to ``out``;
+    returns False, counting it hidden, when too little of it is visible to annotate. ``box_ids`` holds
+    the image's BoxIDs so far (a new one is drawn until it is unused, keeping MaskPaths unique)."""
+    vis = obj.visible
+    if vis is None or int(vis.sum()) < MIN_VISIBLE_PIXELS:
+        out.counts["hidden_objects"] += 1
+        return False
+    x0, x1, y0, y1 = tight_box(vis)
+    q = formats.quantize(np.array([x0 / width, x1 / width, y0 / height, y1 / height]), 6)
+    coords = [formats.format_decimal(v, 6) for v in q.tolist()]
+    if obj.kind == MASK:
+        small = downsample_mask(vis, max(1, height // 2), max(1, width // 2))
+        if not small.any():
+            out.counts["hidden_objects"] += 1
+            return False
+        box_id = int(rng.integers(0, 2**32))
+        while box_id in box_ids:
+            box_id = int(rng.integers(0, 2**32))
+        box_ids.add(box_id)
+        box_hex = f"{box_id:08x}"
+        mask_path = f"{image_id}_{obj.mid.replace('/', '')}_{box_hex}.png"
+        out.pngs[mask_path] = png_bytes(small, one_bit=bool(rng.random() < ONE_BIT_FRACTION))
+        iou = formats.format_decimal(int(formats.quantize(rng.uniform(0.45, 0.99), 5)), 5)
+        # Clicks: points in the box, labeled by whether they fall on the object (as annotators did).
+        k = int(rng.integers(4, 13))
+        cx = rng.uniform(x0, x1, k)
+        cy = rng.uniform(y0, y1, k)
+        lab = vis[np.clip(cy.astype(int), 0, height - 1), np.clip(cx.astype(int), 0, width - 1)]
+        clicks = formats.format_clicks(formats.quantize(cx / width, 5), formats.quantize(cy / height, 5), lab)
+        out.masks.append([mask_path, image_id, obj.mid, box_hex, *coords, iou, clicks])
+        out.masks_per_class[obj.mid] += 1
+    out.bbox.append([image_id, obj.mid, *coords, "1" if obj.kind == GROUP_OF else "0"])
+    out.counts[
+        "group_of_boxes" if obj.kind == GROUP_OF else "box_only_boxes" if obj.kind == BOX_ONLY else "mask_boxes"
+    ] += 1
+    return True
+
+
 def _annotate(
     rng: np.random.Generator,
     classes: SynthClasses,
@@ -68,55 +148,66 @@ def _annotate(
     objects: list[SceneObject],
     height: int,
     width: int,
-    out: dict,
+    out: _SplitAnnotations,
 ) -> None:
-    """Appends one image's CSV rows and mask PNGs to ``out`` and counts them."""
+    """Appends one image's CSV rows and mask PNGs to ``out`` and counts them: its objects' rows, a
+    positive label per class annotated, then 0-2 verified negatives unrelated to every positive."""
     present: list[str] = []
     box_ids: set[int] = set()
     for obj in objects:
-        vis = obj.visible
-        if vis is None or int(vis.sum()) < MIN_VISIBLE_PIXELS:
-            out["counts"]["hidden_objects"] += 1
-            continue
-        x0, x1, y0, y1 = tight_box(vis)
-        q = formats.quantize(np.array([x0 / width, x1 / width, y0 / height, y1 / height]), 6)
-        coords = [formats.format_decimal(v, 6) for v in q.tolist()]
-        if obj.kind == MASK:
-            small = downsample_mask(vis, max(1, height // 2), max(1, width // 2))
-            if not small.any():
-                out["counts"]["hidden_objects"] += 1
-                continue
-            box_id = int(rng.integers(0, 2**32))
-            while box_id in box_ids:
-                box_id = int(rng.integers(0, 2**32))
-            box_ids.add(box_id)
-            box_hex = f"{box_id:08x}"
-            mask_path = f"{image_id}_{obj.mid.replace('/', '')}_{box_hex}.png"
-            out["pngs"][mask_path] = png_bytes(small, one_bit=bool(rng.random() < ONE_BIT_FRACTION))
-            iou = formats.format_decimal(int(formats.quantize(rng.uniform(0.45, 0.99), 5)), 5)
-            # Clicks: points in the box, labeled by whether they fall on the object (as annotators did).
-            k = int(rng.integers(4, 13))
-            cx = rng.uniform(x0, x1, k)
-            cy = rng.uniform(y0, y1, k)
-            lab = vis[np.clip(cy.astype(int), 0, height - 1), np.clip(cx.astype(int), 0, width - 1)]
-            clicks = formats.format_clicks(formats.quantize(cx / width, 5), formats.quantize(cy / height, 5), lab)
-            out["masks"].append([mask_path, image_id, obj.mid, box_hex, *coords, iou, clicks])
-            out["masks_per_class"][obj.mid] += 1
-        out["bbox"].append([image_id, obj.mid, *coords, "1" if obj.kind == GROUP_OF else "0"])
-        out["counts"][
-            "group_of_boxes" if obj.kind == GROUP_OF else "box_only_boxes" if obj.kind == BOX_ONLY else "mask_boxes"
-        ] += 1
-        if obj.mid not in present:
+        if _annotate_object(rng, image_id, obj, height, width, box_ids, out) and obj.mid not in present:
             present.append(obj.mid)
     present.sort(key=classes.index)
-    out["labels"].extend([image_id, m, "1"] for m in present)
+    out.labels.extend([image_id, m, "1"] for m in present)
     related = set().union(*(classes.related(m) for m in present)) if present else set()
     candidates = [m for m in classes.mids if m not in related]
     n_neg = min(len(candidates), int(rng.choice([0, 1, 1, 2])))
     negatives = sorted(rng.choice(len(candidates), size=n_neg, replace=False).tolist()) if n_neg else []
-    out["labels"].extend([image_id, candidates[i], "0"] for i in negatives)
-    out["counts"]["positive_labels"] += len(present)
-    out["counts"]["negative_labels"] += n_neg
+    out.labels.extend([image_id, candidates[i], "0"] for i in negatives)
+    out.counts["positive_labels"] += len(present)
+    out.counts["negative_labels"] += n_neg
+
+
+def _write_split_files(out_dir: str, split: str, out: _SplitAnnotations) -> None:
+    """Writes one annotated split's mask zips and its masks, bbox and labels CSVs."""
+    write_mask_zips(out_dir, split, out.pngs)
+    for name, header, rows in (
+        (layout.MASKS_CSV_NAME, MASKS_CSV_HEADER, out.masks),
+        (layout.BBOX_CSV_NAME, BBOX_CSV_HEADER, out.bbox),
+        (layout.LABELS_CSV_NAME, LABELS_CSV_HEADER, out.labels),
+    ):
+        atomic_write_bytes(os.path.join(out_dir, name.format(split=split)), csv_bytes(header, rows))
+
+
+def _generate_split(
+    out_dir: str,
+    split: str,
+    ids: list[str],
+    plans: list[list[SceneObject]],
+    classes: SynthClasses,
+    seed: int,
+    size_range: tuple[int, int],
+    bar: tqdm,
+) -> dict:
+    """Renders and writes one split's images (and, for an annotated split, its masks and CSVs);
+    returns the split's summary. ``ids`` are sorted so that CSV rows come out ordered by ImageID."""
+    split_index = layout.SPLITS.index(split)
+    out = _SplitAnnotations(masks_per_class=dict.fromkeys(classes.mids, 0))
+    image_dir = os.path.join(out_dir, layout.IMAGE_DIR_NAME.format(split=split))
+    os.makedirs(image_dir, exist_ok=True)
+    for i, (image_id, objects) in enumerate(zip(ids, plans)):
+        rng = np.random.default_rng([seed, split_index, i])  # per image: independent of other images
+        height, width = (int(v) for v in rng.integers(size_range[0], size_range[1] + 1, size=2))
+        pixels = render_scene(rng, classes, height, width, objects)
+        atomic_write_bytes(os.path.join(image_dir, image_id + layout.IMAGE_EXT), jpeg_bytes(pixels))
+        if split in layout.ANNOTATED_SPLITS:
+            _annotate(rng, classes, image_id, objects, height, width, out)
+        bar.update(1)
+    remove_stale_images(image_dir, {i + layout.IMAGE_EXT for i in ids})
+    if split not in layout.ANNOTATED_SPLITS:
+        return {"images": len(ids)}
+    _write_split_files(out_dir, split, out)
+    return out.summary(len(ids))
 
 
 def generate_dataset(
@@ -154,6 +245,7 @@ def generate_dataset(
     sizes = split_sizes(num_images, tuple(split_fractions))
     id_seq, plan_seq = np.random.SeedSequence(seed).spawn(2)
     all_ids = formats.ids_as_str(formats.random_image_ids(np.random.default_rng(id_seq), num_images))
+    # One plan generator shared by the splits in order; each image then draws from its own generator.
     plan_rng = np.random.default_rng(plan_seq)
     os.makedirs(out_dir, exist_ok=True)
     write_metadata(out_dir, classes.hierarchy)
@@ -165,57 +257,14 @@ def generate_dataset(
         "classes": {m: classes.name(m) for m in classes.mids},
         "splits": {},
     }
-    bar = tqdm(total=num_images, desc="synth images", unit="img", disable=not show_progress)
-    offset = 0
-    for split_index, split in enumerate(layout.SPLITS):
-        ids = sorted(all_ids[offset : offset + sizes[split]])  # sorted: CSV rows come out ordered by ImageID
-        offset += sizes[split]
-        plans = plan_split(plan_rng, classes, len(ids))
-        out = {
-            "masks": [],
-            "bbox": [],
-            "labels": [],
-            "pngs": {},
-            "masks_per_class": dict.fromkeys(classes.mids, 0),
-            "counts": dict.fromkeys(
-                [
-                    "mask_boxes",
-                    "box_only_boxes",
-                    "group_of_boxes",
-                    "positive_labels",
-                    "negative_labels",
-                    "hidden_objects",
-                ],
-                0,
-            ),
-        }
-        image_dir = os.path.join(out_dir, layout.IMAGE_DIR_NAME.format(split=split))
-        os.makedirs(image_dir, exist_ok=True)
-        for i, (image_id, objects) in enumerate(zip(ids, plans)):
-            rng = np.random.default_rng([seed, split_index, i])  # per image: independent of other images
-            height, width = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
-            pixels = render_scene(rng, classes, height, width, objects)
-            atomic_write_bytes(os.path.join(image_dir, image_id + layout.IMAGE_EXT), jpeg_bytes(pixels))
-            if split in layout.ANNOTATED_SPLITS:
-                _annotate(rng, classes, image_id, objects, height, width, out)
-            bar.update(1)
-        remove_stale_images(image_dir, {i + layout.IMAGE_EXT for i in ids})
-        if split not in layout.ANNOTATED_SPLITS:
-            summary["splits"][split] = {"images": len(ids)}
-            continue
-        write_mask_zips(out_dir, split, out["pngs"])
-        for name, header, rows in (
-            (layout.MASKS_CSV_NAME, MASKS_CSV_HEADER, out["masks"]),
-            (layout.BBOX_CSV_NAME, BBOX_CSV_HEADER, out["bbox"]),
-            (layout.LABELS_CSV_NAME, LABELS_CSV_HEADER, out["labels"]),
-        ):
-            atomic_write_bytes(os.path.join(out_dir, name.format(split=split)), csv_bytes(header, rows))
-        summary["splits"][split] = {
-            "images": len(ids),
-            "masks": len(out["masks"]),
-            **out["counts"],
-            "masks_per_class": out["masks_per_class"],
-        }
-    bar.close()
+    with tqdm(total=num_images, desc="synth images", unit="img", disable=not show_progress) as bar:
+        offset = 0
+        for split in layout.SPLITS:
+            ids = sorted(all_ids[offset : offset + sizes[split]])
+            offset += sizes[split]
+            plans = plan_split(plan_rng, classes, len(ids))
+            summary["splits"][split] = _generate_split(
+                out_dir, split, ids, plans, classes, seed, (min_size, max_size), bar
+            )
     summary["seconds"] = round(time.perf_counter() - start, 3)
     return summary

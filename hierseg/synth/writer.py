@@ -16,6 +16,8 @@ import zipfile
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from PIL import Image
 
 from hierseg import atomic_write
@@ -45,6 +47,29 @@ def csv_bytes(header: Sequence[str] | None, rows: Iterable[Sequence[object]]) ->
         writer.writerow(header)
     writer.writerows(rows)
     return buf.getvalue().encode("utf-8")
+
+
+class ChunkedCsv:
+    """A CSV written chunk by chunk, atomically: ``with ChunkedCsv(path, header) as out: out.write(...)``.
+
+    For row counts too large to hold as text at once; values are written unquoted, so columns must not
+    contain commas or quotes (true of every OID column the generators write)."""
+
+    def __init__(self, path: str, header: tuple[str, ...]):
+        self.path, self.header = path, header
+        self.options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+
+    def __enter__(self) -> ChunkedCsv:
+        self._open = atomic_write.atomic_open(self.path, "wb")
+        self.file = self._open.__enter__()
+        self.file.write((",".join(self.header) + "\n").encode("ascii"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._open.__exit__(*exc)  # renames into place, or removes the temporary file on an error
+
+    def write(self, columns: dict[str, pa.Array]) -> None:
+        pacsv.write_csv(pa.table(columns), self.file, self.options)
 
 
 def zip_bytes(entries: dict[str, bytes]) -> bytes:

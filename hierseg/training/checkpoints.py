@@ -6,7 +6,8 @@
   parser of a step out of a checkpoint path.
 * **Restore**: :func:`checkpoint_path` (a prefix, or a directory's latest), :func:`restore_weights`
   and :func:`restore_model` (the factory's model of a config with a checkpoint's weights).
-* **Pretrained starts** (``train.checkpoint``, :func:`init_from_pretrained`): the backbone
+* **Pretrained starts** (``train.init``, :func:`init_from_pretrained`, which delegates to
+  :mod:`hierseg.training.checkpoint_readers` for every source and module): the backbone
   (:func:`init_backbone`: a hierseg checkpoint, a name-based one with ``prefix``, or a TF1 ResNet mapped
   by creation order, below) or the whole model (:func:`init_whole_model`: every variable of a hierseg
   checkpoint whose path and shape match).
@@ -132,10 +133,11 @@ def restore_model(config: ExperimentConfig, checkpoint: str) -> keras.Model:
 
 # ----------------------------------------------------------------------------- pretrained starts
 def init_from_pretrained(model: keras.Model, init: CheckpointInitConfig) -> int:
-    """``train.checkpoint``: the backbone or the whole model from ``init.path``; returns #variables set."""
-    if init.scope == "model":
-        return init_whole_model(model, init.path)
-    return init_backbone(model, init)
+    """``train.init``: the modules ``init.modules`` of ``model`` from ``init.path`` (any source, see
+    :mod:`hierseg.training.checkpoint_readers`, which logs the table); returns #variables set."""
+    from hierseg.training.checkpoint_readers import initialize
+
+    return initialize(model, init.path, init.modules, init.prefix, init.source).num_loaded
 
 
 def _resolve(path: str) -> str:

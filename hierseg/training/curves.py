@@ -114,7 +114,8 @@ def plot_curves(model_dir: str, out_png: str) -> dict[str, list[str]]:
         ax.legend(fontsize=7, ncol=2 if len(series) > 6 else 1, loc="best")
     fig.suptitle(os.path.abspath(model_dir), fontsize=9)
     fig.tight_layout()
-    with atomic_write.atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    try:
+        atomic_write.write_figure(out_png, fig, dpi=90)
+    finally:
+        plt.close(fig)
     return {k: sorted(v) for k, v in groups.items()}

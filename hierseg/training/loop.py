@@ -7,8 +7,8 @@ One call of :func:`train` does, in order:
    ``global_batch_size / num_replicas``, with the model's ``build_train_targets`` map), and under
    ``strategy.scope()`` the model (``hierseg.models.factory.build_model``), the momentum
    optimizer and a step counter;
-3. restore the latest checkpoint of ``model_dir`` (a preempted job just restarts) or else start from
-   ``train.checkpoint`` (:mod:`hierseg.training.checkpoints`);
+3. restore the latest checkpoint of ``model_dir`` (a preempted job just restarts) or else initialise
+   the model (or some modules) from ``train.init`` (:mod:`hierseg.training.checkpoint_readers`);
 4. repeat: one ``tf.function`` call runs ``steps_per_loop`` steps of ``strategy.run(replica_step)``;
    each replica computes its loss (+ L2 weight decay) scaled by ``1 / num_replicas``, its gradients
    (XLA-compiled when ``train.jit_compile``), the gradients are all-reduced (SUM = the mean over the
@@ -38,6 +38,7 @@ from hierseg.config.training import TrainConfig
 from hierseg.layout import ModelDir
 from hierseg.models.factory import build_model, build_train_targets
 from hierseg.priors import stage_shape_priors
+from hierseg.training.checkpoint_readers.init import with_source_architecture
 from hierseg.training.checkpoints import CHECKPOINT_NAME, init_from_pretrained, make_checkpoint, variables_fingerprint
 from hierseg.training.optimizer import MomentumSGD, resolve_freeze_at, trainable_variables, weight_decay_loss
 from hierseg.training.schedule import WarmupStepDecay
@@ -173,13 +174,13 @@ def _build(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> tuple:
 def _restore_or_start(
     checkpoint: tf.train.Checkpoint, model: keras.Model, step: tf.Variable, model_dir: str, train_cfg
 ) -> str | None:
-    """Restores ``model_dir``'s latest checkpoint (a restarted job resumes) or starts from ``train.checkpoint``."""
+    """Restores ``model_dir``'s latest checkpoint (a restarted job resumes) or starts from ``train.init``."""
     restored = tf.train.latest_checkpoint(model_dir)
     if restored:
         checkpoint.restore(restored).assert_existing_objects_matched()
         log.info("restored checkpoint %s at step %d", restored, int(step.numpy()))
-    elif train_cfg.checkpoint.path:
-        init_from_pretrained(model, train_cfg.checkpoint)
+    elif train_cfg.init.path:
+        init_from_pretrained(model, train_cfg.init)
     return restored
 
 
@@ -245,6 +246,7 @@ def train(
       ``{"start_step", "step", "checkpoint", "metrics" (last loop's), "images_per_second",
       "variables_fingerprint"}``.
     """
+    config = with_source_architecture(config)
     train_cfg = config.train
     if not config.data.train_file_pattern:
         raise ValueError("data.train_file_pattern is empty (set it, or pass --data_dir)")

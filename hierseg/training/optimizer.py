@@ -79,7 +79,7 @@ def resolve_freeze_at(config):
     backbone = config.model.backbone
     if backbone.freeze_at >= 0:
         return config
-    stages = 2 if config.train.checkpoint.path else 0
+    stages = 2 if config.train.init.path else 0
     return merge(config, {"model": {"backbone": {"freeze_at": stages}}})
 
 

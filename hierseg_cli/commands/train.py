@@ -36,6 +36,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="delete --model_dir's checkpoints and start afresh when they were trained from other data or config",
     )
+    p.add_argument(
+        "--init_checkpoint",
+        help="pretrained start when --model_dir has no checkpoint (= train.init.path): a hierseg, TF Model "
+        "Garden Mask R-CNN or TF1 TPU ResNet checkpoint (prefix or directory)",
+    )
+    p.add_argument(
+        "--init_modules",
+        help="what to load from it (= train.init.modules): all (default) or a comma list of "
+        "backbone,fpn,rpn,box_head,mask_head",
+    )
+    p.add_argument("--init_prefix", help="variable prefix of a TF1 checkpoint, e.g. resnet50/ (= train.init.prefix)")
+
+
+def init_overrides(args: argparse.Namespace) -> dict:
+    """The --init_* flags as a config override of train.init (empty when none is given)."""
+    init = {
+        key: value
+        for key, value in (
+            ("path", args.init_checkpoint),
+            ("modules", args.init_modules),
+            ("prefix", args.init_prefix),
+        )
+        if value is not None
+    }
+    return {"train": {"init": init}} if init else {}
 
 
 # Settings a resumed run may change without making the checkpoints another model's: how long to train,
@@ -109,6 +134,10 @@ def run(args: argparse.Namespace) -> int:
             "v3-8 schedule: global batch 64, 45000 steps); on a CPU start from --config_file tiny_cpu.yaml"
         )
     config = load_experiment(args)  # config errors surface before a TPU is initialised
+    if init_overrides(args):
+        from hierseg.config import merge
+
+        config = merge(config, init_overrides(args))
     check_arguments(args, config)
     check_resume(args, config)
     from hierseg.training.strategy import make_strategy
