@@ -171,12 +171,14 @@ def _build(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> tuple:
     return model, variables, optimizer, step
 
 
-def _restore_or_start(checkpoint: tf.train.Checkpoint, model: keras.Model, model_dir: str, train_cfg) -> str | None:
+def _restore_or_start(
+    checkpoint: tf.train.Checkpoint, model: keras.Model, step: tf.Variable, model_dir: str, train_cfg
+) -> str | None:
     """Restores ``model_dir``'s latest checkpoint (a restarted job resumes) or starts from ``train.init``."""
     restored = tf.train.latest_checkpoint(model_dir)
     if restored:
         checkpoint.restore(restored).assert_existing_objects_matched()
-        log.info("restored checkpoint %s", restored)
+        log.info("restored checkpoint %s at step %d", restored, int(step.numpy()))
     elif train_cfg.init.path:
         init_from_pretrained(model, train_cfg.init)
     return restored
@@ -265,7 +267,7 @@ def train(
     manager = tf.train.CheckpointManager(
         checkpoint, save_dir, max_to_keep=train_cfg.keep_checkpoints, checkpoint_name=CHECKPOINT_NAME
     )
-    saved_path = _restore_or_start(checkpoint, model, model_dir, train_cfg)
+    saved_path = _restore_or_start(checkpoint, model, step, model_dir, train_cfg)
     start_step = current = last_summary = int(step.numpy())
     log.info(
         "training from step %d to %d: %d replica(s), global batch %d",
