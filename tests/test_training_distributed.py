@@ -161,6 +161,7 @@ def test_multi_worker_two_processes_train_and_agree(layer, tmp_path):
         "ckpt-2.index",
         "ckpt-4.data-00000-of-00001",
         "ckpt-4.index",
+        "fingerprint.json",  # hierseg train's record of its data and config (hierseg.fingerprint)
         "params.yaml",
         "train",
     ]
