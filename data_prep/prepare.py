@@ -202,6 +202,107 @@ def _split_counts(sp: SplitPlan, stats: list[dict]) -> dict:
     }
 
 
+def _start_layers(
+    out_dir: str, plans: list[LayerPlan], paths: OidPaths, config: PrepareConfig, overwrite: bool
+) -> tuple[list[ShardJob], dict[int, dict[str, list[str]]]]:
+    """Readies each layer folder (fingerprint checked, an interrupted run's temporaries removed, label
+    map written); returns the shards still to write over all layers, and every shard name per layer
+    and split."""
+    all_jobs, shard_names = [], {}
+    for lp in plans:
+        layer = PreparedLayer.of(out_dir, lp.layer)
+        storage.makedirs(layer.root)
+        storage.makedirs(layer.state_dir)
+        _check_fingerprint(layer, paths, config, overwrite)
+        if remove_stale(layer.root):
+            log.info("%s: removed temporary files of an interrupted run", layer.root)
+        storage.write_text(layer.label_map, lp.label_map.to_pbtxt())
+        jobs, shard_names[lp.layer] = _jobs(out_dir, lp)
+        all_jobs += jobs
+    return all_jobs, shard_names
+
+
+def _write_shards(
+    jobs: list[ShardJob],
+    paths: OidPaths,
+    config: PrepareConfig,
+    cache_dir: str,
+    *,
+    runner: str,
+    num_workers: int | None,
+    beam_options: list[str] | None,
+    show_progress: bool,
+) -> None:
+    """The pixel stage: writes every shard of ``jobs``, locally or on Beam."""
+    processor = PixelProcessor(
+        paths,
+        gray_value=config.gray_value,
+        jpeg_quality=config.jpeg_quality,
+        verify_images=config.verify_images,
+        drop_empty_masks=config.drop_empty_masks,
+        cache_dir=os.path.join(cache_dir, "masks"),
+    )
+    if runner == "local":
+        run_local(jobs, processor, num_workers=num_workers, show_progress=show_progress)
+    else:
+        from data_prep.beam_pipeline import run_beam
+
+        run_beam(jobs, processor, runner=runner, beam_options=beam_options)
+
+
+def _summarize_layer(out_dir: str, lp: LayerPlan, shard_names: dict[str, list[str]], config: PrepareConfig):
+    """One layer's summary from its written shards, plus its balance reports and (validation split)
+    COCO ground truth. Returns ``(summary, MaskPaths the pixel stage dropped)``."""
+    layer = PreparedLayer.of(out_dir, lp.layer)
+    layer_sum = {"classes": lp.label_map.num_classes, "splits": {}}
+    dropped: set[str] = set()
+    for split, sp in lp.splits.items():
+        stats = [read_stats(layer.root, n) for n in shard_names[split]]
+        for st in stats:
+            dropped.update(st["dropped_masks"])
+        layer_sum["splits"][split] = _split_counts(sp, stats)
+        write_report(
+            sp.report,
+            layer.balance_csv(split),
+            layer.balance_png(split),
+            f"layer{lp.layer} {split}: images per class ({config.balance.mode if split == 'train' else 'none'})",
+        )
+        if split == "validation":
+            coco = build_coco([storage.join(layer.root, n) for n in shard_names[split]], lp.label_map)
+            write_coco(coco, layer.validation_coco_json)
+    return layer_sum, dropped
+
+
+def _write_manifests_and_summaries(
+    out_dir: str, plans: list[LayerPlan], summary: dict, dropped_masks: dict[int, set[str]]
+) -> None:
+    """Each layer's ``manifest.parquet`` (its rows of the manifest) and ``prepare.json``."""
+    man = manifest(plans, dropped_masks)
+    for lp in plans:
+        layer = PreparedLayer.of(out_dir, lp.layer)
+        buf = io.BytesIO()
+        man[man["layer"] == lp.layer].reset_index(drop=True).to_parquet(buf, index=False)
+        storage.write_bytes(layer.manifest_parquet, buf.getvalue())
+        layer_json = {k: v for k, v in summary.items() if k != "layers"}
+        layer_json.update({"layer": lp.layer, **summary["layers"][lp.layer]})
+        storage.write_text(layer.prepare_json, json.dumps(layer_json, indent=1))
+
+
+def _check_every_split_written(summary: dict, out_dir: str) -> None:
+    """A split that ends without any example is an error (a silent empty training set is worse)."""
+    empty = [
+        f"layer{layer} {split}"
+        for layer, ls in summary["layers"].items()
+        for split, c in ls["splits"].items()
+        if c["examples_written"] == 0
+    ]
+    if empty:
+        raise WorkError(
+            f"prepare: no example written for {', '.join(empty)} (see the skips in {out_dir}/layer*/prepare.json: "
+            "missing images or masks, or no annotated instance of the layer's classes)"
+        )
+
+
 def prepare(
     oid_dir: str,
     out_dir: str,
@@ -237,36 +338,18 @@ def prepare(
         hierarchy = local_paths.load_hierarchy()
         tables = load_tables(paths, hierarchy, config, local_paths=local_paths)
         plans = plan_layers(tables, hierarchy, config)
-        csv_skips = {s: t.skips for s, t in tables.items()}
-        csv_skip_examples = {s: t.skip_examples for s, t in tables.items()}
-
         storage.makedirs(out_dir)
-        all_jobs, shard_names = [], {}
-        for lp in plans:
-            layer = PreparedLayer.of(out_dir, lp.layer)
-            storage.makedirs(layer.root)
-            storage.makedirs(layer.state_dir)
-            _check_fingerprint(layer, paths, config, overwrite)
-            if remove_stale(layer.root):
-                log.info("%s: removed temporary files of an interrupted run", layer.root)
-            storage.write_text(layer.label_map, lp.label_map.to_pbtxt())
-            jobs, shard_names[lp.layer] = _jobs(out_dir, lp)
-            all_jobs += jobs
-
-        processor = PixelProcessor(
+        jobs, shard_names = _start_layers(out_dir, plans, paths, config, overwrite)
+        _write_shards(
+            jobs,
             paths,
-            gray_value=config.gray_value,
-            jpeg_quality=config.jpeg_quality,
-            verify_images=config.verify_images,
-            drop_empty_masks=config.drop_empty_masks,
-            cache_dir=os.path.join(cache_dir, "masks"),
+            config,
+            cache_dir,
+            runner=runner,
+            num_workers=num_workers,
+            beam_options=beam_options,
+            show_progress=show_progress,
         )
-        if runner == "local":
-            run_local(all_jobs, processor, num_workers=num_workers, show_progress=show_progress)
-        else:
-            from data_prep.beam_pipeline import run_beam
-
-            run_beam(all_jobs, processor, runner=runner, beam_options=beam_options)
 
     summary = {
         "oid_dir": str(oid_dir),
@@ -274,52 +357,18 @@ def prepare(
         "runner": runner,
         "config": to_dict(config),
         "input_files": {f.name: getattr(paths, f.name) for f in dataclasses.fields(paths)},
-        "csv_skips": csv_skips,
-        "csv_skip_examples": csv_skip_examples,
+        "csv_skips": {s: t.skips for s, t in tables.items()},
+        "csv_skip_examples": {s: t.skip_examples for s, t in tables.items()},
         "notes": notes,
         "layers": {},
     }
     dropped_masks: dict[int, set[str]] = {}
     for lp in plans:
-        layer = PreparedLayer.of(out_dir, lp.layer)
-        layer_sum = {"classes": lp.label_map.num_classes, "splits": {}}
-        dropped_masks[lp.layer] = set()
-        for split, sp in lp.splits.items():
-            stats = [read_stats(layer.root, n) for n in shard_names[lp.layer][split]]
-            for st in stats:
-                dropped_masks[lp.layer].update(st["dropped_masks"])
-            layer_sum["splits"][split] = _split_counts(sp, stats)
-            write_report(
-                sp.report,
-                layer.balance_csv(split),
-                layer.balance_png(split),
-                f"layer{lp.layer} {split}: images per class ({config.balance.mode if split == 'train' else 'none'})",
-            )
-            if split == "validation":
-                coco = build_coco([storage.join(layer.root, n) for n in shard_names[lp.layer][split]], lp.label_map)
-                write_coco(coco, layer.validation_coco_json)
-        summary["layers"][lp.layer] = layer_sum
-
-    man = manifest(plans, dropped_masks)
-    for lp in plans:
-        layer = PreparedLayer.of(out_dir, lp.layer)
-        buf = io.BytesIO()
-        man[man["layer"] == lp.layer].reset_index(drop=True).to_parquet(buf, index=False)
-        storage.write_bytes(layer.manifest_parquet, buf.getvalue())
-        layer_json = {k: v for k, v in summary.items() if k != "layers"}
-        layer_json.update({"layer": lp.layer, **summary["layers"][lp.layer]})
-        storage.write_text(layer.prepare_json, json.dumps(layer_json, indent=1))
-    empty = [
-        f"layer{layer} {split}"
-        for layer, ls in summary["layers"].items()
-        for split, c in ls["splits"].items()
-        if c["examples_written"] == 0
-    ]
-    if empty:
-        raise WorkError(
-            f"prepare: no example written for {', '.join(empty)} (see the skips in {out_dir}/layer*/prepare.json: "
-            "missing images or masks, or no annotated instance of the layer's classes)"
+        summary["layers"][lp.layer], dropped_masks[lp.layer] = _summarize_layer(
+            out_dir, lp, shard_names[lp.layer], config
         )
+    _write_manifests_and_summaries(out_dir, plans, summary, dropped_masks)
+    _check_every_split_written(summary, out_dir)
     return summary
 
 
