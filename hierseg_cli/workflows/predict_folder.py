@@ -29,7 +29,6 @@ the parts in path order; the final files therefore do not depend on how the work
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -46,6 +45,7 @@ from hierseg.detections import Detections
 from hierseg.hierarchy import Hierarchy
 from hierseg.serving import image_io
 from hierseg.serving.predictor import LayerPredictor
+from hierseg_cli.workflows.predict_parts import FINAL_JSONL, PartIndex, part_name, record_line
 from hierseg_cli.workflows.predict_resume import PARTS_DIR, check_resume
 
 VISUALIZE_DIR = "visualize"
@@ -62,88 +62,6 @@ class Timer:
         now = time.perf_counter()
         self.seconds[key] = self.seconds.get(key, 0.0) + now - since
         return now
-
-
-# ------------------------------------------------------------------------------------- part files
-def _part_name(first_path: str) -> str:
-    # Named after the first image it holds: that image was pending, so no existing part holds it,
-    # so the name is new, whatever subset of images this run works on.
-    return f"part-{hashlib.sha1(first_path.encode('utf-8')).hexdigest()[:16]}.jsonl"
-
-
-LAYER_KEYS = ("layer0", "layer1", "merged")  # the three detections of a part record, in order
-FINAL_JSONL = {"merged": "predictions.jsonl", "layer0": "layer0.jsonl", "layer1": "layer1.jsonl"}
-
-
-def _record_line(path: str, image_id: str, error: str | None = None, layers: Sequence[Detections] = ()) -> str:
-    """One part record: a small JSON header ``{"image_id", "path"[, "error"]}``, then for a readable
-    image a tab and each of LAYER_KEYS' detections as its JSON line (prediction_file's encoding),
-    tab-separated. JSON text never holds a raw tab, so the fields split unambiguously; the header is
-    read without decoding any mask, and each detections line is copied to the final files as is."""
-    header: dict = {"image_id": image_id, "path": path}
-    if error is not None:
-        header["error"] = error
-    return "\t".join([json.dumps(header), *(det.to_json() for det in layers)])
-
-
-class PartIndex:
-    """Where each finished image's record lies: ``image_id -> (part file, byte offset)``.
-
-    Records are read back one at a time by seeking, so assembling the final files of a 100k-image
-    run never holds more than one image's masks. Building the index parses only the record headers.
-    """
-
-    def __init__(self, parts_dir: str) -> None:
-        self.parts_dir = parts_dir
-        self.where: dict[str, tuple[str, int]] = {}
-        self.errors: dict[str, str] = {}
-        self._handles: dict[str, object] = {}
-        if not os.path.isdir(parts_dir):
-            return
-        for name in sorted(os.listdir(parts_dir)):
-            if not (name.startswith("part-") and name.endswith(".jsonl")):
-                continue  # temporaries of a killed run
-            path = os.path.join(parts_dir, name)
-            with open(path, "rb") as f:
-                offset = 0
-                for lineno, line in enumerate(f, start=1):
-                    if line.strip():
-                        try:
-                            header = json.loads(line.split(b"\t", 1)[0])
-                            image_id = header["image_id"]
-                        except (ValueError, KeyError, TypeError) as e:
-                            raise ValueError(
-                                f"{path}:{lineno}: bad part record ({e}); delete the file to redo its images"
-                            ) from None
-                        self.where[image_id] = (path, offset)
-                        if "error" in header:
-                            self.errors[image_id] = header["error"]
-                    offset += len(line)
-
-    def __contains__(self, image_id: str) -> bool:
-        return image_id in self.where
-
-    def json_lines(self, image_id: str) -> dict[str, str]:
-        """A readable image's detections as JSON lines (no newline), keyed by LAYER_KEYS."""
-        path, offset = self.where[image_id]
-        f = self._handles.get(path)
-        if f is None:
-            if len(self._handles) >= 64:
-                self.close()
-            f = self._handles[path] = open(path, "rb")  # noqa: SIM115 - cached, closed in close()
-        f.seek(offset)
-        fields = f.readline().decode("utf-8").rstrip("\n").split("\t")
-        if len(fields) != 1 + len(LAYER_KEYS):
-            raise ValueError(f"{path}: the record of {image_id} has {len(fields) - 1} detections fields")
-        return dict(zip(LAYER_KEYS, fields[1:]))
-
-    def detections(self, image_id: str, key: str) -> Detections:
-        return Detections.from_json(self.json_lines(image_id)[key])
-
-    def close(self) -> None:
-        for f in self._handles.values():
-            f.close()
-        self._handles.clear()
 
 
 # ------------------------------------------------------------------------------------ the workflow
@@ -169,13 +87,13 @@ class _Run:
             t = time.perf_counter()
             first = json.loads(self.buffer[0].split("\t", 1)[0])["path"]
             atomic_write.write_text(
-                os.path.join(self.out_dir, PARTS_DIR, _part_name(first)), "\n".join(self.buffer) + "\n"
+                os.path.join(self.out_dir, PARTS_DIR, part_name(first)), "\n".join(self.buffer) + "\n"
             )
             self.buffer.clear()
             self.timer.add("encoding", t)
 
     def add_unreadable(self, path: str, error: str) -> None:
-        self.buffer.append(_record_line(path, image_io.image_id_of(path), error=error))
+        self.buffer.append(record_line(path, image_io.image_id_of(path), error=error))
 
     def process(self, batch: list[dict]) -> None:
         """Predicts a batch of decoded images with both layers, merges and buffers each image's record."""
@@ -191,7 +109,7 @@ class _Run:
             t = time.perf_counter()
             merged = ensemble_image(d0, d1, self.hierarchy, self.config.ensemble)
             t = self.timer.add("ensembling", t)
-            self.buffer.append(_record_line(e["path"], image_id, layers=(d0, d1, merged)))  # LAYER_KEYS order
+            self.buffer.append(record_line(e["path"], image_id, layers=(d0, d1, merged)))  # LAYER_KEYS order
             t = self.timer.add("encoding", t)
             if self.config.visualize:
                 png = os.path.join(self.out_dir, VISUALIZE_DIR, f"{image_id}.png")
@@ -211,6 +129,78 @@ class _Run:
             image_path=image_path,
             min_score=self.config.visualize_min_score,
         )
+
+
+def _image_ids(paths: Sequence[str]) -> list[str]:
+    """The ImageID of each path; two images with one ImageID would collide in every output file."""
+    ids = [image_io.image_id_of(p) for p in paths]
+    seen: dict[str, str] = {}
+    for p, i in zip(paths, ids):
+        if i in seen:
+            raise ValueError(f"two images have the ImageID {i}: {seen[i]} and {p}")
+        seen[i] = p
+    return ids
+
+
+def _layer_predictors(
+    layer0_export: str,
+    layer1_export: str,
+    config: PredictConfig,
+    hierarchy: Hierarchy,
+    predictors: tuple[LayerPredictor, LayerPredictor] | None,
+) -> tuple:
+    """Both layers' predictors (loaded unless given), checked to predict masks and to be given in
+    layer order, and wrapped for test-time augmentation when ``config.tta`` asks for it."""
+    l0, l1 = predictors or (
+        LayerPredictor(layer0_export, min_score=config.ensemble.min_layer0_score),
+        LayerPredictor(layer1_export, min_score=config.ensemble.min_layer1_score),
+    )
+    for layer, predictor in (("layer0", l0), ("layer1", l1)):
+        if not getattr(predictor, "has_masks", True):
+            raise ValueError(
+                f"--{layer} {predictor.export_dir}: a box-only model (no detection_masks, e.g. model.type "
+                "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
+            )
+    hierarchy.check_layer_order([l0.mids, l1.mids], [f"--layer0 {l0.export_dir}", f"--layer1 {l1.export_dir}"])
+    if config.tta.enabled:  # each layer runs its test-time views, merged (hierseg.serving.tta)
+        from hierseg.serving.tta import TTAPredictor
+
+        l0, l1 = TTAPredictor(l0, config.tta), TTAPredictor(l1, config.tta)
+    return l0, l1
+
+
+def _predict_pending(run: _Run, pending: list[str], config: PredictConfig, chunk_size: int, bar: tqdm) -> int:
+    """Decodes, predicts and records every image of ``pending`` (part files every ``chunk_size``
+    records); returns how many of them could not be read."""
+    l0, l1 = run.predictors
+    batch_size = config.batch_size
+    ds = image_io.image_dataset(
+        pending, {l0.output_size, l1.output_size}, apply_exif=config.apply_exif, keep_original=config.visualize
+    ).prefetch(2 * batch_size)
+    num_unreadable = 0
+    batch: list[dict] = []
+    t = time.perf_counter()
+    for element in ds.as_numpy_iterator():
+        run.timer.add("decode", t)
+        element["path"] = element[image_io.PATH].decode("utf-8")
+        if not element[image_io.OK]:
+            num_unreadable += 1
+            run.add_unreadable(element["path"], element[image_io.ERROR].decode("utf-8", "replace"))
+            bar.update(1)
+        else:
+            batch.append(element)
+        if len(batch) == batch_size:
+            run.process(batch)
+            bar.update(len(batch))
+            batch = []
+        if len(run.buffer) >= chunk_size:
+            run.flush()
+        t = time.perf_counter()
+    if batch:
+        run.process(batch)
+        bar.update(len(batch))
+    run.flush()
+    return num_unreadable
 
 
 def predict_folder(
@@ -249,78 +239,32 @@ def predict_folder(
     config = config or PredictConfig()
     hierarchy = hierarchy or Hierarchy.builtin()
     paths = sorted(images) if not isinstance(images, str) else image_io.list_images(images)
-    ids = [image_io.image_id_of(p) for p in paths]
-    seen: dict[str, str] = {}
-    for p, i in zip(paths, ids):
-        if i in seen:
-            raise ValueError(f"two images have the ImageID {i}: {seen[i]} and {p}")
-        seen[i] = p
+    ids = _image_ids(paths)
     check_resume(out_dir, (layer0_export, layer1_export), images, config, hierarchy, overwrite=overwrite)
-    batch_size, visualize = config.batch_size, config.visualize
-    chunk_size = config.chunk_size or max(batch_size, 32)
+    chunk_size = config.chunk_size or max(config.batch_size, 32)
     os.makedirs(os.path.join(out_dir, PARTS_DIR), exist_ok=True)
-    if visualize:
+    if config.visualize:
         os.makedirs(os.path.join(out_dir, VISUALIZE_DIR), exist_ok=True)
 
     index = PartIndex(os.path.join(out_dir, PARTS_DIR))
     pending = [p for p, i in zip(paths, ids) if i not in index]
     timer = Timer()
-    l0, l1 = predictors or (
-        LayerPredictor(layer0_export, min_score=config.ensemble.min_layer0_score),
-        LayerPredictor(layer1_export, min_score=config.ensemble.min_layer1_score),
-    )
-    for layer, predictor in (("layer0", l0), ("layer1", l1)):
-        if not getattr(predictor, "has_masks", True):
-            raise ValueError(
-                f"--{layer} {predictor.export_dir}: a box-only model (no detection_masks, e.g. model.type "
-                "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
-            )
-    hierarchy.check_layer_order([l0.mids, l1.mids], [f"--layer0 {l0.export_dir}", f"--layer1 {l1.export_dir}"])
-    if config.tta.enabled:  # each layer runs its test-time views, merged (hierseg.serving.tta)
-        from hierseg.serving.tta import TTAPredictor
-
-        l0, l1 = TTAPredictor(l0, config.tta), TTAPredictor(l1, config.tta)
+    l0, l1 = _layer_predictors(layer0_export, layer1_export, config, hierarchy, predictors)
     names = _names(hierarchy, (l0, l1))
     start = time.perf_counter()
 
     run = _Run(out_dir, config, hierarchy, (l0, l1), names, timer)
     num_unreadable_now = 0
-    bar = tqdm(
+    with tqdm(
         total=len(paths),
         initial=len(paths) - len(pending),
         unit="img",
         desc="predict",
         disable=not show_progress,
         smoothing=0.1,
-    )
-    if pending:
-        ds = image_io.image_dataset(
-            pending, {l0.output_size, l1.output_size}, apply_exif=config.apply_exif, keep_original=visualize
-        ).prefetch(2 * batch_size)
-        it = iter(ds.as_numpy_iterator())
-        batch: list[dict] = []
-        t = time.perf_counter()
-        for element in it:
-            timer.add("decode", t)
-            element["path"] = element[image_io.PATH].decode("utf-8")
-            if not element[image_io.OK]:
-                num_unreadable_now += 1
-                run.add_unreadable(element["path"], element[image_io.ERROR].decode("utf-8", "replace"))
-                bar.update(1)
-            else:
-                batch.append(element)
-            if len(batch) == batch_size:
-                run.process(batch)
-                bar.update(len(batch))
-                batch = []
-            if len(run.buffer) >= chunk_size:
-                run.flush()
-            t = time.perf_counter()
-        if batch:
-            run.process(batch)
-            bar.update(len(batch))
-        run.flush()
-    bar.close()
+    ) as bar:
+        if pending:
+            num_unreadable_now = _predict_pending(run, pending, config, chunk_size, bar)
     elapsed = time.perf_counter() - start
 
     result = finalize(out_dir, paths, config, hierarchy=hierarchy, names=names, timer=timer)
@@ -333,6 +277,12 @@ def predict_folder(
             "elapsed_seconds": round(elapsed, 3),
         }
     )
+    _write_timing(out_dir, result)
+    return result
+
+
+def _write_timing(out_dir: str, result: dict) -> None:
+    """``timing.json``: this run's time split and throughput, kept apart from the deterministic outputs."""
     atomic_write.write_text(
         os.path.join(out_dir, "timing.json"),
         json.dumps(
@@ -341,7 +291,6 @@ def predict_folder(
         )
         + "\n",
     )
-    return result
 
 
 def finalize(
@@ -398,21 +347,26 @@ def finalize(
     atomic_write.write_json(files["report.json"], report, indent=1)
     timer.add("encoding", t)
     if config.visualize:
-        from hierseg_cli.ground_truth_view import write_prediction_png
-
         t = time.perf_counter()
-        path_of = dict(zip(ids, paths))
-        for i in ok_ids:
-            png = os.path.join(out_dir, VISUALIZE_DIR, f"{i}.png")
-            if not os.path.exists(png):  # done by an earlier run without --visualize
-                image, err = image_io.read_image(path_of[i], config.apply_exif)
-                if not err:
-                    name = lambda m: (names or {}).get(m, m)  # noqa: E731
-                    det = index.detections(i, "merged")
-                    write_prediction_png(
-                        image, det, name, png, image_path=path_of[i], min_score=config.visualize_min_score
-                    )
-        files["visualize"] = os.path.join(out_dir, VISUALIZE_DIR)
+        files["visualize"] = _draw_missing_pictures(out_dir, index, ok_ids, dict(zip(ids, paths)), config, names)
         timer.add("visualize", t)
     index.close()
     return {**{k: v for k, v in report.items() if k != "unreadable"}, "unreadable": unreadable, "files": files}
+
+
+def _draw_missing_pictures(
+    out_dir: str, index: PartIndex, ok_ids: list[str], path_of: dict[str, str], config: PredictConfig, names
+) -> str:
+    """Draws ``visualize/<ImageID>.png`` for each readable image that has none yet (predicted by an
+    earlier run without ``visualize``); returns the folder."""
+    from hierseg_cli.ground_truth_view import write_prediction_png
+
+    for i in ok_ids:
+        png = os.path.join(out_dir, VISUALIZE_DIR, f"{i}.png")
+        if not os.path.exists(png):  # done by an earlier run without --visualize
+            image, err = image_io.read_image(path_of[i], config.apply_exif)
+            if not err:
+                name = lambda m: (names or {}).get(m, m)  # noqa: E731
+                det = index.detections(i, "merged")
+                write_prediction_png(image, det, name, png, image_path=path_of[i], min_score=config.visualize_min_score)
+    return os.path.join(out_dir, VISUALIZE_DIR)
