@@ -21,18 +21,19 @@ The summary (each stage's time, each mAP, where the files are) is printed and wr
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import os
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hierseg import atomic_write
 from hierseg.config.params import load, merge
 from hierseg.layout import ModelDir, PreparedLayer
 from hierseg.oid.layout import OidPaths
+from hierseg_cli.workflows.stage_runner import Stages
 
-STAGES_DIR = "stages"
 DEMO_TTA = "flip"  # test-time augmentation the demo compares against plain prediction
 DEFAULT_CONFIG = "tiny_cpu.yaml"
 
@@ -42,34 +43,6 @@ def find_config(name: str = DEFAULT_CONFIG) -> str:
     from hierseg.config.shipped import find_config as find_shipped
 
     return find_shipped(name)
-
-
-class Stages:
-    """Runs named stages once: a stage whose result file exists is skipped and its result reused."""
-
-    def __init__(self, out_dir: str, log: Callable[[str], None] = print) -> None:
-        self.dir = os.path.join(out_dir, STAGES_DIR)
-        os.makedirs(self.dir, exist_ok=True)
-        self.log = log
-        self.results: dict[str, dict] = {}
-
-    def run(self, name: str, fn: Callable[[], dict]) -> dict:
-        path = os.path.join(self.dir, f"{name}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                rec = json.load(f)
-            rec["skipped"] = True
-            self.log(f"[demo] {name}: done by an earlier run ({rec['seconds']:.1f} s then), skipped")
-        else:
-            self.log(f"[demo] {name} ...")
-            start = time.perf_counter()
-            result = fn()
-            rec = {"seconds": round(time.perf_counter() - start, 2), "result": result}
-            atomic_write.write_json(path, rec, indent=1, default=str)
-            rec["skipped"] = False
-            self.log(f"[demo] {name}: {rec['seconds']:.1f} s")
-        self.results[name] = rec
-        return rec["result"]
 
 
 def _experiment(config_file: str, layer_dir: str, steps: int, overrides: list[str] | None):
@@ -128,6 +101,183 @@ def _oid_eval(data_dir: str, submission: str, output: str, hierarchy) -> dict:
     return {"mAP": float(metrics["mAP"]), "num_classes": len(metrics.get("per_class", {})), "metrics_file": output}
 
 
+@dataclass(frozen=True)
+class _DemoRun:
+    """The options every stage reads, and the folders under ``out_dir`` they write."""
+
+    out_dir: str  # absolute
+    num_images: int
+    steps: int
+    seed: int
+    config_file: str
+    params_override: list[str] | None
+    show_progress: bool
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.join(self.out_dir, "data")
+
+    @property
+    def prepared(self) -> str:
+        return os.path.join(self.out_dir, "prepared")
+
+    def predict_dir(self, name: str) -> str:
+        return os.path.join(self.out_dir, f"predict_{name}")
+
+
+def _synth_stage(run: _DemoRun) -> dict:
+    from hierseg.synth import generate_dataset
+
+    s = generate_dataset(run.data_dir, num_images=run.num_images, seed=run.seed, show_progress=run.show_progress)
+    return {"splits": {k: v.get("images") for k, v in s["splits"].items()}, "classes": len(s["classes"])}
+
+
+def _prepare_stage(run: _DemoRun) -> dict:
+    from data_prep.config import PrepareConfig
+    from data_prep.prepare import prepare as run_prepare
+
+    res = run_prepare(run.data_dir, run.prepared, PrepareConfig(), num_workers=2, show_progress=run.show_progress)
+    return {"out_dir": run.prepared, "summary": res if isinstance(res, dict) else str(res)}
+
+
+def _train_stage(run: _DemoRun, cfg, model_dir: str) -> dict:
+    from hierseg.training.loop import train as run_train
+    from hierseg.training.strategy import make_strategy
+
+    res = run_train(cfg, model_dir, make_strategy("cpu"), show_progress=run.show_progress)
+    return {
+        "step": res["step"],
+        "loss": res["metrics"].get("loss"),
+        "images_per_second": res["images_per_second"],
+        "model_dir": model_dir,
+    }
+
+
+def _eval_stage(run: _DemoRun, cfg, model_dir: str) -> dict:
+    from hierseg.evaluation.evaluator import evaluate as run_eval
+
+    m = run_eval(
+        cfg, model_dir, output_json=ModelDir(model_dir).eval_metrics_json(run.steps), show_progress=run.show_progress
+    )
+    return {
+        "mask/AP": m["mask/AP"],
+        "box/AP": m["box/AP"],
+        "mask/AP50": m.get("mask/AP50"),
+        "num_images": m.get("num_images"),
+    }
+
+
+def _export_stage(cfg, model_dir: str, export_dir: str) -> dict:
+    from hierseg.serving.export import export_saved_model
+
+    export_saved_model(cfg, model_dir, export_dir)
+    return {"export_dir": export_dir}
+
+
+def _train_layers(run: _DemoRun, stages: Stages) -> tuple[list[str], dict[str, dict]]:
+    """Trains, evaluates and exports each layer; returns the export folders and the COCO metrics per layer."""
+    exports, coco = [], {}
+    for layer in (0, 1):
+        layer_dir = PreparedLayer.of(run.prepared, layer).root
+        model_dir = os.path.join(run.out_dir, "models", f"layer{layer}")
+        export_dir = os.path.join(run.out_dir, "exports", f"layer{layer}")
+        cfg = _experiment(run.config_file, layer_dir, run.steps, run.params_override)
+        stages.run(f"train{layer}", functools.partial(_train_stage, run, cfg, model_dir))
+        coco[f"layer{layer}"] = stages.run(f"eval{layer}", functools.partial(_eval_stage, run, cfg, model_dir))
+        stages.run(f"export{layer}", functools.partial(_export_stage, cfg, model_dir, export_dir))
+        exports.append(export_dir)
+    return exports, coco
+
+
+class _Predict:
+    """The predict stages: ``predict_folder`` over a split with both exports. The predictors are loaded
+    on the first stage that runs (a rerun whose predict stages are all done never loads them) and then
+    shared by the others."""
+
+    def __init__(self, run: _DemoRun, exports: list[str], hierarchy, config) -> None:
+        self.run, self.exports, self.hierarchy, self.config = run, exports, hierarchy, config
+        self._predictors = None
+
+    def predictors(self) -> tuple:
+        if self._predictors is None:
+            from hierseg.serving.predictor import LayerPredictor
+
+            self._predictors = (LayerPredictor(self.exports[0]), LayerPredictor(self.exports[1]))
+        return self._predictors
+
+    def stage(self, split: str, visualize: bool, tta=None, name: str | None = None) -> Callable[[], dict]:
+        """The stage function predicting ``split`` into ``OUT/predict_{name or split}``."""
+
+        def fn() -> dict:
+            from hierseg_cli.workflows.predict_folder import predict_folder
+
+            res = predict_folder(
+                *self.exports,
+                os.path.join(self.run.data_dir, split),
+                self.run.predict_dir(name or split),
+                dataclasses.replace(self.config, visualize=visualize, tta=tta or self.config.tta),
+                hierarchy=self.hierarchy,
+                show_progress=self.run.show_progress,
+                predictors=self.predictors(),
+            )
+            keys = ("num_images", "num_ok", "num_unreadable", "num_instances", "images_per_second", "timing", "files")
+            return {k: res[k] for k in keys}
+
+        return fn
+
+
+def _oid_eval_stage(run: _DemoRun, hierarchy, predict_cfg) -> dict:
+    """The challenge mAP on the validation images: the ensemble, and Layer0's predictions alone."""
+    val_dir = run.predict_dir("validation")
+    parents = os.path.join(val_dir, "submission_parents_only.csv")
+    _parents_only_submission(val_dir, parents, hierarchy, predict_cfg)
+    return {
+        "ensemble": _oid_eval(
+            run.data_dir,
+            os.path.join(val_dir, "submission.csv"),
+            os.path.join(run.out_dir, "oid_metrics_ensemble.json"),
+            hierarchy,
+        ),
+        "layer0_only": _oid_eval(
+            run.data_dir, parents, os.path.join(run.out_dir, "oid_metrics_layer0_only.json"), hierarchy
+        ),
+    }
+
+
+def _submit_stage(run: _DemoRun, hierarchy, predict_cfg, test_submission: str) -> dict:
+    """OUT/submission.csv (the test images' submission, validated) and OUT/predictions_grid.png."""
+    from ensembles.image_set import image_sizes_from_dir
+    from ensembles.validate_submission import validate_submission
+    from hierseg.serving.render import tile
+    from hierseg_cli.ground_truth_view import draw_prediction_file
+
+    submission = os.path.join(run.out_dir, "submission.csv")
+    with atomic_write.atomic_path(submission) as tmp:
+        shutil.copyfile(test_submission, tmp)
+    problems = validate_submission(
+        submission,
+        expected_images=image_sizes_from_dir(os.path.join(run.data_dir, "test")),
+        valid_mids=hierarchy.classes,
+    )
+    val_dir = run.predict_dir("validation")
+    pngs = draw_prediction_file(  # six validation images, their ground truth beside
+        os.path.join(val_dir, "predictions.jsonl"),
+        os.path.join(run.data_dir, "validation"),
+        os.path.join(val_dir, "visualize"),
+        hierarchy.name,
+        min_score=predict_cfg.visualize_min_score,
+        limit=6,
+    )
+    grid = os.path.join(run.out_dir, "predictions_grid.png")
+    tile(pngs, grid, columns=2)
+    return {
+        "submission": submission,
+        "valid": not problems,
+        "problems": [str(p) for p in problems][:20],
+        "grid": grid,
+    }
+
+
 def run_demo(
     out_dir: str,
     *,
@@ -142,187 +292,41 @@ def run_demo(
     """Runs every stage (see the module docstring) and returns the summary (also in OUT/summary.json)."""
     out_dir = os.path.abspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    config_file = config_file or find_config()
+    run = _DemoRun(out_dir, num_images, steps, seed, config_file or find_config(), params_override, show_progress)
     stages = Stages(out_dir, log)
     total_start = time.perf_counter()
-    data_dir = os.path.join(out_dir, "data")
-    prepared = os.path.join(out_dir, "prepared")
-
-    def synth() -> dict:
-        from hierseg.synth import generate_dataset
-
-        s = generate_dataset(data_dir, num_images=num_images, seed=seed, show_progress=show_progress)
-        return {"splits": {k: v.get("images") for k, v in s["splits"].items()}, "classes": len(s["classes"])}
-
-    stages.run("synth", synth)
-
-    def prepare() -> dict:
-        from data_prep.config import PrepareConfig
-        from data_prep.prepare import prepare as run_prepare
-
-        res = run_prepare(data_dir, prepared, PrepareConfig(), num_workers=2, show_progress=show_progress)
-        return {"out_dir": prepared, "summary": res if isinstance(res, dict) else str(res)}
-
-    stages.run("prepare", prepare)
-
-    hierarchy = OidPaths.from_dir(data_dir).load_hierarchy()
-    exports, coco = [], {}
-    for layer in (0, 1):
-        layer_dir = PreparedLayer.of(prepared, layer).root
-        model_dir = os.path.join(out_dir, "models", f"layer{layer}")
-        export_dir = os.path.join(out_dir, "exports", f"layer{layer}")
-        cfg = _experiment(config_file, layer_dir, steps, params_override)
-
-        def train(cfg=cfg, model_dir=model_dir) -> dict:
-            from hierseg.training.loop import train as run_train
-            from hierseg.training.strategy import make_strategy
-
-            res = run_train(cfg, model_dir, make_strategy("cpu"), show_progress=show_progress)
-            return {
-                "step": res["step"],
-                "loss": res["metrics"].get("loss"),
-                "images_per_second": res["images_per_second"],
-                "model_dir": model_dir,
-            }
-
-        stages.run(f"train{layer}", train)
-
-        def evaluate(cfg=cfg, model_dir=model_dir) -> dict:
-            from hierseg.evaluation.evaluator import evaluate as run_eval
-
-            m = run_eval(
-                cfg, model_dir, output_json=ModelDir(model_dir).eval_metrics_json(steps), show_progress=show_progress
-            )
-            return {
-                "mask/AP": m["mask/AP"],
-                "box/AP": m["box/AP"],
-                "mask/AP50": m.get("mask/AP50"),
-                "num_images": m.get("num_images"),
-            }
-
-        coco[f"layer{layer}"] = stages.run(f"eval{layer}", evaluate)
-
-        def export(cfg=cfg, model_dir=model_dir, export_dir=export_dir) -> dict:
-            from hierseg.serving.export import export_saved_model
-
-            export_saved_model(cfg, model_dir, export_dir)
-            return {"export_dir": export_dir}
-
-        stages.run(f"export{layer}", export)
-        exports.append(export_dir)
+    stages.run("synth", functools.partial(_synth_stage, run))
+    stages.run("prepare", functools.partial(_prepare_stage, run))
+    hierarchy = OidPaths.from_dir(run.data_dir).load_hierarchy()
+    exports, coco = _train_layers(run, stages)
 
     from ensembles.config import PredictConfig
-    from hierseg_cli.workflows.predict_folder import predict_folder
+    from hierseg.serving.tta import parse_tta
 
     # A challenge submission: masks on the stored pixels, as the ground truth (no EXIF rotation).
     predict_cfg = PredictConfig(apply_exif=False)
-    predictors = None
-
-    def predictors_once():
-        nonlocal predictors
-        if predictors is None:
-            from hierseg.serving.predictor import LayerPredictor
-
-            predictors = (LayerPredictor(exports[0]), LayerPredictor(exports[1]))
-        return predictors
-
-    def predict(split: str, visualize: bool, tta=None, name: str | None = None) -> Callable[[], dict]:
-        def fn() -> dict:
-            res = predict_folder(
-                *exports,
-                os.path.join(data_dir, split),
-                os.path.join(out_dir, f"predict_{name or split}"),
-                dataclasses.replace(predict_cfg, visualize=visualize, tta=tta or predict_cfg.tta),
-                hierarchy=hierarchy,
-                show_progress=show_progress,
-                predictors=predictors_once(),
-            )
-            return {
-                k: res[k]
-                for k in (
-                    "num_images",
-                    "num_ok",
-                    "num_unreadable",
-                    "num_instances",
-                    "images_per_second",
-                    "timing",
-                    "files",
-                )
-            }
-
-        return fn
-
-    pred_test = stages.run("predict_test", predict("test", True))
-    stages.run("predict_validation", predict("validation", False))
-
-    def oid_eval() -> dict:
-        val_dir = os.path.join(out_dir, "predict_validation")
-        parents = os.path.join(val_dir, "submission_parents_only.csv")
-        _parents_only_submission(val_dir, parents, hierarchy, predict_cfg)
-        return {
-            "ensemble": _oid_eval(
-                data_dir,
-                os.path.join(val_dir, "submission.csv"),
-                os.path.join(out_dir, "oid_metrics_ensemble.json"),
-                hierarchy,
-            ),
-            "layer0_only": _oid_eval(
-                data_dir, parents, os.path.join(out_dir, "oid_metrics_layer0_only.json"), hierarchy
-            ),
-        }
-
-    oid = stages.run("oid_eval", oid_eval)
-    from hierseg.serving.tta import parse_tta
-
+    predict = _Predict(run, exports, hierarchy, predict_cfg)
+    pred_test = stages.run("predict_test", predict.stage("test", True))
+    stages.run("predict_validation", predict.stage("validation", False))
+    oid = stages.run("oid_eval", functools.partial(_oid_eval_stage, run, hierarchy, predict_cfg))
     tta = parse_tta(DEMO_TTA)  # the same validation images with test-time augmentation, for comparison
-    stages.run("predict_tta", predict("validation", False, tta=tta, name="validation_tta"))
+    stages.run("predict_tta", predict.stage("validation", False, tta=tta, name="validation_tta"))
     oid_tta = stages.run(
         "oid_eval_tta",
         lambda: _oid_eval(
-            data_dir,
-            os.path.join(out_dir, "predict_validation_tta", "submission.csv"),
+            run.data_dir,
+            os.path.join(run.predict_dir("validation_tta"), "submission.csv"),
             os.path.join(out_dir, "oid_metrics_ensemble_tta.json"),
             hierarchy,
         ),
     )
-
-    def submit() -> dict:
-        from ensembles.image_set import image_sizes_from_dir
-        from ensembles.validate_submission import validate_submission
-        from hierseg.serving.render import tile
-        from hierseg_cli.ground_truth_view import draw_prediction_file
-
-        submission = os.path.join(out_dir, "submission.csv")
-        with atomic_write.atomic_path(submission) as tmp:
-            shutil.copyfile(pred_test["files"]["submission.csv"], tmp)
-        problems = validate_submission(
-            submission,
-            expected_images=image_sizes_from_dir(os.path.join(data_dir, "test")),
-            valid_mids=hierarchy.classes,
-        )
-        val_dir = os.path.join(out_dir, "predict_validation")
-        pngs = draw_prediction_file(  # six validation images, their ground truth beside
-            os.path.join(val_dir, "predictions.jsonl"),
-            os.path.join(data_dir, "validation"),
-            os.path.join(val_dir, "visualize"),
-            hierarchy.name,
-            min_score=predict_cfg.visualize_min_score,
-            limit=6,
-        )
-        grid = os.path.join(out_dir, "predictions_grid.png")
-        tile(pngs, grid, columns=2)
-        return {
-            "submission": submission,
-            "valid": not problems,
-            "problems": [str(p) for p in problems][:20],
-            "grid": grid,
-        }
-
-    sub = stages.run("submit", submit)
+    sub = stages.run(
+        "submit", functools.partial(_submit_stage, run, hierarchy, predict_cfg, pred_test["files"]["submission.csv"])
+    )
 
     summary = {
         "out_dir": out_dir,
-        "config": config_file,
+        "config": run.config_file,
         "num_images": num_images,
         "steps": steps,
         "seed": seed,
