@@ -225,6 +225,94 @@ def _check_and_log(metrics: dict, current: int, n: int, train_cfg: TrainConfig, 
         log.info("%d instances over data.max_instances dropped in the last %d steps", metrics["instances_dropped"], n)
 
 
+def _check_setup(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> None:
+    """Stops before any work on an experiment this strategy cannot train."""
+    train_cfg = config.train
+    if not config.data.train_file_pattern:
+        raise ValueError("data.train_file_pattern is empty (set it, or pass --data_dir)")
+    replicas = strategy.num_replicas_in_sync
+    if train_cfg.global_batch_size % replicas:
+        raise ValueError(
+            f"train.global_batch_size={train_cfg.global_batch_size} is not divisible by the {replicas} replicas"
+        )
+
+
+class _CheckpointSaver:
+    """Saves numbered checkpoints into ``model_dir``. Every worker saves (the save is collective), but
+    only the chief's copy lands in ``model_dir``: the others write to a temporary folder of their own,
+    removed after each save and at the end."""
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, model_dir: str, strategy, train_cfg: TrainConfig) -> None:
+        self.model_dir, self.chief = model_dir, is_chief(strategy)
+        self.save_dir = model_dir if self.chief else os.path.join(model_dir, f".worker{task_id(strategy)}_tmp")
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, self.save_dir, max_to_keep=train_cfg.keep_checkpoints, checkpoint_name=CHECKPOINT_NAME
+        )
+
+    def save(self, at: int) -> str:
+        """Saves the step-``at`` checkpoint; returns its path in ``model_dir``."""
+        path = self.manager.save(checkpoint_number=at)
+        if not self.chief:  # this worker's copy was only needed for the collective save
+            tf.io.gfile.rmtree(self.save_dir)
+            return os.path.join(self.model_dir, f"{CHECKPOINT_NAME}-{at}")
+        log.info("saved checkpoint %s", path)
+        return path
+
+    def remove_worker_copy(self) -> None:
+        if not self.chief and tf.io.gfile.exists(self.save_dir):
+            shutil.rmtree(self.save_dir, ignore_errors=True)
+
+
+def _run_loops(
+    train_loop: Callable,
+    iterator,
+    step: tf.Variable,
+    saver: _CheckpointSaver,
+    train_cfg: TrainConfig,
+    *,
+    chief: bool,
+    show_progress: bool,
+    summaries_dir: str,
+    eval_fn: Callable[[str, int], dict] | None,
+    saved_path: str | None,
+) -> tuple[int, dict, str | None]:
+    """Calls ``train_loop`` until ``train.total_steps``: each call runs up to ``steps_per_loop`` steps and
+    stops at the next checkpoint; then logs, writes summaries, saves and evaluates when due. Returns
+    ``(step reached, the last loop's metrics, the last checkpoint path)``."""
+    start_step = current = last_summary = int(step.numpy())
+    writer = tf.summary.create_file_writer(summaries_dir) if chief else tf.summary.create_noop_writer()
+    bar = tqdm(
+        total=train_cfg.total_steps,
+        initial=start_step,
+        disable=not (show_progress and chief),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    metrics: dict = {}
+    try:
+        while current < train_cfg.total_steps:
+            next_ckpt = (current // train_cfg.checkpoint_every + 1) * train_cfg.checkpoint_every
+            n = min(train_cfg.steps_per_loop, train_cfg.total_steps - current, next_ckpt - current)
+            t0 = time.perf_counter()
+            metrics = {k: float(v) for k, v in train_loop(iterator, tf.constant(n, tf.int32)).items()}
+            metrics["images_per_second"] = n * train_cfg.global_batch_size / max(time.perf_counter() - t0, 1e-9)
+            current = int(step.numpy())
+            _check_and_log(metrics, current, n, train_cfg, chief)
+            bar.update(n)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_second']:.1f}")
+            if current - last_summary >= train_cfg.summary_every or current >= train_cfg.total_steps:
+                last_summary = current
+                write_scalars(writer, current, metrics)
+            if current % train_cfg.checkpoint_every == 0 or current >= train_cfg.total_steps:
+                saved_path = saver.save(current)
+                if eval_fn is not None and chief:
+                    eval_fn(saved_path, current)
+    finally:
+        bar.close()
+        writer.close()
+    return current, metrics, saved_path
+
+
 def train(
     config: ExperimentConfig,
     model_dir: str,
@@ -248,80 +336,40 @@ def train(
     """
     config = with_source_architecture(config)
     train_cfg = config.train
-    if not config.data.train_file_pattern:
-        raise ValueError("data.train_file_pattern is empty (set it, or pass --data_dir)")
+    _check_setup(config, strategy)
     chief = is_chief(strategy)
-    replicas = strategy.num_replicas_in_sync
-    if train_cfg.global_batch_size % replicas:
-        raise ValueError(
-            f"train.global_batch_size={train_cfg.global_batch_size} is not divisible by the {replicas} replicas"
-        )
     tf.io.gfile.makedirs(model_dir)
     if chief:
         save_config(stage_shape_priors(config, model_dir), os.path.join(model_dir, CONFIG_FILE))  # + ShapeMask priors
     keras.utils.set_random_seed(train_cfg.seed)
     model, variables, optimizer, step = _build(config, strategy)
     checkpoint = make_checkpoint(model, optimizer=optimizer, step=step)
-    # Every worker saves (the save is collective); only the chief's copy lands in model_dir.
-    save_dir = model_dir if chief else os.path.join(model_dir, f".worker{task_id(strategy)}_tmp")
-    manager = tf.train.CheckpointManager(
-        checkpoint, save_dir, max_to_keep=train_cfg.keep_checkpoints, checkpoint_name=CHECKPOINT_NAME
-    )
+    saver = _CheckpointSaver(checkpoint, model_dir, strategy, train_cfg)
     saved_path = _restore_or_start(checkpoint, model, step, model_dir, train_cfg)
-    start_step = current = last_summary = int(step.numpy())
+    start_step = int(step.numpy())
     log.info(
         "training from step %d to %d: %d replica(s), global batch %d",
         start_step,
         train_cfg.total_steps,
-        replicas,
+        strategy.num_replicas_in_sync,
         train_cfg.global_batch_size,
     )
     iterator = iter(_distributed_input(config, strategy, start_step))
     schedule = WarmupStepDecay.from_config_section(train_cfg.learning_rate)
     train_loop = make_train_loop(strategy, model, optimizer, variables, schedule, step, train_cfg)
-    writer = (
-        tf.summary.create_file_writer(ModelDir(model_dir).train_summaries) if chief else tf.summary.create_noop_writer()
+    current, metrics, saved_path = _run_loops(
+        train_loop,
+        iterator,
+        step,
+        saver,
+        train_cfg,
+        chief=chief,
+        show_progress=show_progress,
+        summaries_dir=ModelDir(model_dir).train_summaries,
+        eval_fn=eval_fn,
+        saved_path=saved_path,
     )
-    bar = tqdm(
-        total=train_cfg.total_steps,
-        initial=start_step,
-        disable=not (show_progress and chief),
-        unit="step",
-        dynamic_ncols=True,
-    )
-    metrics: dict = {}
-
-    def save(at: int) -> str:
-        path = manager.save(checkpoint_number=at)
-        if not chief:  # this worker's copy was only needed for the collective save
-            tf.io.gfile.rmtree(save_dir)
-            return os.path.join(model_dir, f"{CHECKPOINT_NAME}-{at}")
-        log.info("saved checkpoint %s", path)
-        return path
-
-    try:
-        while current < train_cfg.total_steps:
-            next_ckpt = (current // train_cfg.checkpoint_every + 1) * train_cfg.checkpoint_every
-            n = min(train_cfg.steps_per_loop, train_cfg.total_steps - current, next_ckpt - current)
-            t0 = time.perf_counter()
-            metrics = {k: float(v) for k, v in train_loop(iterator, tf.constant(n, tf.int32)).items()}
-            metrics["images_per_second"] = n * train_cfg.global_batch_size / max(time.perf_counter() - t0, 1e-9)
-            current = int(step.numpy())
-            _check_and_log(metrics, current, n, train_cfg, chief)
-            bar.update(n)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}", img_s=f"{metrics['images_per_second']:.1f}")
-            if current - last_summary >= train_cfg.summary_every or current >= train_cfg.total_steps:
-                last_summary = current
-                write_scalars(writer, current, metrics)
-            if current % train_cfg.checkpoint_every == 0 or current >= train_cfg.total_steps:
-                saved_path = save(current)
-                if eval_fn is not None and chief:
-                    eval_fn(saved_path, current)
-    finally:
-        bar.close()
-        writer.close()
-    if not chief and tf.io.gfile.exists(save_dir):
-        shutil.rmtree(save_dir, ignore_errors=True)
+    saver.remove_worker_copy()
     return {
         "start_step": start_step,
         "step": current,
