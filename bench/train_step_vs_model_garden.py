@@ -5,7 +5,8 @@
 
 Matched config (issue 12 §4): ResNet-50-FPN (P2-P6), 512x512, global batch 2, float32, no XLA, trainable
 (non-synchronized) batch norm, the 2-fc box head (1024 units), RPN 256 anchors/image at 1/2 positives,
-2000 pre-NMS / 1000 proposals, 512 ROIs/image at 1/4 foreground, the 4-conv 256-filter mask head,
+2000 pre-NMS / 1000 proposals, 512 ROIs/image at 1/4 foreground, 1 sample per ROIAlign bin, the 4-conv
+256-filter mask head (and a row with it on at most --mask_rois foreground ROIs, as Model Garden samples 128),
 90 classes (Model Garden: 91 with the background), SGD momentum 0.9. ``--quick``: the same structure at
 128 px, ResNet-50 x1/8, 32-filter FPN, 64 ROIs, 2 steps (checks the script runs; not a measurement).
 
@@ -44,8 +45,10 @@ def sizes(quick: bool) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ hierseg
-def hierseg_setup(quick: bool):
-    """(model, optimizer, variables, batch) of hierseg at the matched config."""
+def hierseg_setup(quick: bool, mask_rois: int = 0):
+    """(model, optimizer, variables, batch) of hierseg at the matched config; ``mask_rois`` > 0 runs the
+    mask head on at most that many foreground ROIs per image (``mask_head.max_rois``, issue 16), as Model
+    Garden's mask sampler does with its ``num_sampled_masks`` (128)."""
     import tensorflow as tf
 
     sys.path.insert(0, str(REPO / "tests"))
@@ -68,8 +71,9 @@ def hierseg_setup(quick: bool):
                 "fpn": {"num_filters": s["fpn"]},
                 "rpn": {"pre_nms_topk_train": s["proposals"][0], "post_nms_topk_train": s["proposals"][1]},
                 "roi_sampling": {"num_samples": s["rois"]},
-                "box_head": {"num_convs": 0, "num_fcs": 2, "fc_dims": s["fc"]},
-                "mask_head": {"num_filters": s["mask_filters"]},
+                # 1 bilinear sample per ROIAlign bin, as Model Garden's multilevel_crop_and_resize.
+                "box_head": {"num_convs": 0, "num_fcs": 2, "fc_dims": s["fc"], "sampling_ratio": 1},
+                "mask_head": {"num_filters": s["mask_filters"], "sampling_ratio": 1, "max_rois": mask_rois},
             },
             "train": {"global_batch_size": 2, "precision": "float32", "jit_compile": False, "init": {"path": ""}},
         },
@@ -101,8 +105,8 @@ def hierseg_step_fn(model, optimizer, variables):
     return step
 
 
-def run_hierseg(quick: bool, steps: int) -> dict:
-    model, optimizer, variables, batch = hierseg_setup(quick)
+def run_hierseg(quick: bool, steps: int, mask_rois: int = 0) -> dict:
+    model, optimizer, variables, batch = hierseg_setup(quick, mask_rois)
     step = hierseg_step_fn(model, optimizer, variables)
     return _time(lambda: step(batch), steps)
 
@@ -324,6 +328,7 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
 # ------------------------------------------------------------------------------------------- main
 def _child(python: str, kind: str, args) -> dict:
     cmd = [python, __file__, "--_child", kind, "--steps", str(args.steps)] + (["--quick"] if args.quick else [])
+    cmd += ["--mask_rois", str(args.mask_rois)] if kind == "hierseg_capped" else []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
     if kind == "model_garden":
         env["TF_USE_LEGACY_KERAS"] = "1"
@@ -341,17 +346,30 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2, help="hierseg / Model Garden alternations")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 steps, 1 round: checks that the script runs")
     p.add_argument("--no_profile", action="store_true", help="skip hierseg's per-op-group profile")
-    p.add_argument("--_child", choices=["hierseg", "model_garden", "profile"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--mask_rois",
+        type=int,
+        default=128,
+        help="also time hierseg with the mask head on at most this many foreground ROIs per image "
+        "(mask_head.max_rois; Model Garden samples 128 masks per image); 0 = skip that row",
+    )
+    p.add_argument("--_child", choices=["hierseg", "hierseg_capped", "model_garden", "profile"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
         args.steps, args.rounds = sizes(True)["steps"], 1
     if args._child:
-        run = {"hierseg": run_hierseg, "model_garden": run_model_garden, "profile": profile_hierseg}[args._child]
-        print("RESULT " + json.dumps(run(args.quick, args.steps)))
+        if args._child == "hierseg_capped":
+            result = run_hierseg(args.quick, args.steps, args.mask_rois)
+        else:
+            run = {"hierseg": run_hierseg, "model_garden": run_model_garden, "profile": profile_hierseg}[args._child]
+            result = run(args.quick, args.steps)
+        print("RESULT " + json.dumps(result))
         return 0
-    rows: dict[str, list[dict]] = {"hierseg": [], "model_garden": []}
+    rows: dict[str, list[dict]] = {"hierseg": [], "hierseg_capped": [], "model_garden": []}
     for _ in range(args.rounds):
         rows["hierseg"].append(_child(sys.executable, "hierseg", args))
+        if args.mask_rois:
+            rows["hierseg_capped"].append(_child(sys.executable, "hierseg_capped", args))
         if args.mg_python:
             rows["model_garden"].append(_child(args.mg_python, "model_garden", args))
     s = sizes(args.quick)
@@ -359,7 +377,7 @@ def main() -> int:
         f"\nMask R-CNN R50-FPN x{s['width']}, {s['size']}x{s['size']}, global batch 2, float32, no XLA, 2fc box head, "
         f"{s['rois']} ROIs; median of {args.steps} steps, {args.rounds} alternating round(s), {os.cpu_count()} core(s)"
     )
-    print(f"{'implementation':<16}{'s/step':>9}{'1st step s':>12}{'peak RSS MB':>13}")
+    print(f"{'implementation':<24}{'s/step':>9}{'1st step s':>12}{'peak RSS MB':>13}")
     summary = {}
     for name, results in rows.items():
         if not results:
@@ -368,9 +386,12 @@ def main() -> int:
         peak = max(r["peak_rss_mb"] for r in results)
         first = statistics.median(r["first_step_seconds"] for r in results)
         summary[name] = step
-        print(f"{name:<16}{step:>9.2f}{first:>12.1f}{peak:>13.0f}")
-    if len(summary) == 2:
-        print(f"ratio Model Garden / hierseg s/step: {summary['model_garden'] / summary['hierseg']:.2f}")
+        label = f"hierseg mask<= {args.mask_rois} ROIs" if name == "hierseg_capped" else name
+        print(f"{label:<24}{step:>9.2f}{first:>12.1f}{peak:>13.0f}")
+    for name in ("hierseg", "hierseg_capped"):
+        if name in summary and "model_garden" in summary:
+            label = f"hierseg mask<= {args.mask_rois} ROIs" if name == "hierseg_capped" else name
+            print(f"ratio Model Garden / {label} s/step: {summary['model_garden'] / summary[name]:.2f}")
     if not args.no_profile:
         prof = _child(sys.executable, "profile", args)
         print(f"\nhierseg step by op group (forward + backward, cumulative cuts; full step {prof['total']:.3f} s)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -136,7 +137,7 @@ def test_shapemask_export_has_mask_rcnn_structure_and_priors(shapemask_trained, 
     np.testing.assert_array_equal(batched[F.DET_CLASSES][0, :n].numpy(), out[F.DET_CLASSES].numpy())
 
 
-def test_retinanet_exports_boxes_and_predict_refuses_it(retinanet_trained, tmp_path):
+def test_retinanet_exports_boxes_and_predict_refuses_it(retinanet_trained, tmp_path, capsys):
     from hierseg.serving.export import export_saved_model
 
     _, model_dir = retinanet_trained
@@ -147,9 +148,13 @@ def test_retinanet_exports_boxes_and_predict_refuses_it(retinanet_trained, tmp_p
     images = tmp_path / "images"
     images.mkdir()
     (images / "0123456789abcdef.jpg").write_bytes(_jpeg())
-    with pytest.raises(ValueError, match="--layer0 .*: a box-only model .* cannot make a segmentation-track"):
-        main(["predict", "--layer0", export_dir, "--layer1", export_dir, "--images", str(images),
-              "--out", str(tmp_path / "pred")])  # fmt: skip
+    code = main(["predict", "--layer0", export_dir, "--layer1", export_dir, "--images", str(images),
+                 "--out", str(tmp_path / "pred")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2  # a usage error: the export given cannot make a submission
+    assert re.fullmatch(
+        r"hierseg predict: error: --layer0 .*: a box-only model .* cannot make a segmentation-track .*", err[-1]
+    )
 
 
 MIRRORED_PROGRAM = textwrap.dedent("""

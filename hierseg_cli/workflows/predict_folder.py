@@ -42,6 +42,7 @@ from ensembles.config import PredictConfig
 from ensembles.merge import ensemble_image
 from hierseg import atomic_write
 from hierseg.detections import Detections
+from hierseg.errors import UsageError
 from hierseg.hierarchy import Hierarchy
 from hierseg.serving import image_io
 from hierseg.serving.predictor import LayerPredictor
@@ -157,7 +158,7 @@ def _layer_predictors(
     )
     for layer, predictor in (("layer0", l0), ("layer1", l1)):
         if not getattr(predictor, "has_masks", True):
-            raise ValueError(
+            raise UsageError(
                 f"--{layer} {predictor.export_dir}: a box-only model (no detection_masks, e.g. model.type "
                 "retinanet) cannot make a segmentation-track submission; export a mask model (mask_rcnn, shapemask)"
             )
