@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=int, default=160, help="synthetic images over train/validation/test")
     p.add_argument("--steps", type=int, default=1000, help="training steps of each layer's model")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
-    p.add_argument("--config_file", help="experiment config of both layers; default: the --model's tiny CPU config")
+    p.add_argument("--config_file", help="experiment config of both layers; without it, the --model's tiny CPU config")
     p.add_argument(
         "--model",
         choices=sorted(DEMO_CONFIGS),
