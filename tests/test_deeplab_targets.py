@@ -105,6 +105,17 @@ def test_labels_to_input_frame_resizes_crops_and_pads_with_ignore():
     np.testing.assert_array_equal(out, np.repeat(np.repeat(labels, 2, 0), 2, 1)[2:6, 4:8])
 
 
+def _interior(mask: np.ndarray) -> np.ndarray:
+    """The pixels of ``mask`` whose 4 neighbours are in it too: resizing the image (bilinear) and the labels
+    (nearest) moves a boundary by up to a pixel, which must not count as misalignment."""
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return inner
+
+
 def test_pipeline_gt_semantic_follows_the_flipped_image(tmp_path):
     """Training with flip_prob 1: every pixel labelled c shows class c's colour, and vice versa."""
     from synthetic_scene import CLASS_COLORS as COLORS
@@ -132,7 +143,7 @@ def test_pipeline_gt_semantic_follows_the_flipped_image(tmp_path):
                 continue
             checked += 1
             assert (labels[b, :sh, :sw][colored] == c).mean() > 0.97
-            assert (colored[labels[b, :sh, :sw] == c]).mean() > 0.9
+            assert (colored[_interior(labels[b, :sh, :sw] == c)]).mean() > 0.9
     assert checked >= 2
 
 
