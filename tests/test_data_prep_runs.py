@@ -241,7 +241,13 @@ def test_ctrl_c_to_the_process_group_stops_prepare_and_resumes(prepared_dir, syn
         "'--no_progress']))\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # As from a terminal: a run started in the background of a script inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 240
     while time.time() < deadline and not list(out.glob("layer*/*.tfrecord")) and proc.poll() is None:
