@@ -35,19 +35,24 @@ CASES = {
             "model": {"num_classes": 213},
             "train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}},
         },
-        "ResNet-50-FPN, 512x512, batch 2",
+        "ResNet-50-FPN, 512x512, batch 2 (mask head on <= 32 fg ROIs)",
     ),
-    # Issue 16's speed settings: the mask head on at most 32 foreground ROIs per image, 1 sample per
-    # ROIAlign bin (box and mask heads), as in the side-by-side Model Garden comparison.
+    # Issue 16's before/after: the mask head on all 128 foreground slots per image (max_rois 0, the
+    # default before), and the speed setting of 1 sample per ROIAlign bin (box and mask heads).
+    "r50_512_all_slots": (
+        "configs/layer0_maskrcnn_r50_fpn.yaml",
+        {
+            "data": {"output_size": 512},
+            "model": {"num_classes": 213, "mask_head": {"max_rois": 0}},
+            "train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}},
+        },
+        "ResNet-50-FPN, mask head on all 128 fg slots, 512x512",
+    ),
     "r50_512_fast": (
         "configs/layer0_maskrcnn_r50_fpn.yaml",
         {
             "data": {"output_size": 512},
-            "model": {
-                "num_classes": 213,
-                "box_head": {"sampling_ratio": 1},
-                "mask_head": {"sampling_ratio": 1, "max_rois": 32},
-            },
+            "model": {"num_classes": 213, "box_head": {"sampling_ratio": 1}, "mask_head": {"sampling_ratio": 1}},
             "train": {"global_batch_size": 2, "precision": "float32", "init": {"path": ""}},
         },
         "ResNet-50-FPN, 1 sample/bin, <=32 mask ROIs, 512x512",

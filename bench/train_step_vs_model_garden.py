@@ -6,7 +6,8 @@
 Matched config (issue 12 §4): ResNet-50-FPN (P2-P6), 512x512, global batch 2, float32, no XLA, trainable
 (non-synchronized) batch norm, the 2-fc box head (1024 units), RPN 256 anchors/image at 1/2 positives,
 2000 pre-NMS / 1000 proposals, 512 ROIs/image at 1/4 foreground, 1 sample per ROIAlign bin, the 4-conv
-256-filter mask head (and a row with it on at most --mask_rois foreground ROIs, as Model Garden samples 128),
+256-filter mask head (hierseg's default: on at most 32 foreground ROIs per image; a second hierseg row at
+--compare_max_rois, by default 0 = all 128 foreground slots, as Model Garden's 128 mask samples),
 90 classes (Model Garden: 91 with the background), SGD momentum 0.9. ``--quick``: the same structure at
 128 px, ResNet-50 x1/8, 32-filter FPN, 64 ROIs, 2 steps (checks the script runs; not a measurement).
 
@@ -45,10 +46,10 @@ def sizes(quick: bool) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ hierseg
-def hierseg_setup(quick: bool, mask_rois: int = 0):
-    """(model, optimizer, variables, batch) of hierseg at the matched config; ``mask_rois`` > 0 runs the
-    mask head on at most that many foreground ROIs per image (``mask_head.max_rois``, issue 16), as Model
-    Garden's mask sampler does with its ``num_sampled_masks`` (128)."""
+def hierseg_setup(quick: bool, max_rois: int | None = None):
+    """(model, optimizer, variables, batch) of hierseg at the matched config; ``max_rois`` sets
+    ``mask_head.max_rois`` (None = the shipped default, 32 foreground ROIs per image; 0 = all 128
+    foreground slots, as Model Garden's mask sampler with its ``num_sampled_masks`` = 128)."""
     import tensorflow as tf
 
     sys.path.insert(0, str(REPO / "tests"))
@@ -73,7 +74,8 @@ def hierseg_setup(quick: bool, mask_rois: int = 0):
                 "roi_sampling": {"num_samples": s["rois"]},
                 # 1 bilinear sample per ROIAlign bin, as Model Garden's multilevel_crop_and_resize.
                 "box_head": {"num_convs": 0, "num_fcs": 2, "fc_dims": s["fc"], "sampling_ratio": 1},
-                "mask_head": {"num_filters": s["mask_filters"], "sampling_ratio": 1, "max_rois": mask_rois},
+                "mask_head": {"num_filters": s["mask_filters"], "sampling_ratio": 1}
+                | ({} if max_rois is None else {"max_rois": max_rois}),
             },
             "train": {"global_batch_size": 2, "precision": "float32", "jit_compile": False, "init": {"path": ""}},
         },
@@ -105,8 +107,8 @@ def hierseg_step_fn(model, optimizer, variables):
     return step
 
 
-def run_hierseg(quick: bool, steps: int, mask_rois: int = 0) -> dict:
-    model, optimizer, variables, batch = hierseg_setup(quick, mask_rois)
+def run_hierseg(quick: bool, steps: int, max_rois: int | None = None) -> dict:
+    model, optimizer, variables, batch = hierseg_setup(quick, max_rois)
     step = hierseg_step_fn(model, optimizer, variables)
     return _time(lambda: step(batch), steps)
 
@@ -232,7 +234,7 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
     from hierseg.models import losses as L
     from hierseg.models.roi_heads import select_class_boxes, select_class_masks
     from hierseg.models.rpn import generate_proposals
-    from hierseg.ops.target_sampling import box_targets, crop_mask_targets, sample_rois
+    from hierseg.ops.target_sampling import box_targets, crop_mask_targets, mask_training_rois, sample_rois
 
     model, optimizer, variables, batch = hierseg_setup(quick)
     cfg = model.config
@@ -278,9 +280,9 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
             features[F.GT_IS_CROWD],
             cfg.roi_sampling,
         )
-        n = max(1, int(cfg.roi_sampling.num_samples * cfg.roi_sampling.fg_fraction))
+        m = mask_training_rois(s, cfg.roi_sampling, cfg.mask_head.max_rois)  # as the model: <= 32 fg ROIs
         box_feats = model._roi_align(roi_features, s["rois"], cfg.box_head)
-        mask_feats = model._roi_align(roi_features, s["rois"][:, :n], cfg.mask_head)
+        mask_feats = model._roi_align(roi_features, m["rois"], cfg.mask_head)
         if upto == "roi_align":
             return loss + tf.reduce_mean(box_feats) + tf.reduce_mean(mask_feats)
         logits, class_deltas = model.box_head(box_feats, training=True)
@@ -292,10 +294,8 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
         loss += L.fast_rcnn_box_loss(
             select_class_boxes(class_deltas, s["classes"]), t, s["classes"], s["sample_weights"], w
         )
-        mt = crop_mask_targets(
-            features[F.GT_MASKS], gt_boxes, s["matched_index"][:, :n], s["rois"][:, :n], cfg.mask_head.mask_size
-        )
-        return loss + L.mask_loss(select_class_masks(masks, s["classes"][:, :n]), mt, s["is_fg"][:, :n], w)
+        mt = crop_mask_targets(features[F.GT_MASKS], gt_boxes, m["matched_index"], m["rois"], cfg.mask_head.mask_size)
+        return loss + L.mask_loss(select_class_masks(masks, m["classes"]), mt, m["is_fg"], w)
 
     def cut(upto):
         @tf.function(jit_compile=False)
@@ -328,7 +328,7 @@ def profile_hierseg(quick: bool, steps: int) -> dict:
 # ------------------------------------------------------------------------------------------- main
 def _child(python: str, kind: str, args) -> dict:
     cmd = [python, __file__, "--_child", kind, "--steps", str(args.steps)] + (["--quick"] if args.quick else [])
-    cmd += ["--mask_rois", str(args.mask_rois)] if kind == "hierseg_capped" else []
+    cmd += ["--compare_max_rois", str(args.compare_max_rois)] if kind == "hierseg_compare" else []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
     if kind == "model_garden":
         env["TF_USE_LEGACY_KERAS"] = "1"
@@ -339,6 +339,14 @@ def _child(python: str, kind: str, args) -> dict:
     return json.loads(lines[-1][7:])
 
 
+def _label(row: str, args) -> str:
+    if row == "hierseg":
+        return "hierseg (default)"
+    if row == "hierseg_compare":
+        return f"hierseg max_rois={args.compare_max_rois}" + (" (all)" if args.compare_max_rois == 0 else "")
+    return row
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mg_python", help="python of a virtualenv with tf-models-official (e.g. /work/venv-mg/bin/python)")
@@ -347,29 +355,31 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 steps, 1 round: checks that the script runs")
     p.add_argument("--no_profile", action="store_true", help="skip hierseg's per-op-group profile")
     p.add_argument(
-        "--mask_rois",
+        "--compare_max_rois",
         type=int,
-        default=128,
-        help="also time hierseg with the mask head on at most this many foreground ROIs per image "
-        "(mask_head.max_rois; Model Garden samples 128 masks per image); 0 = skip that row",
+        default=0,
+        help="also time hierseg at this mask_head.max_rois (default 0: the mask head on all 128 foreground "
+        "slots, as before issue 16 and as Model Garden's 128 mask samples); -1 = skip that row",
     )
-    p.add_argument("--_child", choices=["hierseg", "hierseg_capped", "model_garden", "profile"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--_child", choices=["hierseg", "hierseg_compare", "model_garden", "profile"], help=argparse.SUPPRESS
+    )
     args = p.parse_args()
     if args.quick:
         args.steps, args.rounds = sizes(True)["steps"], 1
     if args._child:
-        if args._child == "hierseg_capped":
-            result = run_hierseg(args.quick, args.steps, args.mask_rois)
+        if args._child == "hierseg_compare":
+            result = run_hierseg(args.quick, args.steps, args.compare_max_rois)
         else:
             run = {"hierseg": run_hierseg, "model_garden": run_model_garden, "profile": profile_hierseg}[args._child]
             result = run(args.quick, args.steps)
         print("RESULT " + json.dumps(result))
         return 0
-    rows: dict[str, list[dict]] = {"hierseg": [], "hierseg_capped": [], "model_garden": []}
+    rows: dict[str, list[dict]] = {"hierseg": [], "hierseg_compare": [], "model_garden": []}
     for _ in range(args.rounds):
         rows["hierseg"].append(_child(sys.executable, "hierseg", args))
-        if args.mask_rois:
-            rows["hierseg_capped"].append(_child(sys.executable, "hierseg_capped", args))
+        if args.compare_max_rois >= 0:
+            rows["hierseg_compare"].append(_child(sys.executable, "hierseg_compare", args))
         if args.mg_python:
             rows["model_garden"].append(_child(args.mg_python, "model_garden", args))
     s = sizes(args.quick)
@@ -377,7 +387,7 @@ def main() -> int:
         f"\nMask R-CNN R50-FPN x{s['width']}, {s['size']}x{s['size']}, global batch 2, float32, no XLA, 2fc box head, "
         f"{s['rois']} ROIs; median of {args.steps} steps, {args.rounds} alternating round(s), {os.cpu_count()} core(s)"
     )
-    print(f"{'implementation':<24}{'s/step':>9}{'1st step s':>12}{'peak RSS MB':>13}")
+    print(f"{'implementation':<28}{'s/step':>9}{'1st step s':>12}{'peak RSS MB':>13}")
     summary = {}
     for name, results in rows.items():
         if not results:
@@ -385,13 +395,14 @@ def main() -> int:
         step = statistics.median(r["step_seconds"] for r in results)
         peak = max(r["peak_rss_mb"] for r in results)
         first = statistics.median(r["first_step_seconds"] for r in results)
-        summary[name] = step
-        label = f"hierseg mask<= {args.mask_rois} ROIs" if name == "hierseg_capped" else name
-        print(f"{label:<24}{step:>9.2f}{first:>12.1f}{peak:>13.0f}")
-    for name in ("hierseg", "hierseg_capped"):
+        summary[name] = (step, peak)
+        label = _label(name, args)
+        print(f"{label:<28}{step:>9.2f}{first:>12.1f}{peak:>13.0f}")
+    for name in ("hierseg", "hierseg_compare"):
         if name in summary and "model_garden" in summary:
-            label = f"hierseg mask<= {args.mask_rois} ROIs" if name == "hierseg_capped" else name
-            print(f"ratio Model Garden / {label} s/step: {summary['model_garden'] / summary[name]:.2f}")
+            label = _label(name, args)
+            mg, ours = summary["model_garden"], summary[name]
+            print(f"ratio Model Garden / {label}: s/step {mg[0] / ours[0]:.2f}, peak RSS {mg[1] / ours[1]:.2f}")
     if not args.no_profile:
         prof = _child(sys.executable, "profile", args)
         print(f"\nhierseg step by op group (forward + backward, cumulative cuts; full step {prof['total']:.3f} s)")

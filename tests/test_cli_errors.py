@@ -36,6 +36,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
         ("train.steps_per_loop=0", "train.steps_per_loop: 0 is out of range (must be >= 1)"),
         ("train.total_steps=-5", "train.total_steps: -5 is out of range (must be >= 1)"),
         ("train.global_batch_size=0", "train.global_batch_size: 0 is out of range (must be >= 1)"),
+        ("model.mask_head.max_rois=-1", "model.mask_head.max_rois: -1 is out of range (must be >= 0)"),
         ("train.learning_rate.init_lr=.nan", "train.learning_rate.init_lr: nan is not a finite number"),
         ("train.learning_rate.init_lr=nan", "train.learning_rate.init_lr: expected a number, got 'nan'"),
         ("train.bogus=1", "unknown config key 'train.bogus'"),

@@ -11,7 +11,13 @@ from hierseg.ops.iou import pairwise_iou_numpy
 from hierseg.ops.mask_paste import paste_masks, paste_masks_numpy
 from hierseg.ops.nms import batched_nms, nms_numpy, offset_boxes_by_class
 from hierseg.ops.roi_align import multilevel_roi_align, multilevel_roi_align_numpy
-from hierseg.ops.target_sampling import crop_mask_target_numpy, crop_mask_targets, sample_rois, select_foreground
+from hierseg.ops.target_sampling import (
+    crop_mask_target_numpy,
+    crop_mask_targets,
+    mask_training_rois,
+    sample_rois,
+    select_foreground,
+)
 
 
 def random_boxes(rng, shape, low=0.0, high=100.0, min_side=2.0, max_side=40.0):
@@ -157,3 +163,33 @@ def test_select_foreground_caps_to_a_random_subset_and_pads():
         assert not is_fg.numpy()[1, index[1][2]]  # the padding row is not foreground
         picks.append(tuple(sorted(index[0])))
     assert len(set(picks)) > 1  # a random subset, not always the first rows
+
+
+def test_mask_training_rois_default_is_32_of_the_128_foreground_slots():
+    """Issue 16: by default the mask head trains on at most 32 foreground ROIs per image (of the 128 slots
+    of 512 samples at 1/4 foreground), every one of them when there are fewer, padding rows not foreground;
+    max_rois 0 keeps every slot (the seed's behaviour)."""
+    from hierseg.config.model import MaskHeadConfig, ROISamplingConfig
+
+    sampling, cap = ROISamplingConfig(), MaskHeadConfig().max_rois
+    assert (sampling.num_samples, sampling.fg_fraction, cap) == (512, 0.25, 32)
+    n_fg = [10, 90]  # image 0 below the cap, image 1 above it
+    is_fg = np.zeros((2, 512), bool)
+    for b, n in enumerate(n_fg):
+        is_fg[b, :n] = True
+    rows = np.tile(np.arange(512, dtype=np.int32), (2, 1))
+    sampled = {
+        "rois": tf.constant(np.stack([rows] * 4, -1).astype(np.float32)),
+        "classes": tf.constant(np.where(is_fg, rows % 7 + 1, 0)),
+        "is_fg": tf.constant(is_fg),
+        "matched_index": tf.constant(rows % 5),
+    }
+    got = {k: v.numpy() for k, v in mask_training_rois(sampled, sampling, cap).items()}
+    assert got["rois"].shape == (2, 32, 4) and got["is_fg"].shape == (2, 32)
+    picked = got["rois"][..., 0].astype(int)
+    assert set(picked[0][got["is_fg"][0]]) == set(range(10))  # all 10 foreground ROIs of image 0
+    assert got["is_fg"][1].all() and set(picked[1]) <= set(range(90)) and len(set(picked[1])) == 32
+    np.testing.assert_array_equal(got["classes"], np.where(got["is_fg"], picked % 7 + 1, 0))
+    np.testing.assert_array_equal(got["matched_index"], picked % 5)
+    every = mask_training_rois(sampled, sampling, 0)
+    assert every["rois"].shape == (2, 128, 4) and int(tf.reduce_sum(tf.cast(every["is_fg"], tf.int32))) == 100

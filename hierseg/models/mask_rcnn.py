@@ -36,7 +36,7 @@ from hierseg.models.roi_heads import BoxHead, MaskHead, select_class_boxes, sele
 from hierseg.models.rpn import RPNHead, generate_proposals
 from hierseg.ops.anchors import anchors_per_location, generate_anchors, level_shapes
 from hierseg.ops.roi_align import multilevel_roi_align
-from hierseg.ops.target_sampling import box_targets, crop_mask_targets, sample_rois, select_foreground
+from hierseg.ops.target_sampling import box_targets, crop_mask_targets, mask_training_rois, sample_rois
 
 LOSS_KEYS = ("total_loss", "rpn_score_loss", "rpn_box_loss", "frcnn_class_loss", "frcnn_box_loss", "mask_loss")
 
@@ -153,17 +153,7 @@ class MaskRCNN(keras.Model):
             cfg.box_head.smooth_l1_beta,
         )
 
-        # Mask head on the foreground ROIs only (sample_rois puts all of them in the first rows), at most
-        # mask_head.max_rois of them: a static, padded cap; the loss averages over the real ones.
-        slots = max(1, int(cfg.roi_sampling.num_samples * cfg.roi_sampling.fg_fraction))
-        cap = min(cfg.mask_head.max_rois or slots, slots)
-        if cap < slots:
-            chosen, _ = select_foreground(sampled["is_fg"][:, :slots], cap)
-            picked = {
-                k: tf.gather(sampled[k], chosen, batch_dims=1) for k in ("rois", "classes", "is_fg", "matched_index")
-            }
-        else:
-            picked = {k: sampled[k][:, :cap] for k in ("rois", "classes", "is_fg", "matched_index")}
+        picked = mask_training_rois(sampled, cfg.roi_sampling, cfg.mask_head.max_rois)
         mask_rois, mask_classes, mask_fg = picked["rois"], picked["classes"], picked["is_fg"]
         if F.GT_MASK_VALID in features:  # box-only instances teach boxes, never masks
             gt_mask_valid = tf.cast(features[F.GT_MASK_VALID], tf.bool)

@@ -117,6 +117,28 @@ def select_foreground(is_fg: tf.Tensor, cap: int, seed: int | None = None) -> tu
     return index, top >= 0.0
 
 
+def mask_training_rois(
+    sampled: dict[str, tf.Tensor], sampling: ROISamplingConfig, max_rois: int
+) -> dict[str, tf.Tensor]:
+    """The sampled ROIs a mask head trains on: the foreground ones, at a static count C.
+
+    Args:
+      sampled: :func:`sample_rois` output; every foreground ROI is in its first
+        ``S = num_samples * fg_fraction`` rows ("slots").
+      max_rois: C = ``min(max_rois, S)`` (0 = S); with more foreground than C, a uniform random subset.
+    Returns:
+      ``rois`` float32 ``[B, C, 4]`` input pixels, ``classes`` / ``matched_index`` int32 ``[B, C]`` and
+      ``is_fg`` bool ``[B, C]`` (False on padding rows, which weigh nothing in the mask loss).
+    """
+    slots = max(1, int(sampling.num_samples * sampling.fg_fraction))
+    cap = min(max_rois or slots, slots)
+    keys = ("rois", "classes", "is_fg", "matched_index")
+    if cap == slots:
+        return {k: sampled[k][:, :cap] for k in keys}
+    chosen, _ = select_foreground(sampled["is_fg"][:, :slots], cap)
+    return {k: tf.gather(sampled[k], chosen, batch_dims=1) for k in keys}
+
+
 def box_targets(matched_boxes: tf.Tensor, rois: tf.Tensor, is_fg: tf.Tensor, weights: Sequence[float]) -> tf.Tensor:
     """float32 ``[B, S, 4]`` Fast R-CNN deltas of the matched gt boxes w.r.t. the ROIs (0 for background)."""
     return tf.where(is_fg[..., None], encode_boxes(matched_boxes, rois, weights), 0.0)
