@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
+from xla_step import xla_train_step
 
 from hierseg import features as F
 from hierseg.config import ConfigError, merge
@@ -164,14 +165,7 @@ def test_train_step_compiles_with_xla(tiny_batch):
     model = RetinaNet(tiny_model_config(), 3, 128)
     model({F.IMAGE: tiny_batch[F.IMAGE], F.IMAGE_INFO: tiny_batch[F.IMAGE_INFO]}, training=False)
     eager = model(tiny_batch, training=True)
-
-    @tf.function(jit_compile=True)
-    def step(batch):
-        with tf.GradientTape() as tape:
-            losses = model(batch, training=True)
-        return losses, tape.gradient(losses["total_loss"], model.trainable_variables)
-
-    losses, grads = step(tiny_batch)
+    losses, grads = xla_train_step(model, tiny_batch)
     assert sorted(losses) == sorted(model.loss_keys)
     assert float(losses["retinanet_box_loss"]) > 0 and all(g is not None for g in grads)
     # Training-mode batch norm makes eager and compiled runs agree only up to float error.

@@ -73,65 +73,51 @@ def _decode_masks(pngs: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Te
     return tf.reshape(masks, shape)
 
 
-def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[str, tf.Tensor]:
-    """One serialized tf.Example -> dict of tensors (keys of this module).
-
-    Missing ``image/weight`` reads as 1.0, missing ``is_crowd`` as False, missing ``mask_valid`` as
-    True (every mask real). The number of boxes,
-    labels and masks must agree; a mismatch fails with an error naming the source_id.
-    """
-    parsed = tf.io.parse_single_example(serialized, _feature_spec())
-    dense = {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v) for k, v in parsed.items()}
-    image = decode_image(dense[features.IMAGE_ENCODED])
-    shape = tf.shape(image)
-    height, width = shape[0], shape[1]
-    # SOURCE_ID is the Open Images ImageID: image/filename without ".jpg" (image/source_id holds the
-    # COCO JSON's numeric id); records without a file name keep image/source_id.
+def _source_id(dense: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The Open Images ImageID: image/filename without its extension (image/source_id holds the COCO
+    JSON's numeric id); records without a file name keep image/source_id."""
     filename = dense[features.IMAGE_FILENAME]
-    source_id = tf.where(
+    return tf.where(
         tf.equal(filename, ""),
         dense[features.IMAGE_SOURCE_ID],
         tf.strings.regex_replace(filename, r"\.[^.]*$", ""),
     )
-    boxes = tf.stack(
-        [
-            dense[features.OBJECT_YMIN],
-            dense[features.OBJECT_XMIN],
-            dense[features.OBJECT_YMAX],
-            dense[features.OBJECT_XMAX],
-        ],
-        axis=-1,
-    )
-    boxes = tf.reshape(boxes, [-1, 4])
+
+
+def _per_box(values: tf.Tensor, n: tf.Tensor, if_absent: int) -> tf.Tensor:
+    """An optional per-box int64 field: ``[n]`` of ``if_absent`` when the record omits it (OD API writers
+    may leave out is_crowd; mask_valid exists only with box-only instances)."""
+    return tf.cond(tf.equal(tf.size(values), 0), lambda: tf.fill([n], tf.constant(if_absent, tf.int64)), lambda: values)
+
+
+def _assert_per_box(values: tf.Tensor, n: tf.Tensor, source_id: tf.Tensor, what: str) -> tf.Operation:
+    """Fails naming the source_id when ``values`` has not one entry per box."""
+    message = tf.strings.join(["tf.Example ", source_id, f": number of {what} differs from number of boxes"])
+    return tf.debugging.assert_equal(tf.shape(values)[0], n, message=message)
+
+
+def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[str, tf.Tensor]:
+    """One serialized tf.Example -> dict of tensors (keys of this module).
+
+    Missing ``image/weight`` reads as 1.0, missing ``is_crowd`` as False, missing ``mask_valid`` as
+    True (every mask real). The number of boxes, labels and masks must agree; a mismatch fails with an
+    error naming the source_id.
+    """
+    parsed = tf.io.parse_single_example(serialized, _feature_spec())
+    dense = {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v) for k, v in parsed.items()}
+    image = decode_image(dense[features.IMAGE_ENCODED])
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    source_id = _source_id(dense)
+    corners = (features.OBJECT_YMIN, features.OBJECT_XMIN, features.OBJECT_YMAX, features.OBJECT_XMAX)
+    boxes = tf.reshape(tf.stack([dense[k] for k in corners], axis=-1), [-1, 4])
     classes = tf.cast(dense[features.OBJECT_CLASS_LABEL], tf.int32)
     n = tf.shape(boxes)[0]
-    crowd = dense[features.OBJECT_IS_CROWD]
-    # OD API writers may omit is_crowd entirely: then nothing is a crowd.
-    crowd = tf.cond(tf.equal(tf.size(crowd), 0), lambda: tf.zeros([n], tf.int64), lambda: crowd)
-    mask_valid = dense[features.OBJECT_MASK_VALID]  # box-only instances: 0 (issue 12); absent: all real
-    mask_valid = tf.cond(tf.equal(tf.size(mask_valid), 0), lambda: tf.ones([n], tf.int64), lambda: mask_valid)
+    crowd = _per_box(dense[features.OBJECT_IS_CROWD], n, 0)
+    mask_valid = _per_box(dense[features.OBJECT_MASK_VALID], n, 1)  # box-only instances: 0 (issue 12)
     checks = [
-        tf.debugging.assert_equal(
-            tf.shape(classes)[0],
-            n,
-            message=tf.strings.join(
-                ["tf.Example ", source_id, ": number of class labels differs from number of boxes"]
-            ),
-        ),
-        tf.debugging.assert_equal(
-            tf.shape(crowd)[0],
-            n,
-            message=tf.strings.join(
-                ["tf.Example ", source_id, ": number of is_crowd values differs from number of boxes"]
-            ),
-        ),
-        tf.debugging.assert_equal(
-            tf.shape(mask_valid)[0],
-            n,
-            message=tf.strings.join(
-                ["tf.Example ", source_id, ": number of mask_valid values differs from number of boxes"]
-            ),
-        ),
+        _assert_per_box(classes, n, source_id, "class labels"),
+        _assert_per_box(crowd, n, source_id, "is_crowd values"),
+        _assert_per_box(mask_valid, n, source_id, "mask_valid values"),
     ]
     out = {
         IMAGE: image,
@@ -148,11 +134,6 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
         out[BOXES] = tf.identity(boxes)
     if with_masks:
         pngs = dense[features.OBJECT_MASK]
-        check = tf.debugging.assert_equal(
-            tf.shape(pngs)[0],
-            n,
-            message=tf.strings.join(["tf.Example ", source_id, ": number of masks differs from number of boxes"]),
-        )
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([_assert_per_box(pngs, n, source_id, "masks")]):
             out[MASKS] = _decode_masks(pngs, height, width)
     return out

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import types
 
 import tensorflow as tf
 
@@ -34,6 +33,7 @@ from hierseg.config.experiment import ExperimentConfig
 from hierseg.input.preprocess import decode_image, resize_and_pad
 from hierseg.label_map import LabelMap
 from hierseg.priors import stage_shape_priors
+from hierseg.serving.serving_module import ServingModule
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +41,15 @@ LABEL_MAP_FILE = layout.EXPORT_LABEL_MAP_NAME
 CONFIG_FILE = layout.EXPORT_CONFIG_NAME
 
 
-class DetectionModule(tf.Module):
+class DetectionModule(ServingModule):
     """The model plus pre/post-processing, as the two ``tf.function`` signatures of the export."""
 
     def __init__(self, model, output_size: int, mask_threshold: float = 0.5):
-        from hierseg.training.checkpoints import variables_by_path
-
-        super().__init__(name="hierseg_detection")
-        # The Keras model is kept out of TensorFlow's tracking (a plain namespace): saving it as an object
-        # would try to serialize every layer's traced call (with non-string dict keys) and, as Keras 3 hides
-        # sub-layers kept in lists, would miss variables anyway. Its variables are tracked by path instead.
-        self._held = types.SimpleNamespace(model=model)
-        self.model_variables = variables_by_path(model)
-        self.output_size = int(output_size)
         self.mask_threshold = float(mask_threshold)
-        s = self.output_size
-        self.serve_images = tf.function(
-            self._serve_images,
-            input_signature=[
-                tf.TensorSpec([None, s, s, 3], tf.float32, name="images"),
-                tf.TensorSpec([None, 4, 2], tf.float32, name="image_info"),
-            ],
-        )
-        self.serve_bytes = tf.function(
-            self._serve_bytes, input_signature=[tf.TensorSpec([], tf.string, name="image_bytes")]
-        )
+        super().__init__(model, output_size, name="hierseg_detection")
 
     def _serve_images(self, images: tf.Tensor, image_info: tf.Tensor) -> dict[str, tf.Tensor]:
-        out = self._held.model({features.IMAGE: images, features.IMAGE_INFO: image_info}, training=False)
+        out = self._run_model(images, image_info)
         served = {
             features.DET_BOXES: tf.cast(out[features.DET_BOXES], tf.float32),
             features.DET_CLASSES: tf.cast(out[features.DET_CLASSES], tf.int32),

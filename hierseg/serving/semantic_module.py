@@ -11,39 +11,21 @@ crop ``[:scaled_h, :scaled_w]`` (``image_info[1]``) for the image content.
 
 from __future__ import annotations
 
-import types
-
 import tensorflow as tf
 
 from hierseg import features
 from hierseg.input.preprocess import decode_image, resize_and_pad
+from hierseg.serving.serving_module import ServingModule
 
 
-class SemanticModule(tf.Module):
+class SemanticModule(ServingModule):
     """``SemanticModule(model, output_size)``: the model plus pre/post-processing (see the module docstring)."""
 
     def __init__(self, model, output_size: int):
-        from hierseg.training.checkpoints import variables_by_path
-
-        super().__init__(name="hierseg_semantic")
-        # As DetectionModule: the Keras model stays untracked, its variables are tracked by path.
-        self._held = types.SimpleNamespace(model=model)
-        self.model_variables = variables_by_path(model)
-        self.output_size = int(output_size)
-        s = self.output_size
-        self.serve_images = tf.function(
-            self._serve_images,
-            input_signature=[
-                tf.TensorSpec([None, s, s, 3], tf.float32, name="images"),
-                tf.TensorSpec([None, 4, 2], tf.float32, name="image_info"),
-            ],
-        )
-        self.serve_bytes = tf.function(
-            self._serve_bytes, input_signature=[tf.TensorSpec([], tf.string, name="image_bytes")]
-        )
+        super().__init__(model, output_size, name="hierseg_semantic")
 
     def _serve_images(self, images: tf.Tensor, image_info: tf.Tensor) -> dict[str, tf.Tensor]:
-        out = self._held.model({features.IMAGE: images, features.IMAGE_INFO: image_info}, training=False)
+        out = self._run_model(images, image_info)
         return {
             features.SEMANTIC_LABELS: tf.cast(out[features.SEMANTIC_LABELS], tf.int32),
             features.SEMANTIC_SCORES: tf.cast(out[features.SEMANTIC_SCORES], tf.float32),

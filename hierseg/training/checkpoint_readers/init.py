@@ -19,19 +19,10 @@ import tensorflow as tf
 
 from hierseg.training.checkpoint_readers import hierseg_ckpt, model_garden
 from hierseg.training.checkpoint_readers.plan import InitReport, apply_assignments, module_variables, parse_modules
+from hierseg.training.checkpoints import checkpoint_path
 
 log = logging.getLogger(__name__)
 SOURCES = ("auto", "hierseg", "model_garden", "tf1_resnet")
-
-
-def resolve_path(path: str) -> str:
-    """A checkpoint directory -> its latest checkpoint; a prefix stays as is."""
-    if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise FileNotFoundError(f"{path}: no checkpoint in this directory")
-        return latest
-    return path
 
 
 def detect_source(names) -> str:
@@ -97,7 +88,7 @@ def with_source_architecture(config):
         return config
     source = init.source
     if source == "auto":
-        source = detect_source(list(tf.train.load_checkpoint(resolve_path(init.path)).get_variable_to_shape_map()))
+        source = detect_source(list(tf.train.load_checkpoint(checkpoint_path(init.path)).get_variable_to_shape_map()))
     config = copy.deepcopy(config)
     for change in apply_source_architecture(config.model, source):
         log.info("train.init (%s checkpoint): %s", source, change)
@@ -121,7 +112,7 @@ def initialize(model, path: str, modules="all", prefix: str = "", source: str = 
     if source not in SOURCES:
         raise ValueError(f"init source '{source}' is not one of {', '.join(SOURCES)}")
     wanted = parse_modules(modules)
-    path = resolve_path(path)
+    path = checkpoint_path(path)
     reader = tf.train.load_checkpoint(path)
     names = list(reader.get_variable_to_shape_map())
     if source == "auto":
