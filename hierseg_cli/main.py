@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export a trained model as a SavedModel taking encoded image bytes"),
     "predict": ("predict", "run both layers' exports over an image folder and ensemble them"),
     "predict-semantic": ("predict_semantic", "fuse Layer0/Layer1 DeepLab exports into per-pixel label paths"),
+    "semantic-groundtruth": (
+        "semantic_groundtruth",
+        "Layer0/Layer1 ground-truth label PNGs and images of a prepared split, for predict-semantic",
+    ),
     "ensemble": ("ensemble", "merge Layer0 and Layer1 predictions into parent-child labeled masks"),
     "submit": ("submit", "write an Open Images challenge submission CSV from ensembled predictions"),
     "validate-submission": ("validate_submission", "check a submission CSV and report every problem"),

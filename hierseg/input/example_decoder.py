@@ -73,7 +73,7 @@ def _decode_masks(pngs: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Te
     return tf.reshape(masks, shape)
 
 
-def _source_id(dense: dict[str, tf.Tensor]) -> tf.Tensor:
+def source_id_of(dense: dict[str, tf.Tensor]) -> tf.Tensor:
     """The Open Images ImageID: image/filename without its extension (image/source_id holds the COCO
     JSON's numeric id); records without a file name keep image/source_id."""
     filename = dense[features.IMAGE_FILENAME]
@@ -107,7 +107,7 @@ def decode_example(serialized: tf.Tensor, *, with_masks: bool = True) -> dict[st
     dense = {k: (tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v) for k, v in parsed.items()}
     image = decode_image(dense[features.IMAGE_ENCODED])
     height, width = tf.shape(image)[0], tf.shape(image)[1]
-    source_id = _source_id(dense)
+    source_id = source_id_of(dense)
     corners = (features.OBJECT_YMIN, features.OBJECT_XMIN, features.OBJECT_YMAX, features.OBJECT_XMAX)
     boxes = tf.reshape(tf.stack([dense[k] for k in corners], axis=-1), [-1, 4])
     classes = tf.cast(dense[features.OBJECT_CLASS_LABEL], tf.int32)

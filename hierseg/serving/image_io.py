@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from hierseg import atomic_write
 from hierseg.input.preprocess import resize_and_pad
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -172,3 +173,18 @@ def image_dataset(
 
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
     return ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=True)
+
+
+def save_label_png(labels: np.ndarray, path: str) -> None:
+    """Class ids ``[H, W]`` as an 8-bit gray PNG (16-bit above 255), written atomically."""
+    mode, dtype = ("L", np.uint8) if labels.max(initial=0) <= 255 else ("I;16", np.uint16)
+    with atomic_write.atomic_path(path) as tmp:
+        Image.fromarray(labels.astype(dtype), mode=mode).save(tmp, format="PNG")
+
+
+def read_label_png(path: str) -> np.ndarray:
+    """int64 ``[H, W]`` class ids of a label PNG written by :func:`save_label_png`; names a missing file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: label PNG missing")
+    with Image.open(path) as im:
+        return np.array(im).astype(np.int64)

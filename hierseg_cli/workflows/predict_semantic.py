@@ -22,7 +22,6 @@ import os
 from collections import Counter
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from hierseg import atomic_write
@@ -39,12 +38,6 @@ SUBDIRS = ("layer0", "layer1", "overlay", "images")
 def _atomic_save(write, path: str) -> None:
     with atomic_write.atomic_path(path) as tmp:
         write(tmp)
-
-
-def save_label_png(labels: np.ndarray, path: str) -> None:
-    """Class ids as an 8-bit gray PNG (16-bit above 255), atomically."""
-    mode, dtype = ("L", np.uint8) if labels.max(initial=0) <= 255 else ("I;16", np.uint16)
-    _atomic_save(lambda p: Image.fromarray(labels.astype(dtype), mode=mode).save(p, format="PNG"), path)
 
 
 def _save_json(data: dict, path: str) -> None:
@@ -131,7 +124,7 @@ def _entry(out_dir: str, image_id: str) -> str:
 
 def _write_image(out_dir: str, image_id: str, image: np.ndarray, maps: list, fuser: PathFuser, names: dict) -> None:
     for layer, labels in zip(("layer0", "layer1"), maps):
-        save_label_png(labels, os.path.join(out_dir, layer, f"{image_id}.png"))
+        image_io.save_label_png(labels, os.path.join(out_dir, layer, f"{image_id}.png"))
     path_ids, label_paths = fuser.fuse(maps[0], maps[1])
     overlay = draw_paths(image, path_ids, label_paths, lambda m: names.get(m, m))
     _atomic_save(lambda p: overlay.save(p, format="PNG"), os.path.join(out_dir, "overlay", f"{image_id}.png"))
@@ -150,13 +143,6 @@ def _write_image(out_dir: str, image_id: str, image: np.ndarray, maps: list, fus
     _save_json(entry, _entry(out_dir, image_id))
 
 
-def _read_labels(path: str) -> np.ndarray:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: label PNG missing")
-    with Image.open(path) as im:
-        return np.array(im).astype(np.int64)
-
-
 def _write_summary(out_dir: str, paths: list[str], fuser: PathFuser, groundtruth: tuple[str, str] | None) -> dict:
     entries, totals = [], Counter()
     sizes = [len(fuser.layer0_mids) + 1, len(fuser.layer1_mids) + 1]
@@ -169,8 +155,11 @@ def _write_summary(out_dir: str, paths: list[str], fuser: PathFuser, groundtruth
         for lp in entry.get("label_paths", []):
             totals[" › ".join(lp["names"])] += lp["pixels"]
         if confusion is not None and "error" not in entry:
-            pred = [_read_labels(os.path.join(out_dir, layer, f"{image_id}.png")) for layer in ("layer0", "layer1")]
-            true = [_read_labels(os.path.join(d, f"{image_id}.png")) for d in groundtruth]
+            pred = [
+                image_io.read_label_png(os.path.join(out_dir, layer, f"{image_id}.png"))
+                for layer in ("layer0", "layer1")
+            ]
+            true = [image_io.read_label_png(os.path.join(d, f"{image_id}.png")) for d in groundtruth]
             if true[0].shape != pred[0].shape or true[1].shape != pred[0].shape:
                 raise ValueError(f"{groundtruth[0]}/{image_id}.png: ground truth size differs from the image")
             confusion.update(fuser.levels(true[0], true[1], F.SEMANTIC_IGNORE), fuser.levels(pred[0], pred[1], 0))
