@@ -38,35 +38,44 @@ IMAGES_DIR = "images"
 PNG_MAGIC = b"\x89PNG"
 
 
-def _image_ids(file_pattern: str) -> set[str]:
-    """The ImageIDs (``SOURCE_ID``) of every record matching ``file_pattern``, without decoding images."""
+def _ids_and_images(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(ImageID, encoded image bytes)`` of one record, parsing only those keys (no image decoding)."""
     spec = {
         features.IMAGE_FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=""),
         features.IMAGE_SOURCE_ID: tf.io.FixedLenFeature([], tf.string, default_value=""),
+        features.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string, default_value=""),
     }
-    ds = tf.data.TFRecordDataset(list_files(file_pattern))
-    ds = ds.map(lambda s: ex.source_id_of(tf.io.parse_single_example(s, spec)))
-    ids = {image_id.decode() for image_id in ds.as_numpy_iterator()}
-    return ids
+    parsed = tf.io.parse_single_example(serialized, spec)
+    return ex.source_id_of(parsed), parsed[features.IMAGE_ENCODED]
 
 
-def class_maps(file_pattern: str, config: SemanticTargetConfig) -> Iterator[tuple[str, bytes, np.ndarray]]:
-    """``(ImageID, encoded image bytes, int32 [H, W] source-frame class map)`` per record, in file order."""
+def _image_ids(file_pattern: str) -> set[str]:
+    """The ImageIDs of every record matching ``file_pattern``."""
+    ds = tf.data.TFRecordDataset(list_files(file_pattern)).map(lambda s: _ids_and_images(s)[0])
+    return {image_id.decode() for image_id in ds.as_numpy_iterator()}
 
-    def decode(serialized):
+
+def class_maps(
+    file_pattern: str, config: SemanticTargetConfig, keep: set[str]
+) -> Iterator[tuple[str, bytes, np.ndarray]]:
+    """``(ImageID, encoded image bytes, int32 [H, W] source-frame class map)`` of the records whose ImageID is
+    in ``keep``, in file order; the others are dropped before their image and masks are decoded."""
+    if not keep:
+        return
+    keys = tf.constant(sorted(keep), tf.string)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, tf.ones_like(keys, tf.bool)), default_value=False
+    )
+
+    def decode(serialized, image_id, encoded):
         d = ex.decode_example(serialized)
-        raw = tf.io.parse_single_example(serialized, {features.IMAGE_ENCODED: tf.io.FixedLenFeature([], tf.string)})
         labels = source_class_map(d[ex.IMAGE], d[ex.MASKS], d[ex.CLASSES], d[ex.BOXES], d[ex.SEMANTIC_PNG], config)
-        return d[ex.SOURCE_ID], raw[features.IMAGE_ENCODED], labels
+        return image_id, encoded, labels
 
-    ds = tf.data.TFRecordDataset(list_files(file_pattern)).map(decode)
-    for image_id, encoded, labels in ds.as_numpy_iterator():
+    ds = tf.data.TFRecordDataset(list_files(file_pattern))
+    ds = ds.map(lambda s: (s, *_ids_and_images(s))).filter(lambda s, image_id, _: table.lookup(image_id))
+    for image_id, encoded, labels in ds.map(decode).as_numpy_iterator():
         yield image_id.decode(), encoded, labels
-
-
-def _write_bytes(data: bytes, path: str) -> None:
-    with atomic_write.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
 
 
 def write_semantic_groundtruth(
@@ -78,6 +87,8 @@ def write_semantic_groundtruth(
 ) -> dict[str, int]:
     """Writes the label folders and images (see the module docstring); returns the counts.
 
+    Only the records still missing a file are decoded, so a resumed run reads the rest cheaply.
+
     Returns:
       ``{"images": written or already there, "only_layer0": skipped, "only_layer1": skipped}``.
     Raises:
@@ -87,17 +98,20 @@ def write_semantic_groundtruth(
     patterns = [PreparedLayer.of(prepared_dir, layer).shard_pattern(split) for layer in (0, 1)]
     ids = [_image_ids(p) for p in patterns]
     both = ids[0] & ids[1]
+    images_dir = os.path.join(out_dir, IMAGES_DIR)
+    have_image = {os.path.splitext(n)[0] for n in os.listdir(images_dir)} if os.path.isdir(images_dir) else set()
     for layer, (pattern, layer_dir) in enumerate(zip(patterns, LAYER_DIRS)):
-        bar = tqdm(total=len(both), desc=f"{layer_dir} ground truth", unit="img", disable=not show_progress)
-        for image_id, encoded, labels in class_maps(pattern, config):
-            if image_id not in both:
-                continue
+        todo = {i for i in both if not os.path.exists(os.path.join(out_dir, layer_dir, f"{i}.png"))}
+        if layer == 0:
+            todo |= both - have_image
+        bar = tqdm(total=len(todo), desc=f"{layer_dir} ground truth", unit="img", disable=not show_progress)
+        for image_id, encoded, labels in class_maps(pattern, config, todo):
             png = os.path.join(out_dir, layer_dir, f"{image_id}.png")
             if not os.path.exists(png):
                 save_label_png(labels, png)
-            image = os.path.join(out_dir, IMAGES_DIR, image_id + (".png" if encoded.startswith(PNG_MAGIC) else ".jpg"))
-            if layer == 0 and not os.path.exists(image):
-                _write_bytes(encoded, image)
+            if layer == 0 and image_id not in have_image:
+                suffix = ".png" if encoded.startswith(PNG_MAGIC) else ".jpg"
+                atomic_write.write_bytes(os.path.join(images_dir, image_id + suffix), encoded)
             bar.update()
         bar.close()
     return {"images": len(both), "only_layer0": len(ids[0] - both), "only_layer1": len(ids[1] - both)}

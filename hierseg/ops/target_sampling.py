@@ -50,6 +50,11 @@ def _random_subset(candidates: tf.Tensor, count: int, limit: tf.Tensor | None = 
     return tf.reduce_any(tf.logical_and(hits, take[..., None]), axis=-2)
 
 
+def foreground_slots(config: ROISamplingConfig) -> int:
+    """The most foreground ROIs :func:`sample_rois` keeps per image: its first ``int(S * fg_fraction)`` rows."""
+    return int(config.num_samples * config.fg_fraction)
+
+
 def sample_rois(
     proposals: tf.Tensor,
     proposal_valid: tf.Tensor,
@@ -85,8 +90,7 @@ def sample_rois(
     num_samples = config.num_samples
     if boxes.shape[1] < num_samples:
         raise ValueError(f"roi_sampling.num_samples={num_samples} exceeds the {boxes.shape[1]} candidate boxes")
-    num_fg_max = int(num_samples * config.fg_fraction)
-    fg = _random_subset(fg, num_fg_max, seed=seed)
+    fg = _random_subset(fg, foreground_slots(config), seed=seed)
     num_fg = tf.reduce_sum(tf.cast(fg, tf.int32), axis=-1)
     bg = _random_subset(bg, num_samples, limit=num_samples - num_fg, seed=seed)
     # top_k is stable: foreground (2) first, background (1) next, filler (0) last, each in index order.
@@ -130,7 +134,7 @@ def mask_training_rois(
       ``rois`` float32 ``[B, C, 4]`` input pixels, ``classes`` / ``matched_index`` int32 ``[B, C]`` and
       ``is_fg`` bool ``[B, C]`` (False on padding rows, which weigh nothing in the mask loss).
     """
-    slots = max(1, int(sampling.num_samples * sampling.fg_fraction))
+    slots = max(1, foreground_slots(sampling))
     cap = min(max_rois or slots, slots)
     keys = ("rois", "classes", "is_fg", "matched_index")
     if cap == slots:

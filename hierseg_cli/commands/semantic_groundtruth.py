@@ -27,13 +27,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
     from hierseg.config.deeplab import SemanticTargetConfig
     from hierseg.errors import UsageError
     from hierseg.evaluation.semantic_groundtruth import write_semantic_groundtruth
+    from hierseg.layout import PreparedLayer
 
-    for layer in ("layer0", "layer1"):
-        if not os.path.isdir(os.path.join(args.prepared, layer)) and "://" not in args.prepared:
-            raise UsageError(f"--prepared {args.prepared}: no {layer}/ folder (give a hierseg prepare output folder)")
+    for layer in (0, 1):
+        if not tf.io.gfile.isdir(PreparedLayer.of(args.prepared, layer).root):
+            raise UsageError(
+                f"--prepared {args.prepared}: no layer{layer}/ folder (give a hierseg prepare output folder)"
+            )
     config = SemanticTargetConfig(enabled=True, gray_value=args.gray_value)
     counts = write_semantic_groundtruth(args.prepared, args.out, args.split, config, not args.no_progress)
     print(
