@@ -11,8 +11,7 @@ import argparse
 import dataclasses
 import os
 
-from hierseg.hierarchy import Hierarchy
-from hierseg_cli.ensemble_args import add_config_arguments, load_predict_config
+from hierseg_cli.ensemble_args import add_config_arguments, load_hierarchy, load_predict_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -92,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         from hierseg.serving.tta import parse_tta
 
         config = dataclasses.replace(config, tta=parse_tta(args.tta))
-    hierarchy = Hierarchy.from_files(args.hierarchy, args.classes) if args.hierarchy else Hierarchy.builtin()
+    hierarchy = load_hierarchy(args)
     result = predict_folder(
         args.layer0,
         args.layer1,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from hierseg.hierarchy import Hierarchy
+from hierseg_cli.ensemble_args import load_hierarchy
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.groundtruth_layer0) != bool(args.groundtruth_layer1):
         raise SystemExit("give both --groundtruth_layer0 and --groundtruth_layer1, or neither")
     groundtruth = (args.groundtruth_layer0, args.groundtruth_layer1) if args.groundtruth_layer0 else None
-    hierarchy = Hierarchy.from_files(args.hierarchy, args.classes) if args.hierarchy else Hierarchy.builtin()
+    hierarchy = load_hierarchy(args)
     summary = predict_semantic_folder(
         args.layer0,
         args.layer1,
